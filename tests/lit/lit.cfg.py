@@ -1,0 +1,26 @@
+# lit configuration for nnc's regression suite (run by ctest as the test "lit").
+import os
+import lit.formats
+
+config.name = "nnc"
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.suffixes = [".nn", ".ir", ".test"]
+config.test_source_root = os.path.dirname(__file__)
+config.excludes = ["Inputs", "lit.cfg.py"]
+
+params = lit_config.params
+nnc = params.get("nnc")
+tools = params.get("llvm_tools", "/usr/lib/llvm-19/bin")
+root = params.get("source_root", os.path.abspath(os.path.join(config.test_source_root, "..", "..")))
+if not nnc:
+    lit_config.fatal("run with --param nnc=PATH/TO/nnc (ctest does)")
+
+config.substitutions.append(("%nnc", nnc))
+config.substitutions.append(("%models", os.path.join(root, "models")))
+config.substitutions.append(("%root", root))
+for tool in ("FileCheck", "not", "count"):
+    config.substitutions.append((r"\b%s\b" % tool, os.path.join(tools, tool)))
+config.environment["NNC_NO_COLOR"] = "1"
+for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "HOME", "TMPDIR"):
+    if var in os.environ:
+        config.environment[var] = os.environ[var]
