@@ -16,7 +16,13 @@ typedef struct nnc_override {
   bool used;
 } nnc_override;
 
+/* Training mode: BatchNorm uses batch statistics and updates its running stats (as state
+ * outputs), dropout draws a mask. Eval mode: running stats, no dropout. Predict: eval mode
+ * without the objective and without inputs only the objective needs (labels). */
+typedef enum { NNC_MODE_TRAIN, NNC_MODE_EVAL, NNC_MODE_PREDICT } nnc_mode;
+
 typedef struct nnc_elab_opts {
+  nnc_mode mode;
   nnc_override *overrides;
   int noverrides;
   int64_t batch;              /* --batch: B_max; 0 = the train block's batch, else 64 */
