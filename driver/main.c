@@ -1,0 +1,2 @@
+/* Placeholder entry until the driver lands (replaced in the next commit). */
+int main(void) { return 0; }
