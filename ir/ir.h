@@ -142,6 +142,8 @@ typedef struct nnc_module {
   nnc_param *params;
   int nparams, params_cap;
   nnc_graph *forward;             /* inputs and params -> outputs (and the loss) */
+  nnc_graph **programs;           /* the other programs (train_step, eval_step, predict), in order */
+  int nprograms, programs_cap;
   int64_t batch_max;              /* B_max: the compiled batch size */
   nnc_train_cfg train;
 } nnc_module;
@@ -175,6 +177,11 @@ void nnc_graph_add_output(nnc_graph *, const char *name, nnc_node *);
 void nnc_graph_add_state_output(nnc_graph *, const char *name, nnc_node *);
 int nnc_module_add_param(nnc_module *, const nnc_param *);
 int nnc_module_find_param(const nnc_module *, const char *name);
+/* Appends a program besides forward (ir/program.c). */
+void nnc_module_add_program(nnc_module *, nnc_graph *);
+/* The module's programs: forward first (when set), then the others; i in [0, count). */
+int nnc_module_program_count(const nnc_module *);
+nnc_graph *nnc_module_program(const nnc_module *, int i);
 const char *nnc_attr_name(nnc_attr_key);
 bool nnc_attr_from_name(const char *, nnc_attr_key *);
 bool nnc_op_from_name(const char *, nnc_op *);
