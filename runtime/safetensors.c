@@ -229,7 +229,7 @@ static size_t total_rank(json_t *root) {
 
 static bool parse_json(const char *file, const char *header, size_t n, json_t **root, char *err, size_t cap) {
   json_error_t je;
-  *root = json_loadb(header, n, JSON_REJECT_DUPLICATES, &je);
+  *root = json_loadb(header, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!*root) {
     if (json_error_code(&je) == json_error_duplicate_key)
       return fail(err, cap, file, "duplicate tensor name in the header (%s)", je.text);
