@@ -10,43 +10,16 @@
 #include <string.h>
 
 #include "ir.h"
+#include "node_map.h"
 
-/* An open-addressing set of the nodes seen so far, with their position in the graph. */
-typedef struct node_set {
-  const nnc_node **keys;
-  int *pos;
-  size_t cap;                     /* a power of two, more than twice the node count */
-} node_set;
+/* The nodes seen so far, with their position in the graph. */
+typedef nnc_node_map node_set;
 
-static void node_set_init(node_set *s, int n) {
-  s->cap = 16;
-  while (s->cap < 2 * (size_t)n + 1) s->cap *= 2;
-  s->keys = nnc_xcalloc(s->cap, sizeof *s->keys);
-  s->pos = nnc_xcalloc(s->cap, sizeof *s->pos);
-}
-
-static void node_set_free(node_set *s) {
-  free(s->keys);
-  free(s->pos);
-}
-
-static size_t node_slot(const node_set *s, const nnc_node *n) {
-  size_t h = (size_t)(((uintptr_t)n >> 4) * UINT64_C(0x9E3779B97F4A7C15)) & (s->cap - 1);
-  while (s->keys[h] && s->keys[h] != n) h = (h + 1) & (s->cap - 1);
-  return h;
-}
-
+static void node_set_init(node_set *s, int n) { nnc_node_map_init(s, (size_t)n); }
+static void node_set_free(node_set *s) { nnc_node_map_free(s); }
 /* Position of n in the graph, or -1 when it is not (yet) defined. */
-static int node_pos(const node_set *s, const nnc_node *n) {
-  size_t h = node_slot(s, n);
-  return s->keys[h] ? s->pos[h] : -1;
-}
-
-static void node_set_add(node_set *s, const nnc_node *n, int pos) {
-  size_t h = node_slot(s, n);
-  s->keys[h] = n;
-  s->pos[h] = pos;
-}
+static int node_pos(const node_set *s, const nnc_node *n) { return nnc_node_map_get(s, (uintptr_t)n); }
+static void node_set_add(node_set *s, const nnc_node *n, int pos) { nnc_node_map_put(s, (uintptr_t)n, pos); }
 
 static const nnc_loc no_loc = {0};
 
