@@ -165,6 +165,9 @@ char *nnc_type_str(const nnc_type *, char *buf, size_t cap);
 nnc_module *nnc_module_new(const char *name);
 void nnc_module_free(nnc_module *);
 nnc_graph *nnc_graph_new(nnc_arena *, const char *name);
+/* Deep copy of src (nodes, outputs, state outputs, loss) into arena a, named name (NULL: src's
+ * name); NULL when src is malformed (an input or output that is not an earlier node). */
+nnc_graph *nnc_graph_clone(nnc_arena *a, const nnc_graph *src, const char *name);
 /* Appends a node; the caller sets type (or calls nnc_infer_type). */
 nnc_node *nnc_node_new(nnc_graph *, nnc_op, int ninputs, nnc_node *const *inputs, nnc_loc);
 void nnc_node_set_ints(nnc_node *, nnc_attr_key, int n, const int64_t *v);
