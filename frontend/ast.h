@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../ir/arena.h"
 #include "../ir/diag.h"
@@ -75,6 +76,8 @@ nnc_ast *nnc_ast_new(nnc_arena *, nnc_ast_kind, nnc_loc);
 void nnc_ast_push(nnc_arena *, nnc_ast_list *, nnc_ast *);
 const char *nnc_ast_op_str(nnc_ast_op);
 const char *nnc_ast_kind_name(nnc_ast_kind);
+/* Prints a tree as one S-expression, "(model m (param x (type f32 B)) (block ...))" (tests). */
+void nnc_ast_dump(FILE *, const nnc_ast *);
 
 /* Bounds that keep hostile input from exhausting the compiler. */
 #define NNC_MAX_NESTING 256       /* expression and block nesting depth */
