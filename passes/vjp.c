@@ -9,12 +9,10 @@
  * - abs' gradient at 0 is 0 (sgn); pow masks the cases PyTorch masks. */
 #include "autodiff.h"
 
-#include <math.h>
 #include <string.h>
 
 typedef nnc_gb B;
 
-static nnc_node *add(B *b, nnc_node *x, nnc_node *y) { return nnc_gb_binary(b, NNC_OP_add, x, y); }
 static nnc_node *sub(B *b, nnc_node *x, nnc_node *y) { return nnc_gb_binary(b, NNC_OP_sub, x, y); }
 static nnc_node *mul(B *b, nnc_node *x, nnc_node *y) { return nnc_gb_binary(b, NNC_OP_mul, x, y); }
 static nnc_node *dvd(B *b, nnc_node *x, nnc_node *y) { return nnc_gb_binary(b, NNC_OP_div, x, y); }
@@ -71,7 +69,7 @@ static bool vjp_tanh(B *b, nnc_node *n, nnc_node *dy, const bool *want, nnc_node
 static bool vjp_erf(B *b, nnc_node *n, nnc_node *dy, const bool *want, nnc_node **dx) {
   nnc_node *x = in(n, 0);
   nnc_node *e = nnc_gb_unary(b, NNC_OP_exp, neg(b, mul(b, x, x)));
-  dx[0] = mul(b, dy, mul(b, k(b, n, 2.0 / sqrt(M_PI)), e));
+  dx[0] = mul(b, dy, mul(b, k(b, n, 1.12837916709551257390) /* 2/sqrt(pi) */, e));
   return true;
 }
 
