@@ -58,7 +58,7 @@ nnc_ast *nnc_parse_source(nnc_arena *arena, const nnc_source *src, nnc_diags *di
   }
   int rc = nnc_yyparse(&ctx);
   nnc_scanner_close(ctx.scanner);
-  if (rc != 0 || !ctx.root) return NULL;
+  if (rc != 0 || ctx.aborted || !ctx.root) return NULL;
   const nnc_ast *deep = too_deep_node(ctx.root);
   if (deep) {
     nnc_error(diags, deep->loc, "expression nested too deeply (the limit is %d levels)", NNC_MAX_TREE_DEPTH);
