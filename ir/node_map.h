@@ -28,7 +28,7 @@ static inline void nnc_node_map_free(nnc_node_map *m) {
 }
 
 static inline size_t nnc_node_map_slot(const nnc_node_map *m, uintptr_t key) {
-  size_t h = (size_t)((key >> 3) * UINT64_C(0x9E3779B97F4A7C15) >> 17) & (m->cap - 1);
+  size_t h = (size_t)(((uint64_t)key * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (m->cap - 1);
   while (m->keys[h] && m->keys[h] != key) h = (h + 1) & (m->cap - 1);
   return h;
 }
