@@ -805,7 +805,7 @@ static void test_binding_errors(void) {
   nnc_tensor out[1];
   char err[256];
   CHECK(!fx_run(&f, NNC_INTERP_F64, 2, out, err, sizeof err) && strstr(err, "no binding for input 'x'"));
-  double v[15] = {0};
+  double v[16] = {0};
   bind(&f, "x", xt, 2, v);
   CHECK_MSG(!fx_run(&f, NNC_INTERP_F64, 5, out, err, sizeof err) && strstr(err, "batch 5 outside [1, 4]"), "%s", err);
   CHECK_MSG(!fx_run(&f, NNC_INTERP_F64, 0, out, err, sizeof err) && strstr(err, "batch 0"), "%s", err);
