@@ -2,52 +2,59 @@
  * every stage below it reports through nnc_diags and returns. */
 #include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <strings.h>
 
-#include "frontend/frontend.h"
+#include "driver/commands.h"
+#include "driver/compile.h"
+#include "driver/options.h"
 #include "ir/ir.h"
-
-/* Exit statuses (documented in --help and docs/cli.md). */
-enum {
-  EXIT_OK = 0,
-  EXIT_MODEL_ERROR = 1,   /* an error in the model or another input file */
-  EXIT_USAGE = 2,         /* bad flags */
-  EXIT_ENVIRONMENT = 3,   /* no device, out of memory, I/O failure */
-};
-
-typedef enum { EMIT_NONE, EMIT_IR } emit_kind;
-
-typedef struct options {
-  const char *input;
-  bool check;
-  emit_kind emit;
-  const char *output;
-  int64_t batch;
-  nnc_mode mode;
-  nnc_override *overrides;
-  int noverrides;
-} options;
 
 static const char usage_text[] =
     "usage: nnc FILE [options]\n"
     "\n"
     "FILE is a model (.nn) or graph IR text (.ir, as written by --emit ir).\n"
     "\n"
-    "options:\n"
-    "  --check            parse, elaborate and verify the model; print nothing on success\n"
-    "  --emit ir          print the graph IR (the typed graph with PyTorch parameter names)\n"
-    "  --mode MODE        which forward graph to build: train (default), eval, predict\n"
-    "  --set NAME=VALUE   override a hyperparameter or a train-block field (repeatable)\n"
-    "  --batch N          the compiled batch size B_max (default: the train block's batch, else 64)\n"
-    "  -o FILE            write the output to FILE instead of standard output\n"
-    "  -h, --help         print this help and exit\n"
-    "  --version          print the version and exit\n"
+    "actions (default: print a summary of the model):\n"
+    "  --check              parse, elaborate, differentiate and verify; print nothing on success\n"
+    "  --emit ir            print the graph IR (typed graph with PyTorch parameter names);\n"
+    "                       with --train, every program: train_step, eval_step, predict\n"
+    "  --train              train the model on its data (the train block, or --data)\n"
+    "  --eval               evaluate the model on the test split (with --load or --resume)\n"
     "\n"
-    "With no action flag, nnc prints a summary of the model: inputs, outputs, parameters.\n"
+    "model:\n"
+    "  --set NAME=VALUE     override a hyperparameter or a train-block field (repeatable)\n"
+    "  --batch N            the compiled batch size B_max (default: the train block's, else 64)\n"
+    "  --mode MODE          the forward graph --emit ir shows: train (default), eval, predict\n"
+    "\n"
+    "training (each overrides the train block; see docs/training.md):\n"
+    "  --epochs N           number of epochs\n"
+    "  --lr X               learning rate\n"
+    "  --optimizer NAME     SGD, Adam or AdamW\n"
+    "  --momentum X         SGD momentum\n"
+    "  --weight-decay X     weight decay\n"
+    "  --schedule SPEC      constant | step | exponential | cosine | warmup | plateau, with\n"
+    "                       options: 'cosine,warmup=200', 'step,step_size=2,gamma=0.5'\n"
+    "  --seed N             seed of initialization, shuffling and dropout\n"
+    "  --data PATH          the data source's path (its kind comes from the train block)\n"
+    "  --val-split F        hold out the last fraction F of the training set for evaluation\n"
+    "  --threads N          worker threads (default: all cores)\n"
+    "  --target NAME        executor: interp (the reference interpreter)\n"
+    "  --max-steps N        stop after N training steps\n"
+    "  --log FILE           write metrics as CSV\n"
+    "  --plot FILE          draw loss and accuracy curves as SVG\n"
+    "  --save FILE          write a checkpoint (safetensors) at the end, atomically\n"
+    "  --save-every N       also every N steps\n"
+    "  --resume FILE        continue training from a checkpoint\n"
+    "  --load FILE          start from the weights in FILE (e.g. trained by PyTorch)\n"
+    "  --quiet              no progress output\n"
+    "\n"
+    "output:\n"
+    "  -o FILE              write the output to FILE instead of standard output\n"
+    "  -h, --help           print this help and exit\n"
+    "  --version            print the version and exit\n"
     "\n"
     "exit status:\n"
     "  0  success\n"
@@ -63,10 +70,10 @@ static void usage_error(const char *fmt, const char *arg) {
 
 static void out_of_memory(size_t bytes) {
   fprintf(stderr, "nnc: error: out of memory (allocating %zu bytes)\n", bytes);
-  exit(EXIT_ENVIRONMENT);
+  exit(NNC_EXIT_ENVIRONMENT);
 }
 
-static bool parse_int64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out) {
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
@@ -75,7 +82,16 @@ static bool parse_int64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
   return true;
 }
 
-static bool add_override(options *o, const char *arg) {
+static bool parse_num(const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
+  *out = v;
+  return true;
+}
+
+static bool add_override(nnc_options *o, const char *arg) {
   const char *eq = strchr(arg, '=');
   if (!eq || eq == arg || !eq[1]) return false;
   o->overrides = nnc_xrealloc(o->overrides, sizeof(nnc_override) * (size_t)(o->noverrides + 1));
@@ -87,67 +103,176 @@ static bool add_override(options *o, const char *arg) {
   return true;
 }
 
-static void free_options(options *o) {
+static void free_options(nnc_options *o) {
   for (int i = 0; i < o->noverrides; i++) free((char *)o->overrides[i].name);
   free(o->overrides);
 }
 
+enum {
+  OPT_CHECK = 256, OPT_EMIT, OPT_TRAIN, OPT_EVAL, OPT_SET, OPT_BATCH, OPT_MODE, OPT_VERSION,
+  OPT_EPOCHS, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_SEED, OPT_DATA,
+  OPT_VAL_SPLIT, OPT_THREADS, OPT_TARGET, OPT_MAX_STEPS, OPT_LOG, OPT_PLOT, OPT_SAVE,
+  OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET,
+};
+
+static const struct option longopts[] = {
+    {"check", no_argument, 0, OPT_CHECK},          {"emit", required_argument, 0, OPT_EMIT},
+    {"train", no_argument, 0, OPT_TRAIN},          {"eval", no_argument, 0, OPT_EVAL},
+    {"set", required_argument, 0, OPT_SET},        {"batch", required_argument, 0, OPT_BATCH},
+    {"mode", required_argument, 0, OPT_MODE},      {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, OPT_VERSION},      {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"lr", required_argument, 0, OPT_LR},          {"optimizer", required_argument, 0, OPT_OPTIMIZER},
+    {"momentum", required_argument, 0, OPT_MOMENTUM}, {"weight-decay", required_argument, 0, OPT_WD},
+    {"schedule", required_argument, 0, OPT_SCHEDULE}, {"seed", required_argument, 0, OPT_SEED},
+    {"data", required_argument, 0, OPT_DATA},      {"val-split", required_argument, 0, OPT_VAL_SPLIT},
+    {"threads", required_argument, 0, OPT_THREADS}, {"target", required_argument, 0, OPT_TARGET},
+    {"max-steps", required_argument, 0, OPT_MAX_STEPS}, {"log", required_argument, 0, OPT_LOG},
+    {"plot", required_argument, 0, OPT_PLOT},      {"save", required_argument, 0, OPT_SAVE},
+    {"save-every", required_argument, 0, OPT_SAVE_EVERY}, {"resume", required_argument, 0, OPT_RESUME},
+    {"load", required_argument, 0, OPT_LOAD},      {"quiet", no_argument, 0, OPT_QUIET},
+    {0, 0, 0, 0},
+};
+
+static bool set_action(nnc_options *o, nnc_action a, const char *flag) {
+  if (o->action != NNC_ACTION_SUMMARY && o->action != a) {
+    usage_error("%s cannot be combined with another action flag", flag);
+    return false;
+  }
+  o->action = a;
+  return true;
+}
+
+/* One flag with its value; false after a usage error. */
+static bool take_flag(nnc_options *o, int c, const char *arg) {
+  int64_t i;
+  switch (c) {
+  case OPT_CHECK: return set_action(o, NNC_ACTION_CHECK, "--check");
+  case OPT_EVAL: return set_action(o, NNC_ACTION_EVAL, "--eval");
+  case OPT_TRAIN:
+    o->emit_train = true; /* with --emit ir: print the training programs */
+    return o->action == NNC_ACTION_EMIT || set_action(o, NNC_ACTION_TRAIN, "--train");
+  case OPT_EMIT:
+    if (strcmp(arg, "ir") != 0) {
+      usage_error("unknown --emit kind '%s' (available: ir)", arg);
+      return false;
+    }
+    o->emit = NNC_EMIT_IR;
+    if (o->action == NNC_ACTION_TRAIN) o->action = NNC_ACTION_SUMMARY; /* --train --emit ir */
+    return set_action(o, NNC_ACTION_EMIT, "--emit");
+  case 'o': o->output = arg; return true;
+  case OPT_MODE:
+    if (strcmp(arg, "train") == 0) o->mode = NNC_MODE_TRAIN;
+    else if (strcmp(arg, "eval") == 0) o->mode = NNC_MODE_EVAL;
+    else if (strcmp(arg, "predict") == 0) o->mode = NNC_MODE_PREDICT;
+    else {
+      usage_error("unknown --mode '%s' (available: train, eval, predict)", arg);
+      return false;
+    }
+    return true;
+  case OPT_SET:
+    if (add_override(o, arg)) return true;
+    usage_error("--set expects NAME=VALUE, got '%s'", arg);
+    return false;
+  case OPT_BATCH:
+    if (parse_int(arg, 1, 1 << 20, &o->batch)) return true;
+    usage_error("--batch expects an integer from 1 to 1048576, got '%s'", arg);
+    return false;
+  case OPT_EPOCHS:
+    if (parse_int(arg, 1, 1000000, &o->epochs)) return true;
+    usage_error("--epochs expects a positive integer, got '%s'", arg);
+    return false;
+  case OPT_MAX_STEPS:
+    if (parse_int(arg, 1, INT32_MAX, &o->max_steps)) return true;
+    usage_error("--max-steps expects a positive integer, got '%s'", arg);
+    return false;
+  case OPT_SAVE_EVERY:
+    if (parse_int(arg, 1, INT32_MAX, &o->save_every)) return true;
+    usage_error("--save-every expects a positive integer, got '%s'", arg);
+    return false;
+  case OPT_SEED:
+    if (parse_int(arg, 0, UINT32_MAX, &o->seed)) return true;
+    usage_error("--seed expects an integer from 0 to 4294967295, got '%s'", arg);
+    return false;
+  case OPT_THREADS:
+    if (parse_int(arg, 1, 1024, &i)) {
+      o->threads = (int)i;
+      return true;
+    }
+    usage_error("--threads expects an integer from 1 to 1024, got '%s'", arg);
+    return false;
+  case OPT_LR:
+    if (parse_num(arg, 1e-12, 1e6, &o->lr)) return true;
+    usage_error("--lr expects a positive number, got '%s'", arg);
+    return false;
+  case OPT_MOMENTUM:
+    if (parse_num(arg, 0, 1, &o->momentum)) return true;
+    usage_error("--momentum expects a number from 0 to 1, got '%s'", arg);
+    return false;
+  case OPT_WD:
+    if (parse_num(arg, 0, 1e3, &o->weight_decay)) return true;
+    usage_error("--weight-decay expects a non-negative number, got '%s'", arg);
+    return false;
+  case OPT_VAL_SPLIT:
+    if (parse_num(arg, 1e-9, 1 - 1e-9, &o->val_split)) return true;
+    usage_error("--val-split expects a fraction between 0 and 1, got '%s'", arg);
+    return false;
+  case OPT_OPTIMIZER:
+    if (strcasecmp(arg, "SGD") == 0 || strcasecmp(arg, "Adam") == 0 || strcasecmp(arg, "AdamW") == 0) {
+      o->optimizer = arg;
+      return true;
+    }
+    usage_error("unknown --optimizer '%s' (available: SGD, Adam, AdamW)", arg);
+    return false;
+  case OPT_TARGET:
+    if (strcmp(arg, "interp") == 0) {
+      o->target = arg;
+      return true;
+    }
+    usage_error("unknown --target '%s' (available: interp)", arg);
+    return false;
+  case OPT_SCHEDULE: o->schedule = arg; return true;
+  case OPT_DATA: o->data = arg; return true;
+  case OPT_LOG: o->log_path = arg; return true;
+  case OPT_PLOT: o->plot_path = arg; return true;
+  case OPT_SAVE: o->save_path = arg; return true;
+  case OPT_RESUME: o->resume_path = arg; return true;
+  case OPT_LOAD: o->load_path = arg; return true;
+  case OPT_QUIET: o->quiet = true; return true;
+  }
+  return false;
+}
+
 /* Returns -1 when parsing succeeded, else the exit status. */
-static int parse_options(int argc, char **argv, options *o) {
-  enum { OPT_CHECK = 256, OPT_EMIT, OPT_SET, OPT_BATCH, OPT_VERSION, OPT_MODE };
-  static const struct option longopts[] = {
-      {"check", no_argument, 0, OPT_CHECK},     {"emit", required_argument, 0, OPT_EMIT},
-      {"set", required_argument, 0, OPT_SET},   {"batch", required_argument, 0, OPT_BATCH},
-      {"mode", required_argument, 0, OPT_MODE}, {"help", no_argument, 0, 'h'},
-      {"version", no_argument, 0, OPT_VERSION}, {0, 0, 0, 0},
-  };
+static int parse_options(int argc, char **argv, nnc_options *o) {
+  o->lr = -1, o->momentum = -1, o->weight_decay = -1, o->epochs = 0, o->seed = -1;
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
-    switch (c) {
-    case 'h': fputs(usage_text, stdout); return EXIT_OK;
-    case OPT_VERSION: printf("nnc %s\n", NNC_VERSION); return EXIT_OK;
-    case OPT_CHECK: o->check = true; break;
-    case 'o': o->output = optarg; break;
-    case OPT_EMIT:
-      if (strcmp(optarg, "ir") != 0) {
-        usage_error("unknown --emit kind '%s' (available: ir)", optarg);
-        return EXIT_USAGE;
-      }
-      o->emit = EMIT_IR;
-      break;
-    case OPT_MODE:
-      if (strcmp(optarg, "train") == 0) o->mode = NNC_MODE_TRAIN;
-      else if (strcmp(optarg, "eval") == 0) o->mode = NNC_MODE_EVAL;
-      else if (strcmp(optarg, "predict") == 0) o->mode = NNC_MODE_PREDICT;
-      else {
-        usage_error("unknown --mode '%s' (available: train, eval, predict)", optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    case OPT_SET:
-      if (!add_override(o, optarg)) {
-        usage_error("--set expects NAME=VALUE, got '%s'", optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    case OPT_BATCH:
-      if (!parse_int64(optarg, 1, 1 << 20, &o->batch)) {
-        usage_error("--batch expects an integer from 1 to 1048576, got '%s'", optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    case ':': usage_error("option '%s' needs a value", argv[optind - 1]); return EXIT_USAGE;
-    default: usage_error("unknown option '%s'", argv[optind - 1]); return EXIT_USAGE;
+    if (c == 'h') {
+      fputs(usage_text, stdout);
+      return NNC_EXIT_OK;
     }
+    if (c == OPT_VERSION) {
+      printf("nnc %s\n", NNC_VERSION);
+      return NNC_EXIT_OK;
+    }
+    if (c == ':') {
+      usage_error("option '%s' needs a value", argv[optind - 1]);
+      return NNC_EXIT_USAGE;
+    }
+    if (c == '?') {
+      usage_error("unknown option '%s'", argv[optind - 1]);
+      return NNC_EXIT_USAGE;
+    }
+    if (!take_flag(o, c, optarg)) return NNC_EXIT_USAGE;
   }
   if (optind >= argc) {
     usage_error("%s", "no input file");
-    return EXIT_USAGE;
+    return NNC_EXIT_USAGE;
   }
   if (argc - optind > 1) {
     usage_error("more than one input file ('%s')", argv[optind + 1]);
-    return EXIT_USAGE;
+    return NNC_EXIT_USAGE;
   }
   o->input = argv[optind];
   return -1;
@@ -158,37 +283,11 @@ static bool ends_with(const char *s, const char *suffix) {
   return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Model file -> module; NULL after reporting errors. */
-static nnc_module *compile_model(const nnc_source *src, const options *o, nnc_diags *d) {
-  nnc_arena *ast_arena = nnc_arena_new();
-  nnc_ast *file = nnc_parse_source(ast_arena, src, d);
-  nnc_module *m = NULL;
-  if (file && d->nerrors == 0) {
-    nnc_elab_opts eo = {.mode = o->mode, .overrides = o->overrides, .noverrides = o->noverrides,
-                        .batch = o->batch};
-    m = nnc_elaborate(file, &eo, d);
-    for (int i = 0; i < o->noverrides; i++)
-      if (!o->overrides[i].used)
-        nnc_error(d, (nnc_loc){0}, "--set %s: no hyperparameter or train field named '%s'",
-                  o->overrides[i].name, o->overrides[i].name);
-  }
-  nnc_arena_free(ast_arena);
-  if (m && d->nerrors == 0 && !nnc_verify_module(m, d)) {
-    nnc_error(d, (nnc_loc){0}, "internal error: the elaborated graph does not verify");
-  }
-  if (d->nerrors) {
-    nnc_module_free(m);
-    return NULL;
-  }
-  return m;
-}
-
-static int64_t param_elements(const nnc_module *m, bool trainable) {
+static int64_t count_params(const nnc_module *m, bool state) {
   int64_t total = 0;
   for (int i = 0; i < m->nparams; i++) {
     const nnc_param *p = &m->params[i];
-    if (p->tied_to >= 0 || p->is_state != !trainable) continue;
-    total += nnc_type_elements(&p->type, m->batch_max);
+    if (p->tied_to < 0 && p->is_state == state) total += nnc_type_elements(&p->type, m->batch_max);
   }
   return total;
 }
@@ -199,27 +298,29 @@ static void print_summary(FILE *out, const nnc_module *m) {
   fprintf(out, "model %s (batch %lld)\n", m->name, (long long)m->batch_max);
   for (int i = 0; i < g->nnodes; i++)
     if (g->nodes[i]->op == NNC_OP_input)
-      fprintf(out, "  input  %-24s %s\n", g->nodes[i]->name, nnc_type_str(&g->nodes[i]->type, buf, sizeof buf));
+      fprintf(out, "  input  %-28s %s\n", g->nodes[i]->name, nnc_type_str(&g->nodes[i]->type, buf, sizeof buf));
   for (int i = 0; i < g->noutputs; i++)
-    fprintf(out, "  output %-24s %s%s\n", g->outputs[i].name, nnc_type_str(&g->outputs[i].value->type, buf, sizeof buf),
-            i == g->loss ? "  (objective)" : "");
+    fprintf(out, "  output %-28s %s%s\n", g->outputs[i].name,
+            nnc_type_str(&g->outputs[i].value->type, buf, sizeof buf), i == g->loss ? "  (objective)" : "");
   for (int i = 0; i < m->nparams; i++) {
     const nnc_param *p = &m->params[i];
-    fprintf(out, "  %-6s %-24s %s%s%s\n", p->is_state ? "state" : "param", p->name,
+    fprintf(out, "  %-6s %-28s %s%s%s\n", p->is_state ? "state" : "param", p->name,
             nnc_type_str(&p->type, buf, sizeof buf), p->frozen ? "  frozen" : "",
             p->tied_to >= 0 ? "  (tied)" : "");
   }
-  fprintf(out, "%lld trainable parameters, %lld state values, %d graph nodes\n",
-          (long long)param_elements(m, true), (long long)param_elements(m, false), g->nnodes);
+  fprintf(out, "programs:");
+  for (int i = 0; i < nnc_module_program_count(m); i++) fprintf(out, " %s", nnc_module_program(m, i)->name);
+  fprintf(out, "\n%lld trainable parameters, %lld state values\n", (long long)count_params(m, false),
+          (long long)count_params(m, true));
 }
 
-static int write_output(const options *o, const nnc_module *m) {
+static int write_output(const nnc_options *o, const nnc_module *m) {
   FILE *out = stdout;
   if (o->output && !(out = fopen(o->output, "w"))) {
     fprintf(stderr, "nnc: error: cannot write '%s': %s\n", o->output, strerror(errno));
-    return EXIT_ENVIRONMENT;
+    return NNC_EXIT_ENVIRONMENT;
   }
-  if (o->emit == EMIT_IR)
+  if (o->action == NNC_ACTION_EMIT)
     nnc_print_module(out, m);
   else
     print_summary(out, m);
@@ -228,34 +329,43 @@ static int write_output(const options *o, const nnc_module *m) {
   if (failed) {
     fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", o->output ? o->output : "standard output",
             strerror(errno));
-    return EXIT_ENVIRONMENT;
+    return NNC_EXIT_ENVIRONMENT;
   }
-  return EXIT_OK;
+  return NNC_EXIT_OK;
+}
+
+/* Which programs the action needs: a summary, a check and training need all of them; --emit ir
+ * shows one forward graph unless --train asks for the training programs. */
+static bool wants_programs(const nnc_options *o) {
+  return o->action != NNC_ACTION_EMIT || o->emit_train;
+}
+
+static int run(const nnc_options *o) {
+  nnc_diags d;
+  nnc_diags_init(&d, stderr);
+  nnc_source src;
+  if (!nnc_source_read(&src, o->input, &d)) return NNC_EXIT_MODEL_ERROR;
+  bool is_ir = ends_with(o->input, ".ir");
+  nnc_module *m = is_ir ? nnc_parse_module(&src, &d) : nnc_driver_compile(&src, o, wants_programs(o), &d);
+  int status = NNC_EXIT_MODEL_ERROR;
+  if (m && d.nerrors == 0) {
+    switch (o->action) {
+    case NNC_ACTION_CHECK: status = NNC_EXIT_OK; break;
+    case NNC_ACTION_TRAIN: status = nnc_cmd_train(m, o); break;
+    case NNC_ACTION_EVAL: status = nnc_cmd_eval(m, o); break;
+    default: status = write_output(o, m); break;
+    }
+  }
+  nnc_module_free(m);
+  nnc_source_free(&src);
+  return status;
 }
 
 int main(int argc, char **argv) {
   nnc_set_oom_handler(out_of_memory);
-  options o = {0};
+  nnc_options o = {0};
   int status = parse_options(argc, argv, &o);
-  if (status >= 0) {
-    free_options(&o);
-    return status;
-  }
-  nnc_diags d;
-  nnc_diags_init(&d, stderr);
-  nnc_source src;
-  if (!nnc_source_read(&src, o.input, &d)) {
-    free_options(&o);
-    return EXIT_MODEL_ERROR;
-  }
-  nnc_module *m = ends_with(o.input, ".ir") ? nnc_parse_module(&src, &d) : compile_model(&src, &o, &d);
-  if (m && d.nerrors) {
-    nnc_module_free(m);
-    m = NULL;
-  }
-  status = !m ? EXIT_MODEL_ERROR : o.check && o.emit == EMIT_NONE ? EXIT_OK : write_output(&o, m);
-  nnc_module_free(m);
-  nnc_source_free(&src);
+  if (status < 0) status = run(&o);
   free_options(&o);
   return status;
 }

@@ -1,0 +1,77 @@
+/* Model file -> module: parse, elaborate in each mode the programs need, differentiate,
+ * verify. Elaboration runs once per mode (train, eval, predict) because BatchNorm, dropout and
+ * the objective differ between them; the programs then share the train module's buffers. */
+#include "driver/compile.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "frontend/frontend.h"
+#include "passes/optim.h"
+#include "passes/programs.h"
+
+static nnc_module *elaborate(const nnc_ast *file, const nnc_options *o, nnc_mode mode, nnc_diags *d) {
+  nnc_elab_opts eo = {.mode = mode, .overrides = o->overrides, .noverrides = o->noverrides, .batch = o->batch};
+  return nnc_elaborate(file, &eo, d);
+}
+
+static void report_unused_overrides(const nnc_options *o, nnc_diags *d) {
+  for (int i = 0; i < o->noverrides; i++)
+    if (!o->overrides[i].used)
+      nnc_error(d, (nnc_loc){0}, "--set %s: no hyperparameter or train field is named '%s'", o->overrides[i].name,
+                o->overrides[i].name);
+}
+
+/* Training flags override the train block (docs/training.md). A change of optimizer starts
+ * from that optimizer's defaults, as the train block would. */
+static void apply_train_flags(nnc_module *m, const nnc_options *o) {
+  nnc_train_cfg *t = &m->train;
+  if (!t->optimizer) nnc_optim_defaults(t, NULL);
+  if (o->optimizer && strcmp(o->optimizer, t->optimizer) != 0) {
+    double lr = t->lr;
+    nnc_optim_defaults(t, nnc_arena_strdup(m->arena, o->optimizer));
+    t->lr = lr;
+  }
+  if (o->lr > 0) t->lr = o->lr;
+  if (o->momentum >= 0) t->momentum = o->momentum;
+  if (o->weight_decay >= 0) t->weight_decay = o->weight_decay;
+}
+
+/* Adds eval_step or predict, elaborated in its own mode, to m. */
+static bool add_mode_program(nnc_module *m, const nnc_ast *file, const nnc_options *o, nnc_mode mode,
+                             const char *name, nnc_diags *d) {
+  nnc_module *other = elaborate(file, o, mode, d);
+  if (!other) return false;
+  bool ok = nnc_module_import_program(m, other->forward, name, d) != NULL;
+  nnc_module_free(other);
+  return ok;
+}
+
+static bool build_programs(nnc_module *m, const nnc_ast *file, const nnc_options *o, nnc_diags *d) {
+  apply_train_flags(m, o);
+  bool has_objective = m->forward->loss >= 0;
+  if (has_objective) {
+    if (!nnc_build_train_step(m, m->forward, d)) return false;
+    if (!add_mode_program(m, file, o, NNC_MODE_EVAL, "eval_step", d)) return false;
+  }
+  return add_mode_program(m, file, o, NNC_MODE_PREDICT, "predict", d);
+}
+
+nnc_module *nnc_driver_compile(const nnc_source *src, const nnc_options *o, bool programs, nnc_diags *d) {
+  nnc_arena *ast_arena = nnc_arena_new();
+  nnc_ast *file = nnc_parse_source(ast_arena, src, d);
+  nnc_module *m = NULL;
+  if (file && d->nerrors == 0) {
+    m = elaborate(file, o, programs ? NNC_MODE_TRAIN : o->mode, d);
+    report_unused_overrides(o, d);
+    if (m && d->nerrors == 0 && programs) build_programs(m, file, o, d);
+  }
+  nnc_arena_free(ast_arena);
+  if (m && d->nerrors == 0 && !nnc_verify_module(m, d))
+    nnc_error(d, (nnc_loc){0}, "internal error: the compiled programs do not verify");
+  if (d->nerrors) {
+    nnc_module_free(m);
+    return NULL;
+  }
+  return m;
+}

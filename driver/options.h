@@ -1,0 +1,52 @@
+/* The driver's options: every flag of `nnc --help`, parsed once in driver/main.c. */
+#ifndef NNC_DRIVER_OPTIONS_H
+#define NNC_DRIVER_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "frontend/frontend.h"
+
+/* Exit statuses (documented in --help and docs/cli.md). */
+enum {
+  NNC_EXIT_OK = 0,
+  NNC_EXIT_MODEL_ERROR = 1,   /* an error in the model or another input file */
+  NNC_EXIT_USAGE = 2,         /* bad flags */
+  NNC_EXIT_ENVIRONMENT = 3,   /* no device, out of memory, I/O failure */
+};
+
+typedef enum { NNC_EMIT_NONE, NNC_EMIT_IR } nnc_emit_kind;
+typedef enum { NNC_ACTION_SUMMARY, NNC_ACTION_CHECK, NNC_ACTION_EMIT, NNC_ACTION_TRAIN, NNC_ACTION_EVAL } nnc_action;
+
+typedef struct nnc_options {
+  const char *input;
+  nnc_action action;
+  nnc_emit_kind emit;
+  bool emit_train;            /* --emit ir --train: print the programs, train_step included */
+  const char *output;         /* -o */
+  nnc_mode mode;              /* --mode: which forward graph --emit ir shows */
+  nnc_override *overrides;    /* --set */
+  int noverrides;
+  int64_t batch;              /* --batch; 0: the model's */
+
+  /* training (docs/training.md); numbers < 0 / NULL mean "the train block's" */
+  int64_t epochs;
+  double lr, momentum, weight_decay;
+  const char *optimizer;
+  const char *schedule;       /* e.g. "cosine", "cosine,warmup=200", "step,step_size=2,gamma=0.5" */
+  int64_t seed;               /* -1: the train block's (default 0) */
+  const char *data;           /* overrides the train block's data source path */
+  double val_split;           /* 0: none */
+  int threads;                /* 0: all cores */
+  const char *target;         /* "interp" (default for now) */
+  const char *log_path;       /* --log FILE.csv */
+  const char *plot_path;      /* --plot FILE.svg */
+  const char *save_path;      /* --save FILE.safetensors */
+  int64_t save_every;         /* --save-every N steps; 0: only at the end */
+  const char *resume_path;    /* --resume FILE */
+  const char *load_path;      /* --load FILE */
+  int64_t max_steps;          /* --max-steps N: stop after N steps (tests, quick runs); 0: no limit */
+  bool quiet;                 /* --quiet: no progress bar or per-epoch lines */
+} nnc_options;
+
+#endif
