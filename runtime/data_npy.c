@@ -273,8 +273,10 @@ static bool check_pair(const nnc_rt_array *x, const nnc_rt_array *y, const char 
   return true;
 }
 
-static bool same_example_shape(const nnc_rt_array *a, const nnc_rt_array *b) {
-  if (a->rank != b->rank || a->dtype != b->dtype) return false;
+/* Inputs must agree in dtype; labels only in being integers or floats, as they are converted. */
+static bool same_example_shape(const nnc_rt_array *a, const nnc_rt_array *b, bool labels) {
+  if (a->rank != b->rank) return false;
+  if (labels ? is_integral(a->dtype) != is_integral(b->dtype) : a->dtype != b->dtype) return false;
   for (int i = 1; i < a->rank; i++)
     if (a->shape[i] != b->shape[i]) return false;
   return true;
@@ -286,8 +288,9 @@ static bool build_dataset(nnc_rt_array *arr, const char *const *paths, bool has_
   if (has_test) {
     if (!check_pair(&arr[2], &arr[3], paths[2], paths[3], err, cap)) return false;
     for (int i = 0; i < 2; i++)
-      if (!same_example_shape(&arr[i], &arr[i + 2]))
-        return nnc_rt_data_fail(err, cap, paths[i + 2], "dtype or example shape differs from %s",
+      if (!same_example_shape(&arr[i], &arr[i + 2], i == 1))
+        return nnc_rt_data_fail(err, cap, paths[i + 2], "%s or example shape differs from %s",
+                                i == 1 ? "label type" : "dtype",
                                 paths[i]);
   }
   if (!nnc_rt_set_example_shape(ds, arr[0].dtype, arr[0].rank - 1, arr[0].shape + 1))
