@@ -212,10 +212,7 @@ bool el_bind_args(el_ctx *c, const el_sig *sig, const nnc_ast *call, int first, 
   for (int i = 0; i < call->list.n; i++) {
     const nnc_ast *a = call->list.items[i];
     if (a->kind != AST_KV) {
-      if (seen_kw) {
-        nnc_error(c->d, a->loc, "positional argument after keyword arguments");
-        return false;
-      }
+      if (seen_kw) return false; /* the parser reports it */
       if (pos >= np) {
         int lo = sig->nreq - first, hi = np - first;
         int given = first;

@@ -339,7 +339,7 @@ static el_val eval_call(el_ctx *c, el_scope *s, const nnc_ast *e) {
   if (near)
     nnc_error(c->d, callee->loc, "unknown op '%s'; did you mean '%s'?", name, near);
   else
-    nnc_error(c->d, callee->loc, "unknown op '%s'", name);
+    nnc_error(c->d, callee->loc, "unknown layer or op '%s'", name);
   for (int i = 0; i < e->list.n; i++) {
     const nnc_ast *arg = e->list.items[i];
     el_eval(c, s, arg->kind == AST_KV ? arg->a : arg); /* independent errors inside still count */
@@ -471,6 +471,7 @@ static void exec_return_model(el_ctx *c, el_scope *s, const nnc_ast *st, bool *r
     return;
   }
   *returned = true;
+  c->has_return = true;
   for (int i = 0; i < st->list.n; i++) {
     const nnc_ast *e = st->list.items[i];
     el_val v = el_eval(c, s, e);
@@ -924,7 +925,7 @@ static const nnc_ast *pick_model(el_ctx *c) {
   nnc_loc start = {.src = c->file->loc.src, .line = 1, .col = 1};
   if (want)
     nnc_error(c->d, start, "no model named '%s' in this file", want);
-  else if (!last)
+  else if (!last && c->d->nerrors == 0) /* after a syntax error the model may be what failed */
     nnc_error(c->d, start, "no model in file: write 'model NAME(inputs) { ... }'");
   return want ? NULL : last;
 }
@@ -956,14 +957,39 @@ static void warn_unused_layers(el_ctx *c) {
   }
 }
 
+/* Parameters in declaration order, as PyTorch's state_dict lists them (a layer whose sizes are
+ * inferred adds its parameters only at its first use). */
+static void order_params(el_ctx *c) {
+  nnc_module *m = c->m;
+  int n = m->nparams;
+  if (n < 2) return;
+  int64_t *key = nnc_arena_alloc(c->arena, sizeof(int64_t) * (size_t)n);
+  int *order = nnc_arena_alloc(c->arena, sizeof(int) * (size_t)n), *where = nnc_arena_alloc(c->arena, sizeof(int) * (size_t)n);
+  for (int i = 0; i < n; i++) key[i] = (int64_t)i;
+  for (int i = 0; i < c->nlayers; i++)
+    for (int j = 0; j < c->layers[i]->nparams; j++) key[c->layers[i]->param[j]] = (int64_t)c->layers[i]->seq * 64 + j;
+  for (int i = 0; i < n; i++) {
+    int k = i;
+    while (k > 0 && key[order[k - 1]] > key[i]) order[k] = order[k - 1], k--;
+    order[k] = i;
+  }
+  nnc_param *sorted = nnc_arena_alloc(c->arena, sizeof(nnc_param) * (size_t)m->params_cap);
+  for (int i = 0; i < n; i++) where[order[i]] = i;
+  for (int i = 0; i < n; i++) {
+    sorted[i] = m->params[order[i]];
+    if (sorted[i].tied_to >= 0) sorted[i].tied_to = where[sorted[i].tied_to];
+  }
+  m->params = sorted;
+}
+
 static void check_objective(el_ctx *c, const nnc_ast *model, const nnc_ast *tb) {
   if (c->mode == NNC_MODE_PREDICT) {
-    if (c->g->noutputs == 0) nnc_error(c->d, model->loc, "nothing to predict: model '%s' returns no value", model->name);
+    if (!c->has_return) nnc_error(c->d, model->loc, "nothing to predict: model '%s' returns no value", model->name);
     return;
   }
   if (tb && !c->have_loss)
     nnc_error(c->d, tb->loc, "training needs an objective: add 'minimize ...' to model '%s'", model->name);
-  if (c->g->noutputs == 0 && !c->have_loss)
+  if (!c->has_return && !c->have_loss)
     nnc_error(c->d, model->loc, "model '%s' computes nothing: add 'return ...' or 'minimize ...'", model->name);
 }
 
@@ -992,7 +1018,8 @@ nnc_module *nnc_elaborate(const nnc_ast *file, const nnc_elab_opts *opts, nnc_di
     declare_inputs(c, s, model);
     el_exec_block(c, s, model->body, NULL, true);
     check_objective(c, model, tb);
-    warn_unused_layers(c);
+    if (d->nerrors == errors_before) warn_unused_layers(c); /* a failed call leaves its layer unused */
+    order_params(c);
     if (c->mode == NNC_MODE_PREDICT) drop_unused_inputs(c);
   }
   if (d->nerrors > errors_before) {

@@ -82,6 +82,7 @@ struct el_layer {
   nnc_loc tie_loc[EL_MAX_PARAMS];
   int nties;
   el_layer *parent;
+  int seq;                  /* declaration order, for PyTorch's parameter order */
   /* user-defined layers */
   const nnc_ast *def;
   el_scope *scope;          /* its arguments and inner layers */
@@ -105,10 +106,12 @@ typedef struct el_ctx {
   int dropout_sites;
   el_layer **layers;        /* every instance, for the unused-layer warning */
   int nlayers, layers_cap;
+  int layer_seq;
   const nnc_ast *inst_stack[64];
   int ninst;
   int depth;                /* expression nesting */
   bool have_loss;
+  bool has_return;
   nnc_loc loss_loc;
 } el_ctx;
 

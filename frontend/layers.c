@@ -386,6 +386,7 @@ el_layer *el_instantiate(el_ctx *c, el_scope *s, const char *name, const char *p
   el_layer *l = nnc_arena_alloc(c->arena, sizeof *l);
   *l = (el_layer){.name = prefix, .ctor = ctor, .loc = call->loc, .bias = true, .eps = 1e-5, .momentum = 0.1,
                   .p = 0.5, .groups = 1, .stride = {1, 1}, .dil = {1, 1}};
+  l->seq = c->layer_seq++;
   const nnc_ast *def = find_layerdef(c, ctor);
   bool ok;
   if (def) {
