@@ -51,6 +51,7 @@ typedef struct fx {
   nnc_interp_binding b[16];
   nnc_tensor t[16];
   int nb;
+  bool unverified;               /* a deliberately malformed graph */
 } fx;
 
 static fx fx_new(int64_t batch_max) {
@@ -85,8 +86,17 @@ static void bind(fx *f, const char *name, nnc_type t, int64_t n, const double *v
   bind_wide(f, name, t, n, vals, true);
 }
 
+/* Every graph these tests run (but the deliberately malformed ones) passes the verifier, so
+ * the interpreter reads attributes and shapes as the shape rules define them. */
+static void expect_verified(const fx *f) {
+  nnc_diags d;
+  nnc_diags_init(&d, stderr);
+  CHECK_MSG(nnc_verify_graph(f->g, &d), "graph fails the verifier");
+}
+
 /* Runs the graph; the outputs land in out[] (caller frees). */
 static bool fx_run(fx *f, nnc_interp_precision p, int64_t n, nnc_tensor *out, char *err, size_t cap) {
+  if (!f->unverified) expect_verified(f);
   nnc_interp_env env = {.n = n, .bindings = f->b, .nbindings = f->nb};
   return nnc_interp_run(f->m, f->g, p, &env, out, NULL, err, cap);
 }
@@ -265,6 +275,32 @@ static void test_batch_below_max(void) {
     expect_values(&f, NNC_INTERP_F64, n, want, 2, 1e-14, "batch mean");
     fx_free(&f);
   }
+}
+
+/* A program with only state outputs (an update w - lr*w): they land in state_outputs; a node
+ * no output needs (an unused input) needs no binding. */
+static void test_state_outputs(void) {
+  fx f = fx_new(4);
+  nnc_type wt = TY(NNC_F32, -1, 3);
+  nnc_node *w = src(f.g, NNC_OP_param, "w", wt), *lr = src(f.g, NNC_OP_scalar, "lr", SCALAR(NNC_F32));
+  src(f.g, NNC_OP_input, "y", TY(NNC_I32, 0, 1));
+  nnc_node *lrb = op(f.g, NNC_OP_broadcast, wt, 1, lr);
+  nnc_node_set_ints(lrb, NNC_ATTR_axes, 0, NULL);
+  nnc_graph_add_state_output(f.g, "w", op(f.g, NNC_OP_sub, wt, 2, w, op(f.g, NNC_OP_mul, wt, 2, lrb, w)));
+  bind(&f, "w", wt, 1, (const double[]){1, -2, 4});
+  bind(&f, "lr", SCALAR(NNC_F32), 1, (const double[]){0.25});
+  expect_verified(&f);
+  nnc_interp_env env = {.n = 2, .bindings = f.b, .nbindings = f.nb};
+  nnc_tensor st[1];
+  char err[256];
+  bool ok = nnc_interp_run(f.m, f.g, NNC_INTERP_F32, &env, NULL, st, err, sizeof err);
+  CHECK_MSG(ok, "%s", err);
+  if (ok) {
+    const float *v = st[0].data;
+    CHECK(v[0] == 0.75f && v[1] == -1.5f && v[2] == 3.0f);
+    nnc_tensor_free(&st[0]);
+  }
+  fx_free(&f);
 }
 
 /* --- index maps --------------------------------------------------------------------------------- */
@@ -822,6 +858,7 @@ static void test_binding_errors(void) {
 
   /* a malformed node (a conv whose result shape is wrong) is an error, not a read out of bounds */
   f = fx_new(1);
+  f.unverified = true;
   nnc_type t4 = TY(NNC_F32, -1, 1, 1, 4, 4);
   nnc_node *c = op(f.g, NNC_OP_conv2d, TY(NNC_F32, -1, 1, 1, 5, 5), 2, src(f.g, NNC_OP_input, "x", t4),
                    src(f.g, NNC_OP_input, "w", TY(NNC_F32, -1, 1, 1, 3, 3)));
@@ -958,6 +995,7 @@ int main(int argc, char **argv) {
   test_cmp_select_cast();
   test_generators_and_batch();
   test_batch_below_max();
+  test_state_outputs();
   test_index_maps();
   test_reductions();
   test_matmul();
