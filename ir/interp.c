@@ -883,7 +883,7 @@ static bool run_node(interp *I, const nnc_node *nd, value *out, const value *con
   case NNC_OP_input: case NNC_OP_param: case NNC_OP_state: case NNC_OP_scalar: return run_source(I, nd, out);
   case NNC_OP_nbatch:
     if (out->count != 1 || out->dtype != NNC_F32) return fail(I, "nbatch must be f32[]");
-    out->data[0] = (double)I->n;
+    out->data[0] = norm(I, NNC_F32, (double)I->n);
     return true;
   case NNC_OP_const: return run_const(I, nd, out);
   case NNC_OP_iota: return run_iota(I, nd, out);
@@ -956,14 +956,15 @@ static bool plan_uses(interp *I, int *last_use) {
 
 static bool run_graph(interp *I, const int *last_use) {
   const nnc_graph *g = I->g;
-  const value *in[64];
   for (int i = 0; i < g->nnodes; i++) {
     if (last_use[i] < 0) continue;
     const nnc_node *nd = g->nodes[i];
     I->cur = nd;
-    if (nd->ninputs > (int)(sizeof in / sizeof in[0])) return fail(I, "too many inputs");
+    const value **in = nnc_xmalloc(sizeof *in * (size_t)(nd->ninputs > 0 ? nd->ninputs : 1));
     for (int k = 0; k < nd->ninputs; k++) in[k] = &I->vals[position_of(I, nd->inputs[k])];
-    if (!value_alloc(I, &I->vals[i], &nd->type) || !run_node(I, nd, &I->vals[i], in)) return false;
+    bool ok = value_alloc(I, &I->vals[i], &nd->type) && run_node(I, nd, &I->vals[i], in);
+    free(in);
+    if (!ok) return false;
     for (int k = 0; k < nd->ninputs; k++) {
       int p = position_of(I, nd->inputs[k]);
       if (last_use[p] == i) value_free(&I->vals[p]);

@@ -374,6 +374,36 @@ static void test_index_maps(void) {
   }
 }
 
+/* concat along the batch axis (the multiples add: B and B*2 give B*3, a's n rows first), and
+ * a concat of 100 operands. */
+static void test_concat_batch_and_many(void) {
+  fx f = fx_new(4);
+  nnc_node *a = src(f.g, NNC_OP_input, "a", TY(NNC_F32, 0, 1, 2)), *b = src(f.g, NNC_OP_input, "b", TY(NNC_F32, 0, 2, 2));
+  nnc_node *c = op(f.g, NNC_OP_concat, TY(NNC_F32, 0, 3, 2), 2, a, b);
+  nnc_node_set_int(c, NNC_ATTR_axis, 0);
+  nnc_graph_add_output(f.g, "r", c);
+  bind(&f, "a", TY(NNC_F32, 0, 1, 2), 2, (const double[]){1, 2, 3, 4});
+  bind(&f, "b", TY(NNC_F32, 0, 2, 2), 2, (const double[]){5, 6, 7, 8, 9, 10, 11, 12});
+  expect_values(&f, NNC_INTERP_F64, 2, (const double[]){1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, 12, 0, "batch concat");
+  fx_free(&f);
+
+  f = fx_new(1);
+  nnc_node *in[100];
+  for (int i = 0; i < 100; i++) {
+    nnc_node *k = op(f.g, NNC_OP_const, TY(NNC_F32, -1, 1), 0);
+    nnc_node_set_num(k, NNC_ATTR_value, i);
+    in[i] = k;
+  }
+  c = nnc_node_new(f.g, NNC_OP_concat, 100, in, noloc);
+  c->type = TY(NNC_F32, -1, 100);
+  nnc_node_set_int(c, NNC_ATTR_axis, 0);
+  nnc_graph_add_output(f.g, "r", c);
+  double want[100];
+  for (int i = 0; i < 100; i++) want[i] = i;
+  expect_values(&f, NNC_INTERP_F32, 1, want, 100, 0, "concat of 100");
+  fx_free(&f);
+}
+
 /* --- reductions and matmul ---------------------------------------------------------------------- */
 
 static void test_reductions(void) {
@@ -997,6 +1027,7 @@ int main(int argc, char **argv) {
   test_batch_below_max();
   test_state_outputs();
   test_index_maps();
+  test_concat_batch_and_many();
   test_reductions();
   test_matmul();
   test_gather_scatter();
