@@ -596,7 +596,7 @@ static bool pair_attr(const nnc_node *nd, nnc_attr_key k, int64_t dy, int64_t dx
   return true;
 }
 
-/* Reads stride, padding, dilation (kernel already set); the stride defaults to `dflt`. */
+/* Reads stride, padding, dilation (kernel already set); the stride defaults to (dsy, dsx). */
 static bool window_attrs(interp *I, const nnc_node *nd, window *w, int64_t dsy, int64_t dsx) {
   if (!pair_attr(nd, NNC_ATTR_stride, dsy, dsx, &w->sy, &w->sx) || !pair_attr(nd, NNC_ATTR_padding, 0, 0, &w->py, &w->px) ||
       !pair_attr(nd, NNC_ATTR_dilation, 1, 1, &w->dy, &w->dx))
