@@ -777,7 +777,7 @@ static void take_index(const int64_t *si, int64_t axis, int idx_rank, int big_ra
 static bool run_gather(interp *I, const nnc_node *nd, value *out, const value *a, const value *idx) {
   int64_t axis;
   if (!take_shapes_fit(I, nd, a, idx, out, &axis)) return false;
-  int64_t oi[NNC_MAX_RANK], ai[NNC_MAX_RANK], v;
+  int64_t oi[NNC_MAX_RANK], ai[NNC_MAX_RANK], v = 0;
   for (int64_t i = 0; i < out->count; i++) {
     unravel(i, out->dims, out->rank, oi);
     if (!index_at(I, idx, ravel(oi + axis, idx->dims, idx->rank), a->dims[axis], &v)) return false;
@@ -790,7 +790,7 @@ static bool run_gather(interp *I, const nnc_node *nd, value *out, const value *a
 static bool run_scatter_add(interp *I, const nnc_node *nd, value *out, const value *upd, const value *idx) {
   int64_t axis;
   if (!take_shapes_fit(I, nd, out, idx, upd, &axis)) return false;
-  int64_t ui[NNC_MAX_RANK], oi[NNC_MAX_RANK], v;
+  int64_t ui[NNC_MAX_RANK], oi[NNC_MAX_RANK], v = 0;
   for (int64_t i = 0; i < upd->count; i++) {
     unravel(i, upd->dims, upd->rank, ui);
     if (!index_at(I, idx, ravel(ui + axis, idx->dims, idx->rank), out->dims[axis], &v)) return false;
