@@ -412,6 +412,17 @@ static const char *unexpected_name(const nnc_parse_ctx *ctx, yysymbol_kind_t tok
   return yysymbol_name(tok);
 }
 
+/* "to match this '('": the innermost bracket of the kind the parser expected to be closed. The
+ * unexpected token itself may have opened one more. */
+static void note_opening(nnc_parse_ctx *ctx, yysymbol_kind_t tok, char closer) {
+  bool brace = closer == '}';
+  int depth = brace ? ctx->brace_depth : ctx->paren_depth;
+  if (brace ? tok == YYSYMBOL_LBRACE : tok == YYSYMBOL_LPAREN || tok == YYSYMBOL_LBRACKET) depth--;
+  if (depth < 1 || depth > NNC_MAX_NESTING) return;
+  nnc_loc open = brace ? ctx->open_brace[depth - 1] : ctx->open_paren[depth - 1];
+  nnc_note(ctx->diags, open, "to match this '%c'", closer == ')' ? '(' : closer == ']' ? '[' : '{');
+}
+
 /* One message per syntax error, from the tokens that could have come instead:
  *  - a closing bracket missing at a line end is reported just after the line's last token;
  *  - where the statement could have ended, the token is simply unexpected;
@@ -437,14 +448,17 @@ static int yyreport_syntax_error(const yypcontext_t *yyctx, nnc_parse_ctx *ctx) 
   bool starts_item = tok == YYSYMBOL_YYEOF || tok == YYSYMBOL_MODEL || tok == YYSYMBOL_TRAIN || tok == YYSYMBOL_HPARAM;
   if (closer && closer[1] != '}' && line_break_before) {
     nnc_error(ctx->diags, after_prev, "expected %s", closer);
+    note_opening(ctx, tok, closer[1]);
     /* The bracket left open swallowed the line break: let the line end the statement. */
     ctx->paren_depth = 0;
   } else if (closer && starts_item) {
     nnc_error(ctx->diags, after_prev, "expected %s", closer);
+    note_opening(ctx, tok, closer[1]);
   } else if (expects(exp, n, YYSYMBOL_NEWLINE) && tok != YYSYMBOL_YYEOF) {
     nnc_error(ctx->diags, tok_loc, "unexpected %s", unexpected_name(ctx, tok, buf, sizeof buf));
   } else if (closer) {
     nnc_error(ctx->diags, tok == YYSYMBOL_YYEOF ? after_prev : tok_loc, "expected %s", closer);
+    note_opening(ctx, tok, closer[1]);
   } else if (expects(exp, n, YYSYMBOL_INT)) {
     nnc_error(ctx->diags, tok == YYSYMBOL_YYEOF ? after_prev : tok_loc, "expected an expression");
   } else if (n >= 1 && n <= 3) {

@@ -18,6 +18,8 @@ typedef struct nnc_parse_ctx {
   int line, col;             /* position of the next character */
   int paren_depth;           /* open ( and [: newlines inside them are not statement ends */
   int brace_depth;           /* open { */
+  nnc_loc open_paren[NNC_MAX_NESTING];  /* where each open ( or [ is, by depth (for notes) */
+  nnc_loc open_brace[NNC_MAX_NESTING];
   bool last_was_newline;     /* collapses blank lines into one NEWLINE token */
   bool newline_swallowed;    /* a line break inside ( ) or [ ] came before the current token */
   bool aborted;              /* a fatal error (nesting too deep) was reported: the rest is EOF */
