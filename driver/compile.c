@@ -37,11 +37,20 @@ static void apply_train_flags(nnc_module *m, const nnc_options *o) {
   if (o->weight_decay >= 0) t->weight_decay = o->weight_decay;
 }
 
-/* Adds eval_step or predict, elaborated in its own mode, to m. */
+/* Adds eval_step or predict, elaborated in its own mode, to m. The train-mode elaboration has
+ * already reported its warnings: this one stays quiet unless it finds an error of its own, which
+ * a second run then reports. */
 static bool add_mode_program(nnc_module *m, const nnc_ast *file, const nnc_options *o, nnc_mode mode,
                              const char *name, nnc_diags *d) {
-  nnc_module *other = elaborate(file, o, mode, d);
-  if (!other) return false;
+  nnc_diags quiet;
+  nnc_diags_init(&quiet, NULL);
+  nnc_module *other = elaborate(file, o, mode, &quiet);
+  if (!other || quiet.nerrors) {
+    nnc_module_free(other);
+    nnc_module_free(elaborate(file, o, mode, d));
+    if (d->nerrors == 0) nnc_error(d, (nnc_loc){0}, "internal error: elaboration failed in %s mode only", name);
+    return false;
+  }
   bool ok = nnc_module_import_program(m, other->forward, name, d) != NULL;
   nnc_module_free(other);
   return ok;
