@@ -268,6 +268,15 @@ static void test_broken(void) {
               p.nerrors, p.diag_text);
     done(&p);
   }
+  /* A missing closing bracket comes with a note on the bracket left open. */
+  parsed p = parse(broken[0].text);
+  CHECK_MSG(strstr(p.diag_text, "t.nn:2:11: note: to match this '('"), "%s", p.diag_text);
+  done(&p);
+  p = parse("model m() {\n  for i in 0..3 {\n    h = x\n  return h\n}\n");
+  CHECK_MSG(p.nerrors == 1 && strstr(p.diag_text, "t.nn:5:2: error: expected '}'") &&
+                strstr(p.diag_text, "t.nn:1:11: note: to match this '{'"),
+            "%s", p.diag_text);
+  done(&p);
 }
 
 /* Hostile input: each gives one clean diagnostic, never a crash, a hang or a deep tree. */
