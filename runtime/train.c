@@ -1,0 +1,475 @@
+/* The training loop. One step: gather the next batch of the epoch's shuffled order into io,
+ * call train_step with the schedule's rate, read the loss. Everything a step depends on is a
+ * function of (seed, step): the epoch order is keyed by (seed, epoch), the position in it is
+ * step mod steps_per_epoch, the rate a pure function of step (plateau aside, whose state the
+ * checkpoint keeps), so a resumed run takes exactly the steps the uninterrupted run takes. */
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "atomic_file.h"
+
+static bool fail(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(char *err, size_t cap, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, cap, fmt, ap);
+  va_end(ap);
+  return false;
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void *alloc_region(size_t bytes) {
+  void *p = aligned_alloc(64, bytes ? bytes : 64);
+  if (p) memset(p, 0, bytes ? bytes : 64);
+  return p;
+}
+
+/* ---- evaluation ---- */
+
+typedef struct io_views {
+  const nnc_rt_buffer *x, *y, *loss, *logits;
+} io_views;
+
+static bool find_views(const nnc_rt_model *m, const nnc_rt_io_names *names, io_views *v, char *err, size_t cap) {
+  v->x = nnc_rt_model_buffer(m, names->x);
+  v->y = nnc_rt_model_buffer(m, names->y);
+  v->loss = nnc_rt_model_buffer(m, names->loss);
+  v->logits = names->logits ? nnc_rt_model_buffer(m, names->logits) : NULL;
+  if (!v->x || !v->y || !v->loss || (names->logits && !v->logits))
+    return fail(err, cap, "model %s has no buffers '%s', '%s' and '%s'", m->name, names->x, names->y, names->loss);
+  if (v->loss->dtype != NNC_RT_F32 || nnc_rt_buffer_elements(v->loss, 1) != 1)
+    return fail(err, cap, "the loss '%s' is not an f32 scalar", names->loss);
+  return true;
+}
+
+static float read_f32(const uint8_t *io, const nnc_rt_buffer *b, int64_t i) {
+  float v;
+  memcpy(&v, io + b->offset + 4 * (size_t)i, 4);
+  return v;
+}
+
+/* Examples of the batch whose logits' argmax is their label. */
+static int64_t count_correct(const uint8_t *io, const io_views *v, int64_t n) {
+  int64_t classes = nnc_rt_buffer_elements(v->logits, 1), correct = 0;
+  const uint8_t *ybase = io + v->y->offset;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t best = 0;
+    for (int64_t c = 1; c < classes; c++)
+      if (read_f32(io, v->logits, i * classes + c) > read_f32(io, v->logits, i * classes + best)) best = c;
+    int32_t label;
+    memcpy(&label, ybase + 4 * (size_t)i, 4);
+    correct += best == label;
+  }
+  return correct;
+}
+
+bool nnc_rt_evaluate(const nnc_rt_model *m, nnc_rt_executor *ex, const nnc_rt_dataset *ds, const nnc_rt_split *split,
+                     const nnc_rt_io_names *names, uint8_t *persist, uint8_t *io, nnc_rt_metrics *out, char *err,
+                     size_t cap) {
+  io_views v;
+  if (!find_views(m, names, &v, err, cap)) return false;
+  uint32_t *idx = malloc(sizeof *idx * (size_t)(m->batch_max > 0 ? m->batch_max : 1));
+  if (!idx) return fail(err, cap, "out of memory");
+  double loss_sum = 0;
+  int64_t correct = 0;
+  bool ok = true;
+  for (int64_t start = 0; ok && start < split->n; start += m->batch_max) {
+    int64_t n = split->n - start < m->batch_max ? split->n - start : m->batch_max;
+    for (int64_t i = 0; i < n; i++) idx[i] = (uint32_t)(start + i);
+    nnc_rt_call call = {.n = n};
+    ok = nnc_rt_gather(ds, split, idx, n, io + v.x->offset, io + v.y->offset) &&
+         ex->run(ex, "eval_step", persist, io, &call, err, cap);
+    if (!ok) break;
+    loss_sum += (double)read_f32(io, v.loss, 0) * (double)n;
+    if (v.logits) correct += count_correct(io, &v, n);
+  }
+  free(idx);
+  if (!ok) return false;
+  out->n = split->n;
+  out->loss = split->n ? loss_sum / (double)split->n : NAN;
+  out->accuracy = v.logits && split->n ? (double)correct / (double)split->n : NAN;
+  return true;
+}
+
+/* ---- the run's record: one row per epoch ---- */
+
+typedef struct epoch_row {
+  int64_t epoch, step;
+  double train_loss, test_loss, test_acc, lr, seconds;
+} epoch_row;
+
+typedef struct run {
+  const nnc_rt_model *m;
+  nnc_rt_executor *ex;
+  const nnc_rt_dataset *ds;
+  nnc_rt_train_config *cfg;
+  uint8_t *persist, *io;
+  io_views v;
+  uint32_t *perm;
+  int64_t spe, total_steps, step;
+  FILE *log;
+  epoch_row *rows;
+  int64_t nrows;
+  double t0, train_seconds;       /* wall clock at start; time spent in train steps */
+  int64_t samples;                /* examples trained on in this run */
+  double epoch_loss_sum;          /* over the examples of this epoch trained in this run */
+  int64_t epoch_examples;
+  double last_bar;
+  nnc_rt_metrics last_eval;
+  bool evaluated_last_step;
+  char *err;
+  size_t cap;
+} run;
+
+static void format_duration(double s, char *buf, size_t cap) {
+  long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+  if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void draw_bar(run *r, int64_t epoch, int64_t in_epoch, double loss, bool force) {
+  nnc_rt_train_config *c = r->cfg;
+  if (c->quiet || !c->progress_bar) return;
+  double t = now_seconds();
+  if (!force && t - r->last_bar < 0.1) return;
+  r->last_bar = t;
+  enum { WIDTH = 24 };
+  int filled = (int)(WIDTH * in_epoch / (r->spe ? r->spe : 1));
+  char bar[WIDTH + 1];
+  for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
+  bar[WIDTH] = 0;
+  double rate = r->train_seconds > 0 ? (double)r->samples / r->train_seconds : 0;
+  double steps_per_s = r->train_seconds > 0 ? (double)(r->samples ? r->samples : 1) / r->train_seconds /
+                                                  (double)r->m->batch_max : 0;
+  char eta[32];
+  format_duration(steps_per_s > 0 ? (double)(r->total_steps - r->step) / steps_per_s : 0, eta, sizeof eta);
+  fprintf(c->bar, "\r\033[Kepoch %lld/%lld [%s] %lld/%lld  loss %.4f  %.0f samples/s  ETA %s", (long long)epoch + 1,
+          (long long)c->epochs, bar, (long long)in_epoch, (long long)r->spe, loss, rate, eta);
+  fflush(c->bar);
+}
+
+static void clear_bar(run *r) {
+  if (!r->cfg->quiet && r->cfg->progress_bar) {
+    fputs("\r\033[K", r->cfg->bar);
+    fflush(r->cfg->bar);
+  }
+}
+
+static bool open_log(run *r) {
+  const char *path = r->cfg->log_path;
+  if (!path) return true;
+  bool append = r->cfg->resume != NULL;
+  r->log = fopen(path, append ? "a" : "w");
+  if (!r->log) return fail(r->err, r->cap, "%s: cannot write: %s", path, strerror(errno));
+  if (!append || ftell(r->log) == 0) fputs("epoch,step,train_loss,test_loss,test_acc,lr,seconds\n", r->log);
+  if (fflush(r->log) != 0) return fail(r->err, r->cap, "%s: write failed: %s", path, strerror(errno));
+  return true;
+}
+
+static bool log_row(run *r, const epoch_row *row) {
+  if (!r->log) return true;
+  fprintf(r->log, "%lld,%lld,%.6f,%.6f,%.6f,%.6g,%.3f\n", (long long)row->epoch, (long long)row->step, row->train_loss,
+          row->test_loss, row->test_acc, row->lr, row->seconds);
+  if (fflush(r->log) != 0 || ferror(r->log))
+    return fail(r->err, r->cap, "%s: write failed: %s", r->cfg->log_path, strerror(errno));
+  return true;
+}
+
+static void print_epoch(run *r, const epoch_row *row) {
+  nnc_rt_train_config *c = r->cfg;
+  if (c->quiet) return;
+  clear_bar(r);
+  fprintf(c->out, "epoch %lld/%lld  step %lld  train loss %.4f", (long long)row->epoch, (long long)c->epochs,
+          (long long)row->step, row->train_loss);
+  if (!isnan(row->test_loss)) fprintf(c->out, "  %s loss %.4f", c->eval_name, row->test_loss);
+  if (!isnan(row->test_acc)) fprintf(c->out, "  %s accuracy %.2f%%", c->eval_name, 100 * row->test_acc);
+  fprintf(c->out, "  lr %.3g  %.1fs\n", row->lr, row->seconds);
+  fflush(c->out);
+}
+
+static bool evaluate(run *r, nnc_rt_metrics *out) {
+  const nnc_rt_split *s = r->cfg->eval_split;
+  if (!s || s->n == 0) {
+    *out = (nnc_rt_metrics){.loss = NAN, .accuracy = NAN};
+    return true;
+  }
+  return nnc_rt_evaluate(r->m, r->ex, r->ds, s, &r->cfg->io, r->persist, r->io, out, r->err, r->cap);
+}
+
+/* After the last step of an epoch: evaluate, let a plateau schedule see the loss, record. */
+static bool end_epoch(run *r, int64_t epoch) {
+  nnc_rt_metrics e;
+  if (!evaluate(r, &e)) return false;
+  r->last_eval = e;
+  r->evaluated_last_step = true;
+  if (!isnan(e.loss)) nnc_rt_schedule_observe(&r->cfg->schedule, e.loss);
+  epoch_row row = {.epoch = epoch + 1, .step = r->step,
+                   .train_loss = r->epoch_examples ? r->epoch_loss_sum / (double)r->epoch_examples : NAN,
+                   .test_loss = e.loss, .test_acc = e.accuracy,
+                   .lr = nnc_rt_schedule_lr(&r->cfg->schedule, r->step > 0 ? r->step - 1 : 0),
+                   .seconds = now_seconds() - r->t0};
+  r->rows = realloc(r->rows, sizeof *r->rows * (size_t)(r->nrows + 1));
+  if (!r->rows) return fail(r->err, r->cap, "out of memory");
+  r->rows[r->nrows++] = row;
+  r->epoch_loss_sum = 0, r->epoch_examples = 0;
+  print_epoch(r, &row);
+  return log_row(r, &row);
+}
+
+static nnc_rt_train_state current_state(const run *r) {
+  const nnc_rt_schedule *s = &r->cfg->schedule;
+  return (nnc_rt_train_state){.step = r->step, .steps_per_epoch = r->spe, .batch = r->m->batch_max,
+                              .seed = r->cfg->seed, .plateau_lr = s->plateau_lr, .plateau_best = s->best,
+                              .plateau_bad_epochs = s->num_bad_epochs, .plateau_cooldown_left = s->cooldown_left};
+}
+
+static bool save(run *r) {
+  if (!r->cfg->save_path) return true;
+  nnc_rt_train_state st = current_state(r);
+  return nnc_rt_checkpoint_save(r->cfg->save_path, r->m, r->persist, &st, r->err, r->cap);
+}
+
+/* One optimizer step on batch `b` of epoch `epoch`; false after filling err. */
+static bool train_step(run *r, int64_t epoch, int64_t b, double *loss_out) {
+  int64_t B = r->m->batch_max, n_train = r->ds->train.n;
+  int64_t start = b * B, n = n_train - start < B ? n_train - start : B;
+  if (!nnc_rt_gather(r->ds, &r->ds->train, r->perm + start, n, r->io + r->v.x->offset, r->io + r->v.y->offset))
+    return fail(r->err, r->cap, "internal error: a batch index is out of range");
+  nnc_rt_call call = {.n = n, .lr = nnc_rt_schedule_lr(&r->cfg->schedule, r->step), .step = (int32_t)r->step,
+                      .seed = (uint32_t)r->cfg->seed};
+  double t = now_seconds();
+  if (!r->ex->run(r->ex, "train_step", r->persist, r->io, &call, r->err, r->cap)) return false;
+  r->train_seconds += now_seconds() - t;
+  double loss = read_f32(r->io, r->v.loss, 0);
+  if (!isfinite(loss))
+    return fail(r->err, r->cap, "loss is %s at step %lld (epoch %lld)", isnan(loss) ? "nan" : "inf",
+                (long long)r->step + 1, (long long)epoch + 1);
+  r->step++;
+  r->samples += n;
+  r->epoch_loss_sum += loss * (double)n;
+  r->epoch_examples += n;
+  *loss_out = loss;
+  return true;
+}
+
+static bool check_resume(run *r) {
+  const nnc_rt_train_state *st = r->cfg->resume;
+  if (!st) return true;
+  if (st->batch != r->m->batch_max)
+    return fail(r->err, r->cap, "the checkpoint was trained with batch %lld, this run has batch %lld", (long long)st->batch,
+                (long long)r->m->batch_max);
+  if (st->steps_per_epoch != r->spe)
+    return fail(r->err, r->cap, "the checkpoint's epochs have %lld steps, this data gives %lld (another dataset?)",
+                (long long)st->steps_per_epoch, (long long)r->spe);
+  r->step = st->step;
+  r->cfg->seed = st->seed;
+  nnc_rt_schedule *s = &r->cfg->schedule;
+  s->plateau_lr = st->plateau_lr, s->best = st->plateau_best;
+  s->num_bad_epochs = st->plateau_bad_epochs, s->cooldown_left = st->plateau_cooldown_left;
+  return true;
+}
+
+static nnc_rt_train_status train_epochs(run *r) {
+  nnc_rt_train_config *c = r->cfg;
+  double loss = NAN;
+  for (int64_t epoch = r->step / r->spe; epoch < c->epochs && r->step < r->total_steps; epoch++) {
+    nnc_rt_epoch_order(r->ds->train.n, c->seed, (uint32_t)epoch, r->perm);
+    for (int64_t b = r->step % r->spe; b < r->spe && r->step < r->total_steps; b++) {
+      if (c->stop && *c->stop) return NNC_RT_TRAIN_STOPPED;
+      if (!train_step(r, epoch, b, &loss)) return NNC_RT_TRAIN_BAD_INPUT;
+      r->evaluated_last_step = false;
+      draw_bar(r, epoch, b + 1, loss, b + 1 == r->spe);
+      if (b + 1 == r->spe && !end_epoch(r, epoch))
+        return r->log && ferror(r->log) ? NNC_RT_TRAIN_IO_ERROR : NNC_RT_TRAIN_BAD_INPUT;
+      if (c->save_every && r->step % c->save_every == 0 && !save(r)) return NNC_RT_TRAIN_IO_ERROR;
+    }
+  }
+  return NNC_RT_TRAIN_OK;
+}
+
+/* ---- the plot: loss (left axis) and accuracy (right axis) against epochs, as SVG ---- */
+
+typedef struct svg {
+  char *buf;
+  size_t len, cap;
+  bool oom;
+} svg;
+
+static void svg_printf(svg *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void svg_printf(svg *s, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(s->buf ? s->buf + s->len : NULL, s->buf ? s->cap - s->len : 0, fmt, ap);
+    va_end(ap);
+    if (k < 0 || s->oom) return;
+    if (s->buf && s->len + (size_t)k < s->cap) {
+      s->len += (size_t)k;
+      return;
+    }
+    size_t cap = (s->cap + (size_t)k + 1) * 2;
+    char *p = realloc(s->buf, cap);
+    if (!p) {
+      s->oom = true;
+      return;
+    }
+    s->buf = p, s->cap = cap;
+  }
+}
+
+enum { PLOT_W = 720, PLOT_H = 420, PLOT_L = 70, PLOT_R = 70, PLOT_T = 40, PLOT_B = 60 };
+
+/* The smallest 1, 2 or 5 times a power of ten at or above x. */
+static double nice_ceiling(double x) {
+  if (!(x > 0) || !isfinite(x)) return 1;
+  double p = pow(10, floor(log10(x)));
+  return x <= p ? p : x <= 2 * p ? 2 * p : x <= 5 * p ? 5 * p : 10 * p;
+}
+
+static double plot_x(double epoch, double max_epoch) {
+  return PLOT_L + (PLOT_W - PLOT_L - PLOT_R) * (max_epoch > 0 ? epoch / max_epoch : 0);
+}
+static double plot_y(double v, double max) { return PLOT_H - PLOT_B - (PLOT_H - PLOT_T - PLOT_B) * v / max; }
+
+static void plot_axes(svg *s, double max_epoch, double max_loss) {
+  int x0 = PLOT_L, x1 = PLOT_W - PLOT_R, y0 = PLOT_H - PLOT_B, y1 = PLOT_T;
+  svg_printf(s, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#333\"/>\n", x0, y1,
+             x1 - x0, y0 - y1);
+  for (int i = 0; i <= 5; i++) {
+    double y = plot_y(max_loss * i / 5, max_loss);
+    svg_printf(s, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", x0, y, x1, y);
+    svg_printf(s, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n", x0 - 6, y + 4, max_loss * i / 5);
+    svg_printf(s, "<text x=\"%d\" y=\"%.1f\">%d%%</text>\n", x1 + 6, y + 4, 20 * i);
+  }
+  int step = max_epoch <= 10 ? 1 : (int)ceil(max_epoch / 10);
+  for (int e = 0; e <= (int)max_epoch; e += step) {
+    double x = plot_x(e, max_epoch);
+    svg_printf(s, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#333\"/>\n", x, y0, x, y0 + 5);
+    svg_printf(s, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%d</text>\n", x, y0 + 20, e);
+  }
+  svg_printf(s, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">epoch</text>\n", (x0 + x1) / 2, PLOT_H - 15);
+  svg_printf(s, "<text transform=\"translate(18,%d) rotate(-90)\" text-anchor=\"middle\">loss</text>\n", (y0 + y1) / 2);
+  svg_printf(s, "<text transform=\"translate(%d,%d) rotate(90)\" text-anchor=\"middle\">accuracy</text>\n", PLOT_W - 18,
+             (y0 + y1) / 2);
+}
+
+/* One curve; which: 0 train loss, 1 test loss, 2 test accuracy (scaled to the right axis). */
+static void plot_curve(svg *s, const epoch_row *rows, int64_t n, int which, double max_epoch, double max_loss,
+                       const char *color, const char *dash) {
+  svg_printf(s, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", color, dash);
+  for (int64_t i = 0; i < n; i++) {
+    double v = which == 0 ? rows[i].train_loss : which == 1 ? rows[i].test_loss : rows[i].test_acc * max_loss;
+    if (isfinite(v)) svg_printf(s, "%.1f,%.1f ", plot_x((double)rows[i].epoch, max_epoch), plot_y(v, max_loss));
+  }
+  svg_printf(s, "\"/>\n");
+}
+
+static void plot_legend(svg *s, int i, const char *color, const char *dash, const char *label) {
+  int x = PLOT_L + 10 + 150 * i, y = PLOT_T - 14;
+  svg_printf(s, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"%s/>\n", x, y - 4,
+             x + 24, y - 4, color, dash);
+  svg_printf(s, "<text x=\"%d\" y=\"%d\">%s</text>\n", x + 30, y, label);
+}
+
+static bool write_plot(const char *path, const epoch_row *rows, int64_t n, const char *eval_name, char *err,
+                       size_t cap) {
+  double max_epoch = n ? (double)rows[n - 1].epoch : 1, max_loss = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (isfinite(rows[i].train_loss) && rows[i].train_loss > max_loss) max_loss = rows[i].train_loss;
+    if (isfinite(rows[i].test_loss) && rows[i].test_loss > max_loss) max_loss = rows[i].test_loss;
+  }
+  max_loss = nice_ceiling(max_loss);
+  svg s = {0};
+  svg_printf(&s, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+                 "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+             PLOT_W, PLOT_H, PLOT_W, PLOT_H);
+  plot_axes(&s, max_epoch, max_loss);
+  static const char *const dashed = " stroke-dasharray=\"6,4\"";
+  char label[64];
+  plot_curve(&s, rows, n, 0, max_epoch, max_loss, "#1f77b4", "");
+  plot_curve(&s, rows, n, 1, max_epoch, max_loss, "#ff7f0e", dashed);
+  plot_curve(&s, rows, n, 2, max_epoch, max_loss, "#2ca02c", "");
+  plot_legend(&s, 0, "#1f77b4", "", "train loss");
+  snprintf(label, sizeof label, "%s loss", eval_name);
+  plot_legend(&s, 1, "#ff7f0e", dashed, label);
+  snprintf(label, sizeof label, "%s accuracy", eval_name);
+  plot_legend(&s, 2, "#2ca02c", "", label);
+  svg_printf(&s, "</svg>\n");
+  bool ok = !s.oom;
+  if (!ok) fail(err, cap, "%s: out of memory", path);
+  nnc_afile f;
+  ok = ok && nnc_afile_open(&f, path, err, cap);
+  if (ok && !(nnc_afile_write(&f, s.buf, s.len, err, cap) && nnc_afile_commit(&f, err, cap))) {
+    nnc_afile_abort(&f);
+    ok = false;
+  }
+  free(s.buf);
+  return ok;
+}
+
+static void summary(run *r, nnc_rt_train_status status) {
+  nnc_rt_train_config *c = r->cfg;
+  clear_bar(r);
+  char dur[32];
+  format_duration(now_seconds() - r->t0, dur, sizeof dur);
+  fprintf(c->out, "%s after %lld steps in %s (%.0f samples/s)", status == NNC_RT_TRAIN_STOPPED ? "interrupted" : "trained",
+          (long long)r->step, dur, r->train_seconds > 0 ? (double)r->samples / r->train_seconds : 0.0);
+  if (!isnan(r->last_eval.loss)) fprintf(c->out, "; %s loss %.4f", c->eval_name, r->last_eval.loss);
+  if (!isnan(r->last_eval.accuracy)) fprintf(c->out, ", %s accuracy %.2f%%", c->eval_name, 100 * r->last_eval.accuracy);
+  fputc('\n', c->out);
+  if (c->save_path) fprintf(c->out, "checkpoint: %s (step %lld)\n", c->save_path, (long long)r->step);
+  fflush(c->out);
+}
+
+/* Saves, evaluates when the last epoch was cut short, plots and reports at the end of a run. */
+static nnc_rt_train_status finish(run *r, nnc_rt_train_status status) {
+  if (status != NNC_RT_TRAIN_OK && status != NNC_RT_TRAIN_STOPPED) return status;
+  if (status == NNC_RT_TRAIN_OK && !r->evaluated_last_step && !evaluate(r, &r->last_eval))
+    return NNC_RT_TRAIN_BAD_INPUT;
+  if (!save(r)) return NNC_RT_TRAIN_IO_ERROR;
+  if (r->cfg->plot_path && !write_plot(r->cfg->plot_path, r->rows, r->nrows, r->cfg->eval_name, r->err, r->cap))
+    return NNC_RT_TRAIN_IO_ERROR;
+  summary(r, status);
+  return status;
+}
+
+nnc_rt_train_status nnc_rt_train(const nnc_rt_model *m, nnc_rt_executor *ex, const nnc_rt_dataset *ds, uint8_t *persist,
+                                 nnc_rt_train_config *cfg, char *err, size_t cap) {
+  run r = {.m = m, .ex = ex, .ds = ds, .cfg = cfg, .persist = persist, .err = err, .cap = cap, .t0 = now_seconds()};
+  r.last_eval = (nnc_rt_metrics){.loss = NAN, .accuracy = NAN};
+  if (ds->train.n == 0 || m->batch_max < 1) return fail(err, cap, "no training examples"), NNC_RT_TRAIN_BAD_INPUT;
+  r.spe = (ds->train.n + m->batch_max - 1) / m->batch_max;
+  r.total_steps = cfg->epochs * r.spe;
+  if (cfg->max_steps > 0 && cfg->max_steps < r.total_steps) r.total_steps = cfg->max_steps;
+  if (!find_views(m, &cfg->io, &r.v, err, cap) || !check_resume(&r) ||
+      !nnc_rt_schedule_finish(&cfg->schedule, cfg->epochs * r.spe, r.spe, err, cap))
+    return NNC_RT_TRAIN_BAD_INPUT;
+  if (r.step > r.total_steps)
+    return fail(err, cap, "the checkpoint is at step %lld, past the %lld steps of this run", (long long)r.step,
+                (long long)r.total_steps), NNC_RT_TRAIN_BAD_INPUT;
+  r.io = alloc_region(m->io_bytes);
+  r.perm = malloc(sizeof *r.perm * (size_t)ds->train.n);
+  nnc_rt_train_status status = NNC_RT_TRAIN_IO_ERROR;
+  if (!r.io || !r.perm) fail(err, cap, "out of memory");
+  else if (open_log(&r)) status = finish(&r, train_epochs(&r));
+  if (status == NNC_RT_TRAIN_BAD_INPUT) clear_bar(&r);
+  if (r.log && fclose(r.log) != 0 && status == NNC_RT_TRAIN_OK) {
+    fail(err, cap, "%s: write failed: %s", cfg->log_path, strerror(errno));
+    status = NNC_RT_TRAIN_IO_ERROR;
+  }
+  free(r.rows);
+  free(r.perm);
+  free(r.io);
+  return status;
+}
