@@ -189,6 +189,11 @@ const char *nnc_attr_name(nnc_attr_key);
 bool nnc_attr_from_name(const char *, nnc_attr_key *);
 bool nnc_op_from_name(const char *, nnc_op *);
 
+/* --- parameter initialization (ir/init.c) ------------------------------------------------
+ * Fills out (count elements of p's dtype) with p->init's values drawn from Philox4x32-10 keyed
+ * by (seed, index): reproducible, and independent of every other param (docs/training.md). */
+void nnc_param_init_values(const nnc_param *p, uint32_t seed, int index, void *out, int64_t count);
+
 /* --- shape rules (ir/shape.c) ------------------------------------------------------------
  * Computes a node's result type from its inputs and attributes. On a violation returns false
  * and writes a message naming both shapes into err (the caller reports it with locations). */
