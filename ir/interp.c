@@ -549,6 +549,47 @@ static bool run_reduce(interp *I, const nnc_node *nd, value *out, const value *a
 
 /* --- contractions ---------------------------------------------------------------------------- */
 
+/* matmul in F32 mode, the same arithmetic as the plain loop below, only faster: each
+ * product and each partial sum is one float operation (a product of two floats is exact in
+ * double and an f32 sum of two floats rounded via double is the float sum, so float
+ * arithmetic here equals norm() after every double step), and k still runs in order for
+ * every result. The operands are copied to float as A[i][k] and B[k][j] rows, and eight
+ * results of a row are accumulated side by side so their sums do not wait on each other.
+ * Products and sums are separate statements: a fused multiply-add would round once. */
+enum { MATMUL_LANES = 8 };
+
+static void matmul_f32_row(const float *Ar, const float *Bp, double *out_row, int64_t N, int64_t K) {
+  for (int64_t j0 = 0; j0 < N; j0 += MATMUL_LANES) {
+    int64_t w = N - j0 < MATMUL_LANES ? N - j0 : MATMUL_LANES;
+    float acc[MATMUL_LANES] = {0};
+    for (int64_t k = 0; k < K; k++) {
+      const float x = Ar[k], *Bk = Bp + k * N + j0;
+      for (int64_t jj = 0; jj < w; jj++) {
+        float prod = x * Bk[jj];
+        acc[jj] = acc[jj] + prod;
+      }
+    }
+    for (int64_t jj = 0; jj < w; jj++) out_row[j0 + jj] = acc[jj];
+  }
+}
+
+static void matmul_f32(const double *a, const double *b, double *out, int64_t batches, int64_t M, int64_t N,
+                       int64_t K, bool ta, bool tb, bool b_shared) {
+  float *Af = nnc_xmalloc(sizeof(float) * (size_t)(M * K + 1));
+  float *Bf = nnc_xmalloc(sizeof(float) * (size_t)(K * N + 1));
+  for (int64_t p = 0; p < batches; p++) {
+    const double *A = a + p * M * K, *B = b + (b_shared ? 0 : p * K * N);
+    if (p == 0 || !b_shared)
+      for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < N; j++) Bf[k * N + j] = (float)(tb ? B[j * K + k] : B[k * N + j]);
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t k = 0; k < K; k++) Af[i * K + k] = (float)(ta ? A[k * M + i] : A[i * K + k]);
+    for (int64_t i = 0; i < M; i++) matmul_f32_row(Af + i * K, Bf, out + (p * M + i) * N, N, K);
+  }
+  free(Af);
+  free(Bf);
+}
+
 static bool run_matmul(interp *I, const nnc_node *nd, value *out, const value *a, const value *b) {
   bool ta = nnc_node_int(nd, NNC_ATTR_trans_a, 0) != 0, tb = nnc_node_int(nd, NNC_ATTR_trans_b, 0) != 0;
   int r = a->rank;
@@ -564,6 +605,10 @@ static bool run_matmul(interp *I, const nnc_node *nd, value *out, const value *a
   for (int k = 0; k < r - 2; k++) {
     if (out->dims[k] != a->dims[k] || (rb == r && b->dims[k] != a->dims[k])) return fail(I, "matmul leading dims differ");
     batches *= a->dims[k];
+  }
+  if (out->dtype == NNC_F32 && I->prec == NNC_INTERP_F32) {
+    matmul_f32(a->data, b->data, out->data, batches, M, N, K, ta, tb, rb == 2);
+    return true;
   }
   for (int64_t p = 0; p < batches; p++) {
     const double *A = a->data + p * M * K, *B = b->data + (rb == 2 ? 0 : p * K * N);
