@@ -189,7 +189,7 @@ static bool load_data(const nnc_module *m, const nnc_options *o, const model_io 
     ok = nnc_rt_dataset_split_validation(ds, o->val_split, seed, err, ERR_CAP);
     *eval_name = "validation";
   } else if (ok && ds->test.n == 0) {
-    *eval_name = "train"; /* no held-out data: report the fit of the training set */
+    *eval_name = "training-set"; /* no held-out data: report the fit of the training set */
   }
   if (!ok) report(err);
   return ok;
