@@ -1,0 +1,61 @@
+/* Lowering (DESIGN §8): every primitive of the graph IR becomes one loop IR kernel, with a
+ * schedule per target, and a program becomes a list of kernel calls over its memory plan.
+ *
+ * The CPU schedule loops over the result's axes (the outermost one parallel when there is
+ * enough work) with explicit vectors on the innermost contiguous loop of elementwise ops,
+ * reductions and matmul. The GPU schedule walks the flattened result index over blocks and
+ * threads with a bounds guard; a reduction or contraction is a loop per thread. The batch n is
+ * a runtime bound everywhere: loops run to n*K, buffers are batch-scaled. */
+#ifndef NNC_PASSES_LOWER_H
+#define NNC_PASSES_LOWER_H
+
+#include <stdbool.h>
+
+#include "../ir/ir.h"
+#include "../ir/loop.h"
+#include "memplan.h"
+
+typedef enum { NNC_LOWER_CPU, NNC_LOWER_GPU } nnc_lower_target;
+
+typedef struct nnc_lower_opts {
+  nnc_lower_target target;
+  int lanes;                  /* CPU: vector width in f32 lanes (1: scalar loops); 0: 16 */
+  int gpu_threads;            /* GPU: threads per block; 0: 256 */
+} nnc_lower_opts;
+
+/* One kernel call of a program: the kernel and, for each of its GLOBAL buffers in parameter
+ * order, the plan buffer it is bound to. */
+typedef struct nnc_lcall {
+  int kernel;                 /* index into the program's kernels */
+  int *bufs;
+  int nbufs;
+  const nnc_node *node;       /* the node it computes; NULL for a copy to an output or state */
+  const char *what;           /* "%12 = matmul", "state fc1.weight", "output logits" */
+} nnc_lcall;
+
+typedef struct nnc_lprogram {
+  const char *name;           /* "train_step", "eval_step", "predict" */
+  const nnc_graph *graph;
+  nnc_kernel **kernels;       /* deduplicated: structurally equal kernels appear once */
+  int nkernels;
+  nnc_lcall *calls;           /* in order */
+  int ncalls;
+  nnc_mem_plan *plan;
+} nnc_lprogram;
+
+/* The kernel of node nd of graph g (not a source other than nbatch), in arena a. Its GLOBAL
+ * buffers are the result, then each input that is not a `scalar` source, in order. NULL after
+ * reporting when nd cannot be lowered. */
+nnc_kernel *nnc_lower_node(nnc_arena *a, const nnc_module *m, const nnc_node *nd, const nnc_lower_opts *,
+                           nnc_diags *);
+
+/* Lowers program g of m over the module layout: plans memory, lowers every needed node,
+ * deduplicates kernels (nnc_lk_hash, nnc_lk_equal), and appends the copies of outputs and state
+ * outputs that are not computed in place. NULL after reporting. */
+nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, const nnc_graph *g,
+                                const nnc_mem_layout *layout, const nnc_lower_opts *, nnc_diags *);
+
+/* Prints every kernel (nnc_lk_print) and the call list. */
+void nnc_lower_print(FILE *, const nnc_lprogram *);
+
+#endif
