@@ -355,7 +355,7 @@ bool el_need_float(el_ctx *c, const el_val *v, const char *what, nnc_loc loc) {
 
 /* The numpy broadcast of two types (aligned on the right); false when a pair of dims differs
  * and neither is a plain 1, or the result would have two batch axes. */
-static bool broadcast_type(const nnc_type *a, const nnc_type *b, nnc_type *out) {
+bool el_broadcast_type(const nnc_type *a, const nnc_type *b, nnc_type *out) {
   int r = a->rank > b->rank ? a->rank : b->rank;
   *out = (nnc_type){.dtype = a->dtype, .rank = r, .batch_axis = -1};
   for (int i = 0; i < r; i++) {
@@ -408,7 +408,7 @@ bool el_broadcast_pair(el_ctx *c, const el_val *a, const el_val *b, const char *
     return false;
   }
   nnc_type r;
-  if (!broadcast_type(ta, tb, &r)) {
+  if (!el_broadcast_type(ta, tb, &r)) {
     nnc_error(c->d, loc, "shapes %s and %s do not broadcast in '%s'", el_type_str(c, ta), el_type_str(c, tb), opname);
     note_from(c, a);
     note_from(c, b);
@@ -832,7 +832,7 @@ static el_val op_matmul(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_a
   la.rank -= 2, lb.rank -= 2;
   if (la.batch_axis >= la.rank) la.batch_axis = -1;
   if (lb.batch_axis >= lb.rank) lb.batch_axis = -1;
-  if (!broadcast_type(&la, &lb, &lr) || (ta->batch_axis >= ta->rank - 2 && lr.rank > 0) ||
+  if (!el_broadcast_type(&la, &lb, &lr) || (ta->batch_axis >= ta->rank - 2 && lr.rank > 0) ||
       (tb->batch_axis >= tb->rank - 2)) {
     mismatch(c, L, "matmul: leading dimensions do not broadcast", &a, &b);
     return el_poison();
@@ -974,24 +974,30 @@ static el_val op_cross_entropy(el_ctx *c, el_scope *s, const nnc_ast *call, cons
     note_from(c, &y);
     return el_poison();
   }
-  /* logits [N, C, d...] and targets [N, d...]: the class axis is 1, as in PyTorch */
-  bool match = tz->rank >= 2 && ty->rank == tz->rank - 1 && tz->batch_axis != 1;
-  for (int i = 0, j = 0; match && i < tz->rank; i++) {
-    if (i == 1) continue;
-    match = dim_eq(tz, i, ty, j++);
+  /* logits [N, C, d...] and targets [N, d...]: the class axis is 1, as in PyTorch; else logits
+   * [N, d..., C] with the classes last (PyTorch's loss on logits.view(-1, C), targets.view(-1)) */
+  int cls = -1;
+  for (int k = 0; k < 2 && cls < 0; k++) {
+    int a = k == 0 ? 1 : tz->rank - 1;
+    bool match = tz->rank >= 2 && ty->rank == tz->rank - 1 && tz->batch_axis != a;
+    for (int i = 0, j = 0; match && i < tz->rank; i++) {
+      if (i == a) continue;
+      match = dim_eq(tz, i, ty, j++);
+    }
+    if (match) cls = a;
   }
-  if (!match) {
-    mismatch(c, L, "cross_entropy: logits [N, C, ...] and class ids [N, ...] do not match", &z, &y);
+  if (cls < 0) {
+    mismatch(c, L, "cross_entropy: logits [N, C, ...] or [N, ..., C] and class ids [N, ...] do not match", &z, &y);
     return el_poison();
   }
-  nnc_node *ls = el_softmax(c, z.node, 1, true, L);
+  nnc_node *ls = el_softmax(c, z.node, cls, true, L);
   nnc_type ti = *tz;
   ti.dtype = NNC_I32;
   nnc_node *iota = typed(c, NNC_OP_iota, 0, NULL, &ti, L);
-  nnc_node_set_int(iota, NNC_ATTR_axis, 1);
+  nnc_node_set_int(iota, NNC_ATTR_axis, cls);
   int keep[NNC_MAX_RANK];
   for (int i = 0, j = 0; i < tz->rank; i++)
-    if (i != 1) keep[j++] = i;
+    if (i != cls) keep[j++] = i;
   nnc_node *onehot = el_cmp(c, NNC_CMP_EQ, el_done(c, iota), el_bcast(c, y.node, &ti, keep, L), L);
   nnc_node *picked = el_new(c, NNC_OP_select, 3, (nnc_node *[]){onehot, ls, el_const(c, tz, 0, L)}, L);
   int all[NNC_MAX_RANK];
@@ -1070,6 +1076,16 @@ static const op_entry ops[] = {
     {{"normalize", {"x", "mean", "std"}, 1}, op_normalize},
     {{"cast", {"x", "dtype"}, 2}, op_cast},
     {{"dropout", {"x", "p"}, 1}, op_dropout},
+    {{"stack", {"tensors", "dim"}, 1}, el_op_stack},
+    {{"split", {"x", "split_size_or_sections", "dim"}, 2}, el_op_split},
+    {{"chunk", {"x", "chunks", "dim"}, 2}, el_op_split},
+    {{"arange", {"start", "end", "step"}, 1}, el_op_arange},
+    {{"tril", {"x", "diagonal"}, 1}, el_op_tril},
+    {{"triu", {"x", "diagonal"}, 1}, el_op_tril},
+    {{"masked_fill", {"x", "mask", "value"}, 3}, el_op_masked_fill},
+    {{"where", {"condition", "x", "y"}, 3}, el_op_where},
+    {{"ones", {"shape", "dtype"}, 1}, el_op_fill},
+    {{"zeros", {"shape", "dtype"}, 1}, el_op_fill},
     {{"cross_entropy", {"input", "target"}, 2}, op_cross_entropy},
     {{"mse", {"input", "target"}, 2}, op_mse},
     {{"bce", {"input", "target"}, 2}, op_bce},
@@ -1081,7 +1097,8 @@ static const op_entry ops[] = {
 const char *const el_builtin_names[] = {
     "relu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "abs", "gelu", "softmax", "log_softmax",
     "flatten", "reshape", "view", "permute", "transpose", "maxpool2d", "avgpool2d", "sum", "mean", "max",
-    "matmul", "concat", "normalize", "cast", "dropout", "cross_entropy", "mse", "bce", "bce_with_logits", NULL};
+    "matmul", "concat", "normalize", "cast", "dropout", "cross_entropy", "mse", "bce", "bce_with_logits",
+    "stack", "split", "chunk", "arange", "tril", "triu", "masked_fill", "where", "ones", "zeros", NULL};
 
 static const op_entry *find_op(const char *name) {
   for (size_t i = 0; i < NOPS; i++)

@@ -192,6 +192,7 @@ static el_val eval_name(el_ctx *c, el_scope *s, const nnc_ast *e) {
   if (!ent) {
     if (strcmp(e->name, "true") == 0 || strcmp(e->name, "false") == 0)
       return (el_val){.kind = V_BOOL, .num = e->name[0] == 't', .loc = e->loc};
+    if (strcmp(e->name, "inf") == 0) return el_num(INFINITY, false, e->loc); /* masked_fill(x, m, -inf) */
     const char *near = el_suggest(s, e->name, NULL);
     if (near)
       nnc_error(c->d, e->loc, "unknown name '%s'; did you mean '%s'?", e->name, near);
@@ -248,9 +249,19 @@ static el_val eval_num_binop(el_ctx *c, const nnc_ast *e, const el_val *a, const
 
 static const char *binop_name(nnc_ast_op op) { return nnc_ast_op_str(op); }
 
+/* `outs + [h]`: lists join, as Python's do (how a loop collects its results). */
+static el_val list_concat(el_ctx *c, const el_val *a, const el_val *b, nnc_loc loc) {
+  el_val v = {.kind = V_LIST, .loc = loc, .nitems = a->nitems + b->nitems};
+  v.items = nnc_arena_alloc(c->arena, sizeof(el_val) * (size_t)(v.nitems + 1));
+  memcpy(v.items, a->items, sizeof(el_val) * (size_t)a->nitems);
+  memcpy(v.items + a->nitems, b->items, sizeof(el_val) * (size_t)b->nitems);
+  return v;
+}
+
 static el_val eval_binop(el_ctx *c, el_scope *s, const nnc_ast *e) {
   el_val a = el_eval(c, s, e->a), b = el_eval(c, s, e->b);
   if (a.kind == V_POISON || b.kind == V_POISON) return el_poison();
+  if (a.kind == V_LIST && b.kind == V_LIST && e->op == AST_OP_ADD) return list_concat(c, &a, &b, e->loc);
   bool an = a.kind == V_NUM || a.kind == V_BOOL, bn = b.kind == V_NUM || b.kind == V_BOOL;
   if (an && bn) return eval_num_binop(c, e, &a, &b);
   if ((a.kind != V_TENSOR && !an) || (b.kind != V_TENSOR && !bn)) {
@@ -363,10 +374,7 @@ el_val el_eval(el_ctx *c, el_scope *s, const nnc_ast *e) {
   case AST_BINOP: v = eval_binop(c, s, e); break;
   case AST_UNOP: v = eval_unop(c, s, e); break;
   case AST_CALL: v = eval_call(c, s, e); break;
-  case AST_INDEX:
-    nnc_error(c->d, e->loc, "indexing and slicing are not supported yet");
-    v = el_poison();
-    break;
+  case AST_INDEX: v = el_index(c, s, e); break;
   case AST_ATTR:
     nnc_error(c->d, e->loc, "'.%s' is only allowed in 'freeze' and weight tying (a.weight = b.weight)", e->name);
     v = el_poison();
@@ -419,9 +427,10 @@ static void exec_assign(el_ctx *c, el_scope *s, const nnc_ast *st) {
   }
   el_val v = el_eval(c, s, st->a);
   int n = st->list.n;
-  if (n > 1 && v.kind != V_POISON && (v.kind != V_TUPLE || v.nitems != n)) {
+  bool several = v.kind == V_TUPLE || (v.kind == V_LIST && n > 1); /* a, b = split(x, 2) unpacks */
+  if (n > 1 && v.kind != V_POISON && (!several || v.nitems != n)) {
     nnc_error(c->d, st->loc, "%d names on the left but %s on the right", n,
-              v.kind == V_TUPLE ? nnc_arena_printf(c->arena, "%d values", v.nitems) : "one value");
+              several ? nnc_arena_printf(c->arena, "%d values", v.nitems) : "one value");
     v = el_poison();
   }
   if (n == 1 && v.kind == V_TUPLE) {
@@ -499,28 +508,84 @@ static el_val forward_return(el_ctx *c, el_scope *s, const nnc_ast *st) {
   return poison ? el_poison() : t;
 }
 
+static void exec_stmts(el_ctx *c, el_scope *s, const nnc_ast *block, el_val *ret, bool in_model, bool *returned);
+
+/* `for t in a..b { }`: unrolled at elaboration. The body runs in the enclosing scope, so an
+ * assignment to an outer variable is seen by the next iteration (a loop-carried value), and
+ * names the body defines stay visible after the loop, as in Python. */
+static void exec_for(el_ctx *c, el_scope *s, const nnc_ast *st, el_val *ret, bool in_model) {
+  int64_t lo, hi;
+  bool ok = el_get_int(c, s, st->a, "range start", -(INT64_C(1) << 40), INT64_C(1) << 40, &lo);
+  ok &= el_get_int(c, s, st->b, "range end", -(INT64_C(1) << 40), INT64_C(1) << 40, &hi);
+  if (!ok) return;
+  el_entry *prev = el_lookup(s, st->name);
+  if (prev && (prev->kind != E_VAR || (prev->val.kind != V_NUM && prev->val.kind != V_POISON))) {
+    nnc_error(c->d, st->loc, "the loop variable '%s' would hide %s", st->name,
+              prev->kind == E_LAYER ? "a layer" : prev->kind == E_HPARAM ? "a hyperparameter" : "a variable");
+    nnc_note(c->d, prev->loc, "'%s' is defined here", st->name);
+    return;
+  }
+  if (hi - lo > EL_MAX_ITERATIONS) {
+    nnc_error(c->d, st->loc, "the range %lld..%lld has more than %d iterations to unroll", (long long)lo, (long long)hi,
+              EL_MAX_ITERATIONS);
+    c->too_big = true;
+    return;
+  }
+  int errors = c->d->nerrors;
+  c->loop_depth++;
+  for (int64_t t = lo; t < hi; t++) {
+    c->iterations++;
+    if (!el_within_limits(c, st->loc)) break;
+    el_define(c, s, st->name, E_VAR, el_num((double)t, true, st->loc), st->loc);
+    bool returned = false;
+    exec_stmts(c, s, st->body, ret, in_model, &returned);
+    if (c->d->nerrors > errors) break; /* the same mistake would be reported once per iteration */
+  }
+  c->loop_depth--;
+}
+
 /* Runs the statements of a model body (in_model) or of a forward (ret receives the value of
  * its return). Layer declarations and freeze belong to the model body or a layer's body. */
 void el_exec_block(el_ctx *c, el_scope *s, const nnc_ast *block, el_val *ret, bool in_model) {
   bool returned = false;
+  exec_stmts(c, s, block, ret, in_model, &returned);
+  if (!in_model && !returned && ret) {
+    nnc_error(c->d, block ? block->loc : (nnc_loc){0}, "forward has no 'return'");
+    *ret = el_poison();
+  }
+}
+
+static bool outside_loop(el_ctx *c, const nnc_ast *st, const char *what) {
+  if (c->loop_depth == 0) return true;
+  nnc_error(c->d, st->loc, "%s inside a 'for' loop: it would run once per iteration", what);
+  return false;
+}
+
+static void exec_stmts(el_ctx *c, el_scope *s, const nnc_ast *block, el_val *ret, bool in_model, bool *returned_p) {
+  bool returned = *returned_p;
   for (int i = 0; block && i < block->list.n; i++) {
     const nnc_ast *st = block->list.items[i];
     switch (st->kind) {
     case AST_LAYER:
+      if (!outside_loop(c, st, "a layer declaration")) break;
       if (in_model)
         exec_layer_decl(c, s, st, NULL);
       else
         nnc_error(c->d, st->loc, "declare layers in the layer's body, not inside forward");
       break;
-    case AST_FREEZE: exec_freeze(c, s, st); break;
+    case AST_FREEZE:
+      if (outside_loop(c, st, "'freeze'")) exec_freeze(c, s, st);
+      break;
     case AST_ASSIGN: exec_assign(c, s, st); break;
     case AST_MINIMIZE:
+      if (!outside_loop(c, st, "'minimize'")) break;
       if (in_model)
         exec_minimize(c, s, st);
       else
         nnc_error(c->d, st->loc, "'minimize' belongs in the model, not in a layer");
       break;
     case AST_RETURN:
+      if (!outside_loop(c, st, "'return'")) break;
       if (in_model) {
         exec_return_model(c, s, st, &returned);
       } else if (returned) {
@@ -530,14 +595,12 @@ void el_exec_block(el_ctx *c, el_scope *s, const nnc_ast *block, el_val *ret, bo
         *ret = forward_return(c, s, st);
       }
       break;
-    case AST_FOR: nnc_error(c->d, st->loc, "'for' loops are not supported yet"); break;
+    case AST_FOR: exec_for(c, s, st, ret, in_model); break;
     default: nnc_error(c->d, st->loc, "expected a statement, found a %s", nnc_ast_kind_name(st->kind)); break;
     }
+    if (c->too_big) break;
   }
-  if (!in_model && !returned && ret) {
-    nnc_error(c->d, block ? block->loc : (nnc_loc){0}, "forward has no 'return'");
-    *ret = el_poison();
-  }
+  *returned_p = returned;
 }
 
 /* Runs a user layer's body: its inner layer declarations (named under prefix) and freezes. */
@@ -707,7 +770,7 @@ static const char *call_name(const nnc_ast *e, const nnc_ast **call) {
 }
 
 static void train_data(el_ctx *c, const nnc_ast *e) {
-  static const char *const kinds[] = {"fashion_mnist", "mnist", "cifar10", "csv", "npy", NULL};
+  static const char *const kinds[] = {"fashion_mnist", "mnist", "cifar10", "csv", "npy", "text", NULL};
   const nnc_ast *call;
   const char *name = call_name(e, &call);
   int k = -1;
@@ -718,7 +781,7 @@ static void train_data(el_ctx *c, const nnc_ast *e) {
     if (near)
       nnc_error(c->d, e->loc, "unknown data source '%s'; did you mean '%s'?", name, near);
     else
-      nnc_error(c->d, e->loc, "unknown data source: expected fashion_mnist(path), mnist(path), cifar10(path), csv(path) or npy(path)");
+      nnc_error(c->d, e->loc, "unknown data source: expected fashion_mnist(path), mnist(path), cifar10(path), csv(path), npy(path) or text(path)");
     return;
   }
   el_sig sig = {kinds[k], {"path"}, 1};

@@ -45,13 +45,15 @@ struct el_scope {
 };
 
 typedef enum {
-  LK_LINEAR, LK_CONV2D, LK_BATCHNORM2D, LK_LAYERNORM, LK_DROPOUT, LK_EMBEDDING, LK_USER
+  LK_LINEAR, LK_CONV2D, LK_BATCHNORM2D, LK_LAYERNORM, LK_DROPOUT, LK_EMBEDDING,
+  LK_RNN, LK_LSTM, LK_GRU, LK_MHA, /* in el_layer_names order */
+  LK_USER, LK_REPEAT
 } el_layer_kind;
 
 /* A weight init given by `init=`; fan-based schemes resolve when the weight's shape is known. */
 typedef enum { IS_DEFAULT, IS_FIXED, IS_XAVIER_UNIFORM, IS_XAVIER_NORMAL, IS_KAIMING_UNIFORM, IS_KAIMING_NORMAL } el_init_scheme;
 
-#define EL_MAX_PARAMS 5
+#define EL_MAX_PARAMS 32
 
 struct el_layer {
   el_layer_kind kind;
@@ -65,6 +67,8 @@ struct el_layer {
   double eps, momentum, p;
   int64_t norm_shape[NNC_MAX_RANK];
   int nnorm;
+  int64_t num_layers, heads;  /* RNN/LSTM/GRU stacked layers; MultiheadAttention heads */
+  bool batch_first, causal, relu; /* recurrent and attention layers; relu: RNN nonlinearity */
   el_init_scheme init_scheme;
   nnc_init init;            /* IS_FIXED */
   /* parameters, once their shapes are known */
@@ -89,7 +93,12 @@ struct el_layer {
   el_layer **children;
   int nchildren;
   int busy;                 /* forward running: a layer calling itself */
+  /* repeat(N, Layer(...)): children are the N instances, applied in sequence */
 };
+
+/* Bounds on unrolling (for loops, repeat): beyond them elaboration stops with a diagnostic. */
+#define EL_MAX_GRAPH_NODES 1000000
+#define EL_MAX_ITERATIONS 1000000
 
 typedef struct el_ctx {
   nnc_module *m;
@@ -110,6 +119,9 @@ typedef struct el_ctx {
   const nnc_ast *inst_stack[64];
   int ninst;
   int depth;                /* expression nesting */
+  int64_t iterations;       /* loop iterations unrolled so far */
+  bool too_big;             /* an unrolling limit was hit and reported */
+  int loop_depth;
   bool have_loss;
   bool has_return;
   nnc_loc loss_loc;
@@ -175,11 +187,48 @@ bool el_is_builtin_op(const char *name);
 el_val el_call_builtin(el_ctx *, el_scope *, const char *name, const nnc_ast *call);
 extern const char *const el_builtin_names[];
 
+/* The numpy broadcast of two types (dtype of a); false when they do not broadcast. */
+bool el_broadcast_type(const nnc_type *a, const nnc_type *b, nnc_type *out);
+typedef el_val (*el_op_fn)(el_ctx *, el_scope *, const nnc_ast *call, const nnc_ast **slot, const el_sig *);
+
+/* --- sequences (seq_ops.c): indexing, slicing, stacking and the ops sequence models use --- */
+el_val el_index(el_ctx *, el_scope *, const nnc_ast *e);
+/* x[start:stop:step] along axis (other axes whole). */
+nnc_node *el_slice_axis(el_ctx *, nnc_node *x, int axis, int64_t start, int64_t stop, int64_t step, nnc_loc);
+/* x[..., i, ...] along axis: the axis removed. */
+nnc_node *el_take(el_ctx *, nnc_node *x, int axis, int64_t i, nnc_loc);
+/* The tensors (one type) stacked along a new axis. */
+nnc_node *el_stack(el_ctx *, nnc_node *const *xs, int n, int axis, nnc_loc);
+/* Concatenation of any number of tensors along axis (nested when more than a node takes). */
+nnc_node *el_concat(el_ctx *, nnc_node *const *xs, int n, int axis, nnc_loc);
+nnc_node *el_sigmoid(el_ctx *, nnc_node *x, nnc_loc);
+/* u8 [m, n]: 1 where column - row > diagonal (above it), for causal masks and tril/triu. */
+nnc_node *el_above_diagonal(el_ctx *, int64_t m, int64_t n, int64_t diagonal, nnc_loc);
+/* False (after one diagnostic) once the graph or the unrolled iterations pass their bounds. */
+bool el_within_limits(el_ctx *, nnc_loc);
+el_val el_op_stack(el_ctx *, el_scope *, const nnc_ast *, const nnc_ast **, const el_sig *);
+el_val el_op_split(el_ctx *, el_scope *, const nnc_ast *, const nnc_ast **, const el_sig *);
+el_val el_op_arange(el_ctx *, el_scope *, const nnc_ast *, const nnc_ast **, const el_sig *);
+el_val el_op_tril(el_ctx *, el_scope *, const nnc_ast *, const nnc_ast **, const el_sig *);
+el_val el_op_masked_fill(el_ctx *, el_scope *, const nnc_ast *, const nnc_ast **, const el_sig *);
+el_val el_op_where(el_ctx *, el_scope *, const nnc_ast *, const nnc_ast **, const el_sig *);
+el_val el_op_fill(el_ctx *, el_scope *, const nnc_ast *, const nnc_ast **, const el_sig *);
+
 /* --- layers (layers.c) --- */
 bool el_is_builtin_layer(const char *name);
 extern const char *const el_layer_names[];
 el_layer *el_instantiate(el_ctx *, el_scope *, const char *name, const char *prefix, const nnc_ast *call);
 el_val el_apply_layer(el_ctx *, el_scope *, el_layer *, const nnc_ast *call);
+/* Applies a layer to evaluated inputs (repeat passes each instance's result to the next). */
+el_val el_apply_layer_vals(el_ctx *, el_layer *, const el_val *args, int nargs, nnc_loc);
+int el_add_param(el_ctx *, el_layer *, const char *suffix, nnc_type, nnc_init, bool is_state, nnc_loc);
+nnc_node *el_pnode(el_ctx *, el_layer *, const char *suffix, nnc_loc);
+bool el_check_in(el_ctx *, el_layer *, int64_t got, const char *what, const el_val *x, nnc_loc);
+
+/* --- recurrent and attention layers (seq_layers.c) --- */
+bool el_declare_seq_layer(el_ctx *, el_scope *, el_layer *, const nnc_ast *call);
+void el_materialize_seq_layer(el_ctx *, el_layer *);
+el_val el_call_seq_layer(el_ctx *, el_layer *, const el_val *args, int nargs, nnc_loc);
 void el_freeze_layer(el_ctx *, el_layer *);
 nnc_node *el_param_node(el_ctx *, int param, nnc_loc);
 el_layer *el_find_layer_path(el_ctx *, el_scope *, const nnc_ast *target, const char **suffix);

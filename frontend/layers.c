@@ -10,7 +10,8 @@
 #include <math.h>
 #include <string.h>
 
-const char *const el_layer_names[] = {"Linear", "Conv2d", "BatchNorm2d", "LayerNorm", "Dropout", "Embedding", NULL};
+const char *const el_layer_names[] = {"Linear", "Conv2d", "BatchNorm2d", "LayerNorm", "Dropout", "Embedding",
+                                      "RNN", "LSTM", "GRU", "MultiheadAttention", NULL};
 
 bool el_is_builtin_layer(const char *name) {
   for (int i = 0; el_layer_names[i]; i++)
@@ -66,7 +67,7 @@ static nnc_init weight_init(const el_layer *l, const nnc_type *w, nnc_init dflt)
   }
 }
 
-static int add_param(el_ctx *c, el_layer *l, const char *suffix, nnc_type t, nnc_init init, bool is_state, nnc_loc loc) {
+int el_add_param(el_ctx *c, el_layer *l, const char *suffix, nnc_type t, nnc_init init, bool is_state, nnc_loc loc) {
   nnc_param p = {.name = nnc_arena_printf(c->arena, "%s.%s", l->name, suffix), .type = t, .init = init,
                  .frozen = l->frozen, .is_state = is_state, .tied_to = -1, .loc = loc};
   int idx = nnc_module_add_param(c->m, &p);
@@ -101,37 +102,38 @@ static void materialize(el_ctx *c, el_layer *l) {
   switch (l->kind) {
   case LK_LINEAR:
     w = nnc_type_make(NNC_F32, 2, (int64_t[]){l->out, l->in}, -1);
-    add_param(c, l, "weight", w, weight_init(l, &w, uniform_fan((double)l->in)), false, l->loc);
-    if (l->bias) add_param(c, l, "bias", vec(l->out), uniform_fan((double)l->in), false, l->loc);
+    el_add_param(c, l, "weight", w, weight_init(l, &w, uniform_fan((double)l->in)), false, l->loc);
+    if (l->bias) el_add_param(c, l, "bias", vec(l->out), uniform_fan((double)l->in), false, l->loc);
     break;
   case LK_CONV2D: {
     w = nnc_type_make(NNC_F32, 4, (int64_t[]){l->out, l->in / l->groups, l->k[0], l->k[1]}, -1);
     double fan_in = (double)(l->in / l->groups * l->k[0] * l->k[1]);
-    add_param(c, l, "weight", w, weight_init(l, &w, uniform_fan(fan_in)), false, l->loc);
-    if (l->bias) add_param(c, l, "bias", vec(l->out), uniform_fan(fan_in), false, l->loc);
+    el_add_param(c, l, "weight", w, weight_init(l, &w, uniform_fan(fan_in)), false, l->loc);
+    if (l->bias) el_add_param(c, l, "bias", vec(l->out), uniform_fan(fan_in), false, l->loc);
     break;
   }
   case LK_BATCHNORM2D:
-    add_param(c, l, "weight", vec(l->in), ones, false, l->loc);
-    add_param(c, l, "bias", vec(l->in), zeros, false, l->loc);
-    add_param(c, l, "running_mean", vec(l->in), zeros, true, l->loc);
-    add_param(c, l, "running_var", vec(l->in), ones, true, l->loc);
-    add_param(c, l, "num_batches_tracked", nnc_type_scalar(NNC_I32), zeros, true, l->loc);
+    el_add_param(c, l, "weight", vec(l->in), ones, false, l->loc);
+    el_add_param(c, l, "bias", vec(l->in), zeros, false, l->loc);
+    el_add_param(c, l, "running_mean", vec(l->in), zeros, true, l->loc);
+    el_add_param(c, l, "running_var", vec(l->in), ones, true, l->loc);
+    el_add_param(c, l, "num_batches_tracked", nnc_type_scalar(NNC_I32), zeros, true, l->loc);
     break;
   case LK_LAYERNORM:
     w = nnc_type_make(NNC_F32, l->nnorm, l->norm_shape, -1);
-    add_param(c, l, "weight", w, ones, false, l->loc);
-    add_param(c, l, "bias", w, zeros, false, l->loc);
+    el_add_param(c, l, "weight", w, ones, false, l->loc);
+    el_add_param(c, l, "bias", w, zeros, false, l->loc);
     break;
   case LK_EMBEDDING:
     w = nnc_type_make(NNC_F32, 2, (int64_t[]){l->in, l->out}, -1);
-    add_param(c, l, "weight", w, weight_init(l, &w, (nnc_init){NNC_INIT_NORMAL, 0, 1}), false, l->loc);
+    el_add_param(c, l, "weight", w, weight_init(l, &w, (nnc_init){NNC_INIT_NORMAL, 0, 1}), false, l->loc);
     break;
+  case LK_RNN: case LK_LSTM: case LK_GRU: case LK_MHA: el_materialize_seq_layer(c, l); break;
   default: break;
   }
 }
 
-static nnc_node *pnode(el_ctx *c, el_layer *l, const char *suffix, nnc_loc loc) {
+nnc_node *el_pnode(el_ctx *c, el_layer *l, const char *suffix, nnc_loc loc) {
   for (int i = 0; i < l->nparams; i++)
     if (strcmp(l->pname[i], suffix) == 0) return el_param_node(c, l->param[i], loc);
   return NULL;
@@ -310,6 +312,7 @@ static bool declare_builtin(el_ctx *c, el_scope *s, el_layer *l, const nnc_ast *
     if (slot[2]) ok &= el_parse_init(c, s, slot[2], l);
     return ok;
   }
+  case LK_RNN: case LK_LSTM: case LK_GRU: case LK_MHA: return el_declare_seq_layer(c, s, l, call);
   default: return false;
   }
 }
@@ -317,7 +320,8 @@ static bool declare_builtin(el_ctx *c, el_scope *s, el_layer *l, const nnc_ast *
 /* Whether every size is known at the declaration, so the parameters exist from the start. */
 static bool sizes_known(const el_layer *l) {
   switch (l->kind) {
-  case LK_LINEAR: case LK_CONV2D: case LK_BATCHNORM2D: case LK_EMBEDDING: return l->in > 0;
+  case LK_LINEAR: case LK_CONV2D: case LK_BATCHNORM2D: case LK_EMBEDDING:
+  case LK_RNN: case LK_LSTM: case LK_GRU: case LK_MHA: return l->in > 0;
   case LK_LAYERNORM: return l->nnorm > 0;
   default: return false;
   }
@@ -377,6 +381,29 @@ static bool declare_user(el_ctx *c, el_scope *s, el_layer *l, const nnc_ast *def
   return true;
 }
 
+/* repeat(N, Layer(...)): N instances named prefix.0 ... prefix.N-1, as nn.ModuleList names them. */
+static bool declare_repeat(el_ctx *c, el_scope *s, el_layer *l, const char *name, const nnc_ast *call) {
+  static const el_sig sig = {"repeat", {"n", "layer"}, 2};
+  const nnc_ast *slot[EL_MAX_ARGS];
+  int64_t n;
+  if (!el_bind_args(c, &sig, call, 0, slot) || !el_get_int(c, s, slot[0], "n", 1, 100000, &n)) return false;
+  const nnc_ast *inner = slot[1];
+  if (inner->kind != AST_CALL || !inner->a || inner->a->kind != AST_NAME) {
+    nnc_error(c->d, inner->loc, "repeat needs a layer constructor: repeat(%lld, Block(...))", (long long)n);
+    return false;
+  }
+  l->ctor = inner->a->name;
+  l->children = nnc_arena_alloc(c->arena, sizeof(el_layer *) * (size_t)n);
+  for (int64_t i = 0; i < n; i++) {
+    el_layer *k = el_instantiate(c, s, name, nnc_arena_printf(c->arena, "%s.%lld", l->name, (long long)i), inner);
+    if (!k) return false;
+    k->parent = l;
+    l->children[l->nchildren++] = k;
+    if (!el_within_limits(c, call->loc)) return false;
+  }
+  return true;
+}
+
 el_layer *el_instantiate(el_ctx *c, el_scope *s, const char *name, const char *prefix, const nnc_ast *call) {
   if (!call || call->kind != AST_CALL || !call->a || call->a->kind != AST_NAME) {
     nnc_error(c->d, call ? call->loc : (nnc_loc){0}, "a layer declaration needs a constructor call: layer %s = Linear(10)", name);
@@ -389,7 +416,10 @@ el_layer *el_instantiate(el_ctx *c, el_scope *s, const char *name, const char *p
   l->seq = c->layer_seq++;
   const nnc_ast *def = find_layerdef(c, ctor);
   bool ok;
-  if (def) {
+  if (!def && strcmp(ctor, "repeat") == 0) {
+    l->kind = LK_REPEAT;
+    ok = declare_repeat(c, s, l, name, call);
+  } else if (def) {
     l->kind = LK_USER;
     l->def = def;
     ok = declare_user(c, s, l, def, call);
@@ -429,7 +459,7 @@ el_layer *el_instantiate(el_ctx *c, el_scope *s, const char *name, const char *p
 /* --- calls ------------------------------------------------------------------------------------------ */
 
 /* Fixes an inferred input size at the first call or checks it at later ones. */
-static bool check_in(el_ctx *c, el_layer *l, int64_t got, const char *what, const el_val *x, nnc_loc L) {
+bool el_check_in(el_ctx *c, el_layer *l, int64_t got, const char *what, const el_val *x, nnc_loc L) {
   if (l->in == got) return true;
   if (l->in == 0) {
     l->in = got;
@@ -452,12 +482,12 @@ static el_val call_linear(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L) {
     note_from(c, x);
     return el_poison();
   }
-  if (!check_in(c, l, t->dims[t->rank - 1], "input features", x, L)) return el_poison();
+  if (!el_check_in(c, l, t->dims[t->rank - 1], "input features", x, L)) return el_poison();
   materialize(c, l);
   nnc_node *in = x->node;
   if (t->rank == 1) in = el_reshape(c, in, &(nnc_type){NNC_F32, 2, -1, {1, t->dims[0]}}, L);
-  nnc_node *y = el_matmul(c, in, pnode(c, l, "weight", L), false, true, L);
-  if (l->bias) y = el_binary(c, NNC_OP_add, y, el_bcast_right(c, pnode(c, l, "bias", L), &y->type, L), L);
+  nnc_node *y = el_matmul(c, in, el_pnode(c, l, "weight", L), false, true, L);
+  if (l->bias) y = el_binary(c, NNC_OP_add, y, el_bcast_right(c, el_pnode(c, l, "bias", L), &y->type, L), L);
   if (y && t->rank == 1) y = el_reshape(c, y, &(nnc_type){NNC_F32, 1, -1, {l->out}}, L);
   return el_tensor(y, L);
 }
@@ -472,7 +502,7 @@ static bool image(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L) {
 
 static el_val call_conv(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L) {
   const nnc_type *t = &x->node->type;
-  if (!image(c, l, x, L) || !check_in(c, l, t->dims[1], "input channels", x, L)) return el_poison();
+  if (!image(c, l, x, L) || !el_check_in(c, l, t->dims[1], "input channels", x, L)) return el_poison();
   if (l->in % l->groups) {
     nnc_error(c->d, L, "'%s': %lld input channels are not divisible by groups %lld", l->name, (long long)l->in,
               (long long)l->groups);
@@ -486,15 +516,36 @@ static el_val call_conv(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L) {
       return el_poison();
     }
   materialize(c, l);
-  nnc_node *y = el_new(c, NNC_OP_conv2d, 2, (nnc_node *[]){x->node, pnode(c, l, "weight", L)}, L);
+  nnc_node *y = el_new(c, NNC_OP_conv2d, 2, (nnc_node *[]){x->node, el_pnode(c, l, "weight", L)}, L);
   if (!y) return el_poison();
   nnc_node_set_ints(y, NNC_ATTR_stride, 2, l->stride);
   nnc_node_set_ints(y, NNC_ATTR_padding, 2, l->pad);
   nnc_node_set_ints(y, NNC_ATTR_dilation, 2, l->dil);
   nnc_node_set_int(y, NNC_ATTR_groups, l->groups);
   y = el_done(c, y);
-  if (l->bias && y) y = el_binary(c, NNC_OP_add, y, el_bcast(c, pnode(c, l, "bias", L), &y->type, (int[]){1}, L), L);
+  if (l->bias && y) y = el_binary(c, NNC_OP_add, y, el_bcast(c, el_pnode(c, l, "bias", L), &y->type, (int[]){1}, L), L);
   return el_tensor(y, L);
+}
+
+/* A buffer's value as this graph has it so far: the state output an earlier call of the layer
+ * wrote (so a BatchNorm called twice in training updates its running stats twice, in order, as
+ * PyTorch does), else the buffer as the step starts. */
+static nnc_node *current_buffer(el_ctx *c, el_layer *l, const char *suffix, nnc_loc L) {
+  const char *name = nnc_arena_printf(c->arena, "%s.%s", l->name, suffix);
+  for (int i = 0; i < c->g->nstate; i++)
+    if (strcmp(c->g->state_outputs[i].name, name) == 0) return c->g->state_outputs[i].value;
+  return el_pnode(c, l, suffix, L);
+}
+
+/* Writes a buffer's new value: replaces an earlier call's state output, else adds one. */
+static void write_buffer(el_ctx *c, el_layer *l, const char *suffix, nnc_node *value) {
+  const char *name = nnc_arena_printf(c->arena, "%s.%s", l->name, suffix);
+  for (int i = 0; i < c->g->nstate; i++)
+    if (strcmp(c->g->state_outputs[i].name, name) == 0) {
+      c->g->state_outputs[i].value = value;
+      return;
+    }
+  nnc_graph_add_state_output(c->g, name, value);
 }
 
 /* BatchNorm2d. Training: normalize with the batch statistics over (N, H, W) and the biased
@@ -502,13 +553,15 @@ static el_val call_conv(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L) {
  * stats. */
 static el_val call_batchnorm(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L) {
   const nnc_type *t = &x->node->type;
-  if (!image(c, l, x, L) || !check_in(c, l, t->dims[1], "channels", x, L)) return el_poison();
+  if (!image(c, l, x, L) || !el_check_in(c, l, t->dims[1], "channels", x, L)) return el_poison();
   materialize(c, l);
   const int red[3] = {0, 2, 3};
   const int ch[1] = {1};
   nnc_node *xn = x->node, *mean, *var;
-  nnc_node *rm = pnode(c, l, "running_mean", L), *rv = pnode(c, l, "running_var", L);
-  if (c->mode == NNC_MODE_TRAIN) {
+  bool train = c->mode == NNC_MODE_TRAIN;
+  nnc_node *rm = train ? current_buffer(c, l, "running_mean", L) : el_pnode(c, l, "running_mean", L);
+  nnc_node *rv = train ? current_buffer(c, l, "running_var", L) : el_pnode(c, l, "running_var", L);
+  if (train) {
     mean = el_mean(c, xn, red, 3, L);
     nnc_node *d = el_binary(c, NNC_OP_sub, xn, el_bcast(c, mean, t, ch, L), L);
     var = el_mean(c, el_binary(c, NNC_OP_mul, d, d, L), red, 3, L);
@@ -519,20 +572,20 @@ static el_val call_batchnorm(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L)
     nnc_node *vu = var ? el_binary(c, NNC_OP_mul, var, el_bcast(c, unb, &var->type, NULL, L), L) : NULL;
     nnc_node *nrm = el_binary(c, NNC_OP_add, el_scalar_op(c, NNC_OP_mul, rm, 1 - m, L), el_scalar_op(c, NNC_OP_mul, mean, m, L), L);
     nnc_node *nrv = el_binary(c, NNC_OP_add, el_scalar_op(c, NNC_OP_mul, rv, 1 - m, L), el_scalar_op(c, NNC_OP_mul, vu, m, L), L);
-    nnc_node *nbt = el_scalar_op(c, NNC_OP_add, pnode(c, l, "num_batches_tracked", L), 1, L);
+    nnc_node *nbt = el_scalar_op(c, NNC_OP_add, current_buffer(c, l, "num_batches_tracked", L), 1, L);
     if (!nrm || !nrv || !nbt) return el_poison();
-    nnc_graph_add_state_output(c->g, nnc_arena_printf(c->arena, "%s.running_mean", l->name), nrm);
-    nnc_graph_add_state_output(c->g, nnc_arena_printf(c->arena, "%s.running_var", l->name), nrv);
-    nnc_graph_add_state_output(c->g, nnc_arena_printf(c->arena, "%s.num_batches_tracked", l->name), nbt);
+    write_buffer(c, l, "running_mean", nrm);
+    write_buffer(c, l, "running_var", nrv);
+    write_buffer(c, l, "num_batches_tracked", nbt);
   } else {
     mean = rm;
     var = rv;
   }
   nnc_node *inv = el_unary(c, NNC_OP_rsqrt, el_scalar_op(c, NNC_OP_add, var, l->eps, L), L);
-  nnc_node *scale = el_binary(c, NNC_OP_mul, inv, pnode(c, l, "weight", L), L);
+  nnc_node *scale = el_binary(c, NNC_OP_mul, inv, el_pnode(c, l, "weight", L), L);
   nnc_node *y = el_binary(c, NNC_OP_sub, xn, el_bcast(c, mean, t, ch, L), L);
   y = el_binary(c, NNC_OP_mul, y, el_bcast(c, scale, t, ch, L), L);
-  y = el_binary(c, NNC_OP_add, y, el_bcast(c, pnode(c, l, "bias", L), t, ch, L), L);
+  y = el_binary(c, NNC_OP_add, y, el_bcast(c, el_pnode(c, l, "bias", L), t, ch, L), L);
   return el_tensor(y, L);
 }
 
@@ -563,8 +616,8 @@ static el_val call_layernorm(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L)
   nnc_node *var = el_mean(c, el_binary(c, NNC_OP_mul, d, d, L), axes, l->nnorm, L);
   nnc_node *inv = el_unary(c, NNC_OP_rsqrt, el_scalar_op(c, NNC_OP_add, var, l->eps, L), L);
   nnc_node *y = el_binary(c, NNC_OP_mul, d, el_bcast(c, inv, t, keep, L), L);
-  y = el_binary(c, NNC_OP_mul, y, el_bcast_right(c, pnode(c, l, "weight", L), t, L), L);
-  y = el_binary(c, NNC_OP_add, y, el_bcast_right(c, pnode(c, l, "bias", L), t, L), L);
+  y = el_binary(c, NNC_OP_mul, y, el_bcast_right(c, el_pnode(c, l, "weight", L), t, L), L);
+  y = el_binary(c, NNC_OP_add, y, el_bcast_right(c, el_pnode(c, l, "bias", L), t, L), L);
   return el_tensor(y, L);
 }
 
@@ -574,33 +627,22 @@ static el_val call_embedding(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L)
     note_from(c, x);
     return el_poison();
   }
-  nnc_node *g = el_new(c, NNC_OP_gather, 2, (nnc_node *[]){pnode(c, l, "weight", L), x->node}, L);
+  nnc_node *g = el_new(c, NNC_OP_gather, 2, (nnc_node *[]){el_pnode(c, l, "weight", L), x->node}, L);
   if (g) nnc_node_set_int(g, NNC_ATTR_axis, 0);
   return el_tensor(el_done(c, g), L);
 }
 
-static el_val call_user(el_ctx *c, el_scope *s, el_layer *l, const nnc_ast *call) {
+static el_val call_user(el_ctx *c, el_layer *l, const el_val *args, int nargs, nnc_loc L) {
   const nnc_ast *fwd = l->def->b;
-  if (call->list.n != fwd->list.n) {
-    nnc_error(c->d, call->loc, "'%s' (%s) takes %d %s, got %d", l->name, l->ctor, fwd->list.n,
-              fwd->list.n == 1 ? "input" : "inputs", call->list.n);
+  if (nargs != fwd->list.n) {
+    nnc_error(c->d, L, "'%s' (%s) takes %d %s, got %d", l->name, l->ctor, fwd->list.n,
+              fwd->list.n == 1 ? "input" : "inputs", nargs);
     return el_poison();
   }
   el_scope *fs = el_scope_new(c, l->scope);
-  bool ok = true;
-  for (int i = 0; i < fwd->list.n; i++) {
-    const nnc_ast *a = call->list.items[i];
-    if (a->kind == AST_KV) {
-      nnc_error(c->d, a->loc, "a layer's inputs are positional");
-      return el_poison();
-    }
-    el_val v = el_eval(c, s, a);
-    ok &= v.kind != V_POISON;
-    el_define(c, fs, fwd->list.items[i]->name, E_VAR, v, fwd->list.items[i]->loc);
-  }
-  if (!ok) return el_poison();
+  for (int i = 0; i < fwd->list.n; i++) el_define(c, fs, fwd->list.items[i]->name, E_VAR, args[i], fwd->list.items[i]->loc);
   if (l->busy) {
-    nnc_error(c->d, call->loc, "layer '%s' calls itself", l->name);
+    nnc_error(c->d, L, "layer '%s' calls itself", l->name);
     return el_poison();
   }
   l->busy = 1;
@@ -610,37 +652,79 @@ static el_val call_user(el_ctx *c, el_scope *s, el_layer *l, const nnc_ast *call
   return ret;
 }
 
+/* repeat(N, Layer(...)): each instance takes the previous one's result (several results are
+ * passed on as several inputs), as nn.Sequential applies its modules. */
+static el_val call_repeat(el_ctx *c, el_layer *l, const el_val *args, int nargs, nnc_loc L) {
+  el_val cur = {.kind = V_TUPLE, .items = (el_val *)args, .nitems = nargs};
+  for (int i = 0; i < l->nchildren; i++) {
+    const el_val *in = cur.kind == V_TUPLE ? cur.items : &cur;
+    int n = cur.kind == V_TUPLE ? cur.nitems : 1;
+    cur = el_apply_layer_vals(c, l->children[i], in, n, L);
+    if (cur.kind == V_POISON || !el_within_limits(c, L)) return el_poison();
+  }
+  return cur.kind == V_TUPLE && cur.nitems == 1 ? cur.items[0] : cur;
+}
+
 el_val el_apply_layer(el_ctx *c, el_scope *s, el_layer *l, const nnc_ast *call) {
   if (!l) return el_poison(); /* its declaration failed and was reported */
-  if (l->kind == LK_USER) {
-    el_val r = call_user(c, s, l, call);
+  int n = call->list.n;
+  el_val *args = nnc_arena_alloc(c->arena, sizeof(el_val) * (size_t)(n + 1));
+  bool ok = true;
+  for (int i = 0; i < n; i++) {
+    const nnc_ast *a = call->list.items[i];
+    if (a->kind == AST_KV) {
+      nnc_error(c->d, a->loc, "a layer's inputs are positional");
+      return el_poison();
+    }
+    args[i] = el_eval(c, s, a);
+    ok &= args[i].kind != V_POISON;
+    if (args[i].kind == V_TENSOR) args[i].loc = args[i].loc.src ? args[i].loc : a->loc;
+  }
+  if (!ok) return el_poison();
+  return el_apply_layer_vals(c, l, args, n, call->loc);
+}
+
+static void mark_used(el_layer *l, const el_val *x, nnc_loc L) {
+  if (l->used) return;
+  l->used = true;
+  l->first_use = L;
+  l->first_type = x->node->type;
+}
+
+el_val el_apply_layer_vals(el_ctx *c, el_layer *l, const el_val *args, int nargs, nnc_loc L) {
+  if (!l) return el_poison();
+  if (l->kind == LK_USER || l->kind == LK_REPEAT) {
+    el_val r = l->kind == LK_USER ? call_user(c, l, args, nargs, L) : call_repeat(c, l, args, nargs, L);
     l->used = true;
     return r;
   }
-  if (call->list.n != 1 || call->list.items[0]->kind == AST_KV) {
-    nnc_error(c->d, call->loc, "'%s' (%s) takes one input, got %d", l->name, l->ctor, call->list.n);
+  bool seq = l->kind == LK_RNN || l->kind == LK_LSTM || l->kind == LK_GRU || l->kind == LK_MHA;
+  if (!seq && nargs != 1) {
+    nnc_error(c->d, L, "'%s' (%s) takes one input, got %d", l->name, l->ctor, nargs);
     return el_poison();
   }
-  el_val x;
-  if (!el_get_tensor(c, s, call->list.items[0], &x)) return el_poison();
-  nnc_loc L = call->loc;
-  if (l->kind != LK_EMBEDDING && !el_need_float(c, &x, nnc_arena_printf(c->arena, "'%s' (%s)", l->name, l->ctor), L))
-    return el_poison();
+  for (int i = 0; i < nargs; i++) {
+    if (args[i].kind != V_TENSOR) {
+      nnc_error(c->d, L, "'%s' (%s) takes tensors, input %d is %s", l->name, l->ctor, i, el_val_desc(c, &args[i]));
+      return el_poison();
+    }
+    bool mask = l->kind == LK_MHA && i == 3; /* an attention mask may be u8 */
+    if (l->kind != LK_EMBEDDING && !mask &&
+        !el_need_float(c, &args[i], nnc_arena_printf(c->arena, "'%s' (%s)", l->name, l->ctor), L))
+      return el_poison();
+  }
+  const el_val *x = &args[0];
   el_val r;
   switch (l->kind) {
-  case LK_LINEAR: r = call_linear(c, l, &x, L); break;
-  case LK_CONV2D: r = call_conv(c, l, &x, L); break;
-  case LK_BATCHNORM2D: r = call_batchnorm(c, l, &x, L); break;
-  case LK_LAYERNORM: r = call_layernorm(c, l, &x, L); break;
-  case LK_DROPOUT: r = el_tensor(el_dropout(c, x.node, l->p, L), L); break;
-  case LK_EMBEDDING: r = call_embedding(c, l, &x, L); break;
-  default: r = el_poison(); break;
+  case LK_LINEAR: r = call_linear(c, l, x, L); break;
+  case LK_CONV2D: r = call_conv(c, l, x, L); break;
+  case LK_BATCHNORM2D: r = call_batchnorm(c, l, x, L); break;
+  case LK_LAYERNORM: r = call_layernorm(c, l, x, L); break;
+  case LK_DROPOUT: r = el_tensor(el_dropout(c, x->node, l->p, L), L); break;
+  case LK_EMBEDDING: r = call_embedding(c, l, x, L); break;
+  default: r = seq ? el_call_seq_layer(c, l, args, nargs, L) : el_poison(); break;
   }
-  if (r.kind == V_TENSOR && !l->used) {
-    l->used = true;
-    l->first_use = L;
-    l->first_type = x.node->type;
-  }
+  if (r.kind != V_POISON) mark_used(l, x, L);
   return r;
 }
 
@@ -706,6 +790,7 @@ static bool has_param_named(const el_layer *l, const char *suffix) {
   case LK_LINEAR: case LK_CONV2D: return w || (b && l->bias);
   case LK_BATCHNORM2D: case LK_LAYERNORM: return w || b;
   case LK_EMBEDDING: return w;
+  case LK_RNN: case LK_LSTM: case LK_GRU: case LK_MHA: return layer_param(NULL, (el_layer *)l, suffix) >= 0;
   default: return false;
   }
 }
