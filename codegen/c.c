@@ -1,0 +1,888 @@
+/* The C printer (codegen/c.h): loop IR -> C99 with vector extensions.
+ *
+ * Scalars map to C types (f32 float, i32 int32_t, u8 uint8_t, i64 int64_t, bool int). A vector
+ * type TxL is `nnc_TxL`, a GCC/Clang `vector_size` type; a boolx L mask is `nnc_mxL`, 32-bit
+ * lanes holding -1 or 0. Vector + - * / use the C operators; everything else goes through
+ * small lane-wise helpers from the prelude (`nnc_fma_f32x16`, `nnc_ldm_f32x16`, ...) that
+ * compilers turn into vector instructions. Loads and stores go through memcpy, so nothing
+ * assumes alignment. Unrolled loops are unrolled here, with the loop variable a constant. */
+#include "codegen/c.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- C names of types --------------------------------------------------------------------- */
+
+static const char *dt_suffix(nnc_dtype dt) {
+  switch ((int)dt) {
+  case NNC_F32: return "f32";
+  case NNC_I32: return "i32";
+  case NNC_U8: return "u8";
+  case NNC_I64: return "i64";
+  default: return "m";
+  }
+}
+
+static const char *scalar_ctype(nnc_dtype dt) {
+  switch ((int)dt) {
+  case NNC_F32: return "float";
+  case NNC_I32: return "int32_t";
+  case NNC_U8: return "uint8_t";
+  case NNC_I64: return "int64_t";
+  default: return "int";
+  }
+}
+
+/* "float", "nnc_f32x16", "nnc_mx16" */
+static const char *ctype(nnc_ltype t, char *buf, size_t cap) {
+  if (t.lanes == 1) snprintf(buf, cap, "%s", scalar_ctype(t.dtype));
+  else snprintf(buf, cap, "nnc_%sx%d", dt_suffix(t.dtype), t.lanes);
+  return buf;
+}
+
+/* --- the prelude --------------------------------------------------------------------------- */
+
+static const char prelude_fixed[] =
+    "#include <math.h>\n"
+    "#include <stdint.h>\n"
+    "#include <string.h>\n"
+    "\n"
+    "/* Lane-wise helpers: one loop over the lanes, which compilers vectorize. */\n"
+    "#define NNC_LANEWISE1(name, R, A, L, expr) \\\n"
+    "  static inline R name(A a) { R r; for (int l = 0; l < L; l++) r[l] = (expr); return r; }\n"
+    "#define NNC_LANEWISE2(name, R, A, B, L, expr) \\\n"
+    "  static inline R name(A a, B b) { R r; for (int l = 0; l < L; l++) r[l] = (expr); return r; }\n"
+    "#define NNC_LANEWISE3(name, R, A, B, C, L, expr) \\\n"
+    "  static inline R name(A a, B b, C c) { R r; for (int l = 0; l < L; l++) r[l] = (expr); return r; }\n"
+    "\n"
+    "/* f32 -> integer conversions saturate and send NaN to 0 (docs/ir.md). */\n"
+    "static inline int32_t nnc_f2i32(float x) {\n"
+    "  return x != x ? 0 : x <= -2147483648.0f ? INT32_MIN : x >= 2147483647.0f ? INT32_MAX : (int32_t)x;\n"
+    "}\n"
+    "static inline uint8_t nnc_f2u8(float x) { return x != x || x <= 0.0f ? 0 : x >= 255.0f ? 255 : (uint8_t)x; }\n"
+    "static inline int64_t nnc_f2i64(float x) {\n"
+    "  return x != x ? 0 : x <= -9223372036854775808.0f ? INT64_MIN : x >= 9223372036854775808.0f ? INT64_MAX : (int64_t)x;\n"
+    "}\n"
+    "/* Floor division and modulo (the remainder takes the divisor's sign). */\n"
+    "static inline int64_t nnc_floordiv_i64(int64_t a, int64_t b) { int64_t q = a / b; return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q; }\n"
+    "static inline int64_t nnc_mod_i64(int64_t a, int64_t b) { return a - nnc_floordiv_i64(a, b) * b; }\n"
+    "static inline int32_t nnc_floordiv_i32(int32_t a, int32_t b) { return (int32_t)nnc_floordiv_i64(a, b); }\n"
+    "static inline int32_t nnc_mod_i32(int32_t a, int32_t b) { return (int32_t)nnc_mod_i64(a, b); }\n"
+    "static inline uint8_t nnc_floordiv_u8(uint8_t a, uint8_t b) { return (uint8_t)(a / b); }\n"
+    "static inline uint8_t nnc_mod_u8(uint8_t a, uint8_t b) { return (uint8_t)(a % b); }\n"
+    "static inline float nnc_floordiv_f32(float a, float b) { return floorf(a / b); }\n"
+    "static inline float nnc_mod_f32(float a, float b) { return a - floorf(a / b) * b; }\n"
+    "static inline float nnc_rsqrt_f32(float x) { return 1.0f / sqrtf(x); }\n"
+    "#define NNC_MIN(a, b) ((a) < (b) ? (a) : (b))\n"
+    "#define NNC_MAX(a, b) ((a) > (b) ? (a) : (b))\n"
+    "\n"
+    "/* Atomic add for parallel loops: a compare-and-swap loop on the float's bits. */\n"
+    "static inline void nnc_atomic_add_f32(float *p, float v) {\n"
+    "  uint32_t old = __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED), upd;\n"
+    "  do {\n"
+    "    float f;\n"
+    "    memcpy(&f, &old, 4);\n"
+    "    f += v;\n"
+    "    memcpy(&upd, &f, 4);\n"
+    "  } while (!__atomic_compare_exchange_n((uint32_t *)p, &old, upd, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED));\n"
+    "}\n"
+    "static inline void nnc_atomic_add_i32(int32_t *p, int32_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }\n"
+    "\n"
+    "/* rng_uniform (docs/ir.md, \"Random numbers\"): Philox4x32-10, the same bits as nnc's interpreter. */\n"
+    "static inline float nnc_rng(uint32_t seed, uint32_t key, uint32_t step, uint64_t i) {\n"
+    "  uint32_t c0 = (uint32_t)i, c1 = (uint32_t)(i >> 32), c2 = step, c3 = 0, k0 = seed, k1 = key;\n"
+    "  for (int round = 0; round < 10; round++) {\n"
+    "    if (round > 0) k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;\n"
+    "    uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;\n"
+    "    uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0, hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;\n"
+    "    c0 = hi1 ^ c1 ^ k0, c1 = lo1, c2 = hi0 ^ c3 ^ k1, c3 = lo0;\n"
+    "  }\n"
+    "  (void)c1, (void)c2, (void)c3;\n"
+    "  return (float)(c0 >> 8) * 0x1p-24f;\n"
+    "}\n";
+
+static const nnc_dtype value_dtypes[] = {NNC_F32, NNC_I32, NNC_U8, NNC_I64};
+
+static void prelude_lanes(FILE *f, int L) {
+  fprintf(f, "\n/* --- %d lanes --- */\n", L);
+  fprintf(f, "typedef int32_t nnc_mx%d __attribute__((vector_size(%d)));\n", L, 4 * L);
+  for (int i = 0; i < 4; i++) {
+    nnc_dtype dt = value_dtypes[i];
+    const char *s = dt_suffix(dt), *T = scalar_ctype(dt);
+    fprintf(f, "typedef %s nnc_%sx%d __attribute__((vector_size(%d)));\n", T, s, L, (int)nnc_dtype_size(dt == NNC_I64 ? NNC_F32 : dt) * (dt == NNC_I64 ? 2 : 1) * L);
+  }
+  fprintf(f, "typedef int64_t nnc_lanes%d[%d];\n", L, L);
+  fprintf(f, "static inline nnc_i64x%d nnc_lane_i64x%d(void) { nnc_i64x%d r; for (int l = 0; l < %d; l++) r[l] = l; return r; }\n", L, L, L, L);
+  for (int i = 0; i < 4; i++) {
+    nnc_dtype dt = value_dtypes[i];
+    const char *s = dt_suffix(dt), *T = scalar_ctype(dt);
+    char V[32], M[32];
+    snprintf(V, sizeof V, "nnc_%sx%d", s, L);
+    snprintf(M, sizeof M, "nnc_mx%d", L);
+    fprintf(f, "static inline %s nnc_ld_%sx%d(const %s *p) { %s r; memcpy(&r, p, sizeof r); return r; }\n", V, s, L, T, V);
+    fprintf(f, "static inline void nnc_st_%sx%d(%s *p, %s v) { memcpy(p, &v, sizeof v); }\n", s, L, T, V);
+    fprintf(f, "static inline %s nnc_ldm_%sx%d(const %s *p, %s m) { %s r; for (int l = 0; l < %d; l++) r[l] = m[l] ? p[l] : 0; return r; }\n",
+            V, s, L, T, M, V, L);
+    fprintf(f, "static inline void nnc_stm_%sx%d(%s *p, %s v, %s m) { for (int l = 0; l < %d; l++) if (m[l]) p[l] = v[l]; }\n",
+            s, L, T, V, M, L);
+    fprintf(f, "NNC_LANEWISE1(nnc_splat_%sx%d, %s, %s, %d, a)\n", s, L, V, T, L);
+    fprintf(f, "NNC_LANEWISE3(nnc_sel_%sx%d, %s, %s, %s, %s, %d, a[l] ? b[l] : c[l])\n", s, L, V, M, V, V, L);
+    fprintf(f, "NNC_LANEWISE2(nnc_min_%sx%d, %s, %s, %s, %d, NNC_MIN(a[l], b[l]))\n", s, L, V, V, V, L);
+    fprintf(f, "NNC_LANEWISE2(nnc_max_%sx%d, %s, %s, %s, %d, NNC_MAX(a[l], b[l]))\n", s, L, V, V, V, L);
+    fprintf(f, "NNC_LANEWISE2(nnc_floordiv_%sx%d, %s, %s, %s, %d, nnc_floordiv_%s(a[l], b[l]))\n", s, L, V, V, V, L, s);
+    fprintf(f, "NNC_LANEWISE2(nnc_mod_%sx%d, %s, %s, %s, %d, nnc_mod_%s(a[l], b[l]))\n", s, L, V, V, V, L, s);
+    static const char *const cmps[][2] = {{"lt", "<"}, {"le", "<="}, {"gt", ">"}, {"ge", ">="}, {"eq", "=="}, {"ne", "!="}};
+    for (int c = 0; c < 6; c++)
+      fprintf(f, "NNC_LANEWISE2(nnc_%s_%sx%d, %s, %s, %s, %d, a[l] %s b[l] ? -1 : 0)\n", cmps[c][0], s, L, M, V, V, L, cmps[c][1]);
+    /* horizontal reductions halve the vector: lanes [0, h) meet lanes [h, 2h) */
+    static const char *const reds[][2] = {{"hsum", "t[l] + t[l + h]"}, {"hmax", "NNC_MAX(t[l], t[l + h])"}, {"hmin", "NNC_MIN(t[l], t[l + h])"}};
+    for (int r = 0; r < 3; r++)
+      fprintf(f, "static inline %s nnc_%s_%sx%d(%s v) { %s t[%d]; memcpy(t, &v, sizeof t); for (int h = %d; h > 0; h /= 2) for (int l = 0; l < h; l++) t[l] = (%s)(%s); return t[0]; }\n",
+              T, reds[r][0], s, L, V, T, L, L / 2, T, reds[r][1]);
+    for (int j = 0; j < 4; j++) { /* conversions to every other value type */
+      nnc_dtype to = value_dtypes[j];
+      if (to == dt) continue;
+      const char *conv = dt == NNC_F32 && to != NNC_F32 ? (to == NNC_I32 ? "nnc_f2i32(a[l])" : to == NNC_U8 ? "nnc_f2u8(a[l])" : "nnc_f2i64(a[l])") : "a[l]";
+      fprintf(f, "NNC_LANEWISE1(nnc_cvt_%sx%d_%sx%d, nnc_%sx%d, %s, %d, (%s)%s)\n", dt_suffix(to), L, s, L, dt_suffix(to), L, V, L, scalar_ctype(to), conv);
+    }
+    fprintf(f, "NNC_LANEWISE1(nnc_cvt_%sx%d_mx%d, %s, %s, %d, a[l] ? 1 : 0)\n", s, L, L, V, M, L);
+    fprintf(f, "NNC_LANEWISE1(nnc_cvt_mx%d_%sx%d, %s, %s, %d, a[l] != 0 ? -1 : 0)\n", L, s, L, M, V, L);
+  }
+  const char *V = NULL;
+  char vb[32];
+  snprintf(vb, sizeof vb, "nnc_f32x%d", L);
+  V = vb;
+  fprintf(f, "NNC_LANEWISE3(nnc_fma_f32x%d, %s, %s, %s, %s, %d, fmaf(a[l], b[l], c[l]))\n", L, V, V, V, V, L);
+  fprintf(f, "NNC_LANEWISE2(nnc_pow_f32x%d, %s, %s, %s, %d, powf(a[l], b[l]))\n", L, V, V, V, L);
+  static const char *const fns[][2] = {{"exp", "expf"}, {"log", "logf"}, {"sqrt", "sqrtf"}, {"rsqrt", "nnc_rsqrt_f32"}, {"tanh", "tanhf"}, {"erf", "erff"}, {"abs", "fabsf"}, {"floor", "floorf"}, {"expm1", "expm1f"}, {"log1p", "log1pf"}};
+  for (int i = 0; i < 10; i++) fprintf(f, "NNC_LANEWISE1(nnc_%s_f32x%d, %s, %s, %d, %s(a[l]))\n", fns[i][0], L, V, V, L, fns[i][1]);
+  fprintf(f, "static inline nnc_f32x%d nnc_rng_x%d(uint32_t seed, uint32_t key, uint32_t step, nnc_i64x%d i) { nnc_f32x%d r; for (int l = 0; l < %d; l++) r[l] = nnc_rng(seed, key, step, (uint64_t)i[l]); return r; }\n", L, L, L, L, L);
+}
+
+static void lanes_of_expr(const nnc_lexpr *e, uint64_t *mask) {
+  if (!e) return;
+  if (e->type.lanes > 1 && e->type.lanes <= NNC_MAX_LANES && (e->type.lanes & (e->type.lanes - 1)) == 0)
+    *mask |= (uint64_t)e->type.lanes;
+  lanes_of_expr(e->a, mask), lanes_of_expr(e->b, mask), lanes_of_expr(e->c, mask);
+}
+
+static void lanes_of_stmt(const nnc_lstmt *s, uint64_t *mask) {
+  if (!s) return;
+  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) lanes_of_stmt(s->items[i], mask);
+  lanes_of_expr(s->lo, mask), lanes_of_expr(s->hi, mask), lanes_of_expr(s->cond, mask);
+  lanes_of_expr(s->index, mask), lanes_of_expr(s->value, mask), lanes_of_expr(s->mask, mask);
+  if (s->var && s->var->type.lanes > 1 && (s->var->type.lanes & (s->var->type.lanes - 1)) == 0) *mask |= (uint64_t)s->var->type.lanes;
+  lanes_of_stmt(s->body, mask), lanes_of_stmt(s->then_s, mask), lanes_of_stmt(s->else_s, mask);
+}
+
+void nnc_cg_c_prelude(FILE *f, const nnc_kernel *const *ks, int nk) {
+  fputs(prelude_fixed, f);
+  uint64_t lanes = 0; /* bit L set: L lanes used (powers of two up to 64) */
+  for (int i = 0; i < nk; i++) lanes_of_stmt(ks[i]->body, &lanes);
+  for (int L = 2; L <= NNC_MAX_LANES; L *= 2)
+    if (lanes & (uint64_t)L) prelude_lanes(f, L);
+  fputc('\n', f);
+}
+
+/* --- kernels ------------------------------------------------------------------------------- */
+
+typedef struct cg {
+  const nnc_kernel *k;
+  const char *kname;    /* the kernel's name as a C identifier */
+  nnc_diags *d;
+  bool ok;
+  FILE *out;            /* the function being printed */
+  FILE *pre;            /* outlined parallel bodies, printed before the kernel */
+  char **vname, **bname;
+  bool *unrolled;       /* by var id: substituted by uval */
+  int64_t *uval;
+  int *reads;           /* by var id: how often it is read */
+  bool in_par;          /* printing an outlined body: nested parallel loops run serially */
+  const nnc_lvar **vars; /* by var id */
+  bool *local_outside;  /* by buffer id: a local buffer used outside every parallel loop */
+  int npar;
+  int depth;
+} cg;
+
+static void cerr(cg *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cerr(cg *c, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (c->ok) nnc_error(c->d, (nnc_loc){0}, "C backend: kernel %s: %s", c->k->name, msg);
+  c->ok = false;
+}
+
+static void emit(cg *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit(cg *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(c->out, fmt, ap);
+  va_end(ap);
+}
+
+static void line(cg *c) { fprintf(c->out, "%*s", 2 * c->depth, ""); }
+
+static bool check_lanes(cg *c, nnc_ltype t) {
+  if (t.lanes == 1 || (t.lanes <= NNC_MAX_LANES && (t.lanes & (t.lanes - 1)) == 0)) return true;
+  cerr(c, "%d lanes: the C backend needs a power of two", t.lanes);
+  return false;
+}
+
+static void cexpr(cg *c, const nnc_lexpr *e);
+
+static int cprec(const nnc_lexpr *e) {
+  if (e->kind != NNC_LE_BIN || e->type.lanes > 1) return 9;
+  bool wraps = e->type.dtype == NNC_I32 || e->type.dtype == NNC_U8;
+  switch ((nnc_lbinop)e->op) {
+  case NNC_LB_MUL:
+  case NNC_LB_DIV: return wraps && e->op == NNC_LB_MUL ? 9 : 4;
+  case NNC_LB_ADD:
+  case NNC_LB_SUB: return wraps ? 9 : 3;
+  case NNC_LB_LT:
+  case NNC_LB_LE:
+  case NNC_LB_GT:
+  case NNC_LB_GE:
+  case NNC_LB_EQ:
+  case NNC_LB_NE: return 2;
+  case NNC_LB_AND:
+  case NNC_LB_OR: return 1;
+  default: return 9;
+  }
+}
+
+static void cexpr_prec(cg *c, const nnc_lexpr *e, int min) {
+  bool paren = cprec(e) < min;
+  if (paren) emit(c, "(");
+  cexpr(c, e);
+  if (paren) emit(c, ")");
+}
+
+static void call2(cg *c, const char *fn, const nnc_lexpr *a, const nnc_lexpr *b) {
+  emit(c, "%s(", fn);
+  cexpr(c, a);
+  emit(c, ", ");
+  cexpr(c, b);
+  emit(c, ")");
+}
+
+static void cbin_scalar(cg *c, const nnc_lexpr *e) {
+  static const char *const ops[] = {[NNC_LB_ADD] = "+", [NNC_LB_SUB] = "-", [NNC_LB_MUL] = "*", [NNC_LB_DIV] = "/",
+                                    [NNC_LB_LT] = "<",  [NNC_LB_LE] = "<=", [NNC_LB_GT] = ">",  [NNC_LB_GE] = ">=",
+                                    [NNC_LB_EQ] = "==", [NNC_LB_NE] = "!="};
+  nnc_dtype dt = e->a->type.dtype;
+  const char *s = dt_suffix(dt);
+  char fn[48];
+  switch ((nnc_lbinop)e->op) {
+  case NNC_LB_FLOORDIV:
+  case NNC_LB_MOD:
+    snprintf(fn, sizeof fn, "nnc_%s_%s", e->op == NNC_LB_MOD ? "mod" : "floordiv", s);
+    return call2(c, fn, e->a, e->b);
+  case NNC_LB_MIN: return call2(c, "NNC_MIN", e->a, e->b);
+  case NNC_LB_MAX: return call2(c, "NNC_MAX", e->a, e->b);
+  case NNC_LB_POW: return call2(c, "powf", e->a, e->b);
+  case NNC_LB_AND:
+  case NNC_LB_OR: {
+    const char *op = dt == NNC_BOOL ? (e->op == NNC_LB_AND ? "&&" : "||") : (e->op == NNC_LB_AND ? "&" : "|");
+    emit(c, "(");
+    cexpr_prec(c, e->a, 2), emit(c, " %s ", op), cexpr_prec(c, e->b, 2);
+    emit(c, ")");
+    return;
+  }
+  default: break;
+  }
+  int p = cprec(e);
+  if (p == 9) { /* i32/u8 + - *: wrap through unsigned arithmetic, as the interpreter does */
+    const char *u = dt == NNC_I32 ? "uint32_t" : "unsigned";
+    emit(c, "(%s)((%s)", scalar_ctype(dt), u);
+    cexpr_prec(c, e->a, 5);
+    emit(c, " %s (%s)", ops[e->op], u);
+    cexpr_prec(c, e->b, 5);
+    emit(c, ")");
+    return;
+  }
+  bool tight_right = e->op == NNC_LB_SUB || e->op == NNC_LB_DIV || p == 2;
+  cexpr_prec(c, e->a, p == 2 ? 3 : p);
+  emit(c, p == 4 ? "%s" : " %s ", ops[e->op]);
+  cexpr_prec(c, e->b, tight_right ? p + 1 : p);
+}
+
+static void cbin_vector(cg *c, const nnc_lexpr *e) {
+  static const char *const names[] = {[NNC_LB_FLOORDIV] = "floordiv", [NNC_LB_MOD] = "mod", [NNC_LB_MIN] = "min",
+                                      [NNC_LB_MAX] = "max", [NNC_LB_POW] = "pow", [NNC_LB_LT] = "lt", [NNC_LB_LE] = "le",
+                                      [NNC_LB_GT] = "gt", [NNC_LB_GE] = "ge", [NNC_LB_EQ] = "eq", [NNC_LB_NE] = "ne"};
+  static const char ops[] = {[NNC_LB_ADD] = '+', [NNC_LB_SUB] = '-', [NNC_LB_MUL] = '*', [NNC_LB_DIV] = '/',
+                             [NNC_LB_AND] = '&', [NNC_LB_OR] = '|'};
+  if (e->op <= NNC_LB_DIV || e->op == NNC_LB_AND || e->op == NNC_LB_OR) {
+    emit(c, "(");
+    cexpr(c, e->a);
+    emit(c, " %c ", ops[e->op]);
+    cexpr(c, e->b);
+    emit(c, ")");
+    return;
+  }
+  char fn[48];
+  snprintf(fn, sizeof fn, "nnc_%s_%sx%d", names[e->op], dt_suffix(e->a->type.dtype), e->a->type.lanes);
+  call2(c, fn, e->a, e->b);
+}
+
+static void cconst_float(cg *c, double v) {
+  float f = (float)v;
+  if (f != f) emit(c, "__builtin_nanf(\"\")");
+  else if (f == (float)INFINITY || f == -(float)INFINITY) emit(c, "%s__builtin_inff()", f < 0 ? "-" : "");
+  else {
+    char buf[48];
+    snprintf(buf, sizeof buf, "%.9g", f);
+    bool has_point = strpbrk(buf, ".en") != NULL;
+    emit(c, "%s%s%sf%s", f < 0 ? "(" : "", buf, has_point ? "" : ".0", f < 0 ? ")" : "");
+  }
+}
+
+static void cunary(cg *c, const nnc_lexpr *e) {
+  nnc_ltype t = e->type;
+  if (e->op == NNC_LU_NEG || e->op == NNC_LU_NOT) {
+    const char *op = e->op == NNC_LU_NEG ? "-" : t.dtype == NNC_BOOL && t.lanes == 1 ? "!" : "~";
+    if (t.lanes == 1 && (t.dtype == NNC_I32 || t.dtype == NNC_U8)) emit(c, "(%s)", scalar_ctype(t.dtype));
+    emit(c, "(%s", op);
+    cexpr_prec(c, e->a, 9);
+    emit(c, ")");
+    return;
+  }
+  if (t.lanes > 1) {
+    emit(c, "nnc_%s_f32x%d(", nnc_lunop_name(e->op), t.lanes);
+  } else if (e->op == NNC_LU_ABS && t.dtype != NNC_F32) {
+    emit(c, "(%s)NNC_MAX(", scalar_ctype(t.dtype)), cexpr(c, e->a), emit(c, ", -"), cexpr_prec(c, e->a, 9), emit(c, ")");
+    return;
+  } else {
+    static const char *const fns[] = {[NNC_LU_EXP] = "expf", [NNC_LU_LOG] = "logf", [NNC_LU_SQRT] = "sqrtf",
+                                      [NNC_LU_RSQRT] = "nnc_rsqrt_f32", [NNC_LU_TANH] = "tanhf", [NNC_LU_ERF] = "erff",
+                                      [NNC_LU_ABS] = "fabsf", [NNC_LU_FLOOR] = "floorf", [NNC_LU_EXPM1] = "expm1f",
+                                      [NNC_LU_LOG1P] = "log1pf"};
+    emit(c, "%s(", fns[e->op]);
+  }
+  cexpr(c, e->a);
+  emit(c, ")");
+}
+
+static void ccast(cg *c, const nnc_lexpr *e) {
+  nnc_ltype to = e->type, from = e->a->type;
+  if (to.lanes > 1) {
+    emit(c, "nnc_cvt_%sx%d_%sx%d(", dt_suffix(to.dtype), to.lanes, dt_suffix(from.dtype), from.lanes);
+  } else if (from.dtype == NNC_F32 && to.dtype != NNC_F32 && to.dtype != NNC_BOOL) {
+    emit(c, "nnc_f2%s(", dt_suffix(to.dtype));
+  } else if (to.dtype == NNC_BOOL) {
+    emit(c, "(");
+    cexpr_prec(c, e->a, 3);
+    emit(c, " != 0)");
+    return;
+  } else {
+    emit(c, "(%s)(", scalar_ctype(to.dtype));
+  }
+  cexpr(c, e->a);
+  emit(c, ")");
+}
+
+static void cload(cg *c, const nnc_lexpr *e) {
+  const char *b = c->bname[e->buf->id];
+  if (e->type.lanes == 1) {
+    if (e->b) emit(c, "("), cexpr_prec(c, e->b, 2), emit(c, " ? ");
+    emit(c, "%s[", b), cexpr(c, e->a), emit(c, "]");
+    if (e->b) emit(c, " : 0)");
+    return;
+  }
+  emit(c, "nnc_ld%s_%sx%d(%s + ", e->b ? "m" : "", dt_suffix(e->type.dtype), e->type.lanes, b);
+  cexpr_prec(c, e->a, 4);
+  if (e->b) emit(c, ", "), cexpr(c, e->b);
+  emit(c, ")");
+}
+
+static void cexpr(cg *c, const nnc_lexpr *e) {
+  if (!check_lanes(c, e->type)) return;
+  switch (e->kind) {
+  case NNC_LE_INT:
+    if (e->ival < 0) emit(c, "(%lld%s)", (long long)e->ival, e->ival < INT32_MIN ? "LL" : "");
+    else emit(c, "%lld%s", (long long)e->ival, e->ival > INT32_MAX ? "LL" : "");
+    break;
+  case NNC_LE_FLOAT: cconst_float(c, e->fval); break;
+  case NNC_LE_VAR:
+    if (c->unrolled[e->var->id]) emit(c, "%lld", (long long)c->uval[e->var->id]);
+    else emit(c, "%s", c->vname[e->var->id]);
+    break;
+  case NNC_LE_SCALAR: emit(c, "%s", (const char *[]){"n", "lr", "step", "seed"}[e->scalar]); break;
+  case NNC_LE_BIN:
+    if (e->type.lanes > 1) cbin_vector(c, e);
+    else cbin_scalar(c, e);
+    break;
+  case NNC_LE_UN: cunary(c, e); break;
+  case NNC_LE_SELECT:
+    if (e->a->type.lanes > 1) {
+      emit(c, "nnc_sel_%sx%d(", dt_suffix(e->type.dtype), e->type.lanes);
+      cexpr(c, e->a), emit(c, ", "), cexpr(c, e->b), emit(c, ", "), cexpr(c, e->c), emit(c, ")");
+    } else {
+      emit(c, "(");
+      cexpr_prec(c, e->a, 2), emit(c, " ? "), cexpr_prec(c, e->b, 2), emit(c, " : "), cexpr_prec(c, e->c, 2);
+      emit(c, ")");
+    }
+    break;
+  case NNC_LE_FMA:
+    if (e->type.lanes > 1) emit(c, "nnc_fma_f32x%d(", e->type.lanes);
+    else emit(c, "fmaf(");
+    cexpr(c, e->a), emit(c, ", "), cexpr(c, e->b), emit(c, ", "), cexpr(c, e->c), emit(c, ")");
+    break;
+  case NNC_LE_CAST: ccast(c, e); break;
+  case NNC_LE_LOAD: cload(c, e); break;
+  case NNC_LE_SPLAT: emit(c, "nnc_splat_%sx%d(", dt_suffix(e->type.dtype), e->type.lanes), cexpr(c, e->a), emit(c, ")"); break;
+  case NNC_LE_HREDUCE:
+    emit(c, "nnc_%s_%sx%d(", e->op == NNC_LB_ADD ? "hsum" : e->op == NNC_LB_MAX ? "hmax" : "hmin",
+         dt_suffix(e->a->type.dtype), e->a->type.lanes);
+    cexpr(c, e->a), emit(c, ")");
+    break;
+  case NNC_LE_LANE: emit(c, "nnc_lane_i64x%d()", e->type.lanes); break;
+  case NNC_LE_RNG:
+    if (e->type.lanes > 1) emit(c, "nnc_rng_x%d(", e->type.lanes);
+    else emit(c, "nnc_rng(");
+    emit(c, "(uint32_t)"), cexpr_prec(c, e->a, 9), emit(c, ", %lluu, (uint32_t)", (unsigned long long)(uint32_t)e->ival);
+    cexpr_prec(c, e->b, 9), emit(c, ", ");
+    if (e->type.lanes == 1) emit(c, "(uint64_t)"), cexpr_prec(c, e->c, 9);
+    else cexpr(c, e->c);
+    emit(c, ")");
+    break;
+  case NNC_LE_THREAD:
+  case NNC_LE_BLOCK:
+  case NNC_LE_SHUFFLE:
+    cerr(c, "GPU thread, block and shuffle expressions run under the phase emulator, not the C backend");
+    emit(c, "0");
+    break;
+  case NNC_LE_POISON:
+    cerr(c, "an invalid expression");
+    emit(c, "0");
+    break;
+  }
+}
+
+/* --- statements ------------------------------------------------------------------------------ */
+
+static void cstmt(cg *c, const nnc_lstmt *s);
+
+static void cblock_body(cg *c, const nnc_lstmt *s) {
+  c->depth++;
+  cstmt(c, s);
+  c->depth--;
+}
+
+static void cstore(cg *c, const nnc_lstmt *s) {
+  const char *b = c->bname[s->buf->id];
+  int L = s->value->type.lanes;
+  line(c);
+  if (L == 1) {
+    if (s->mask) emit(c, "if ("), cexpr(c, s->mask), emit(c, ") ");
+    emit(c, "%s[", b), cexpr(c, s->index), emit(c, "] = "), cexpr(c, s->value), emit(c, ";\n");
+    return;
+  }
+  emit(c, "nnc_st%s_%sx%d(%s + ", s->mask ? "m" : "", dt_suffix(s->value->type.dtype), L, b);
+  cexpr_prec(c, s->index, 4);
+  emit(c, ", "), cexpr(c, s->value);
+  if (s->mask) emit(c, ", "), cexpr(c, s->mask);
+  emit(c, ");\n");
+}
+
+static void ccomment(cg *c, const char *text) {
+  const char *t = text ? text : "";
+  while (*t) {
+    const char *nl = strchr(t, '\n');
+    size_t len = nl ? (size_t)(nl - t) : strlen(t);
+    line(c);
+    emit(c, "/* ");
+    for (size_t i = 0; i < len; i++) /* a comment cannot close the C comment early */
+      emit(c, "%c", t[i] == '*' && i + 1 < len && t[i + 1] == '/' ? '+' : t[i]);
+    emit(c, " */\n");
+    t += len + (nl ? 1 : 0);
+  }
+}
+
+/* --- parallel loops: what the outlined body captures ------------------------------------------- */
+
+typedef struct capture {
+  bool *var_used, *var_defined, *var_assigned;
+  bool *buf_used;
+  bool scalar_used[NNC_LSC_COUNT];
+} capture;
+
+static void cap_expr(capture *p, const nnc_lexpr *e) {
+  if (!e) return;
+  if (e->kind == NNC_LE_VAR) p->var_used[e->var->id] = true;
+  if (e->kind == NNC_LE_SCALAR) p->scalar_used[e->scalar] = true;
+  if (e->kind == NNC_LE_LOAD) p->buf_used[e->buf->id] = true;
+  cap_expr(p, e->a), cap_expr(p, e->b), cap_expr(p, e->c);
+}
+
+static void cap_stmt(capture *p, const nnc_lstmt *s) {
+  if (!s) return;
+  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) cap_stmt(p, s->items[i]);
+  if (s->kind == NNC_LS_FOR || s->kind == NNC_LS_LET) p->var_defined[s->var->id] = true;
+  if (s->kind == NNC_LS_ASSIGN) p->var_assigned[s->var->id] = true;
+  if (s->kind == NNC_LS_STORE || s->kind == NNC_LS_ATOMIC_ADD) p->buf_used[s->buf->id] = true;
+  cap_expr(p, s->lo), cap_expr(p, s->hi), cap_expr(p, s->cond);
+  cap_expr(p, s->index), cap_expr(p, s->value), cap_expr(p, s->mask);
+  cap_stmt(p, s->body), cap_stmt(p, s->then_s), cap_stmt(p, s->else_s);
+}
+
+static capture capture_new(const nnc_kernel *k) {
+  size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
+  capture p = {nnc_xcalloc(nv, 1), nnc_xcalloc(nv, 1), nnc_xcalloc(nv, 1), nnc_xcalloc(nb, 1), {0}};
+  return p;
+}
+
+static void capture_free(capture *p) { free(p->var_used), free(p->var_defined), free(p->var_assigned), free(p->buf_used); }
+
+static const char *buf_ctype(const nnc_lbuf *b, char *t, size_t cap) {
+  snprintf(t, cap, "%s%s *restrict", b->written || b->scope != NNC_SCOPE_GLOBAL ? "" : "const ", scalar_ctype(b->dtype));
+  return t;
+}
+
+static void declare_locals(cg *c, const bool *used) {
+  for (int i = 0; i < c->k->nbufs; i++) {
+    const nnc_lbuf *b = c->k->bufs[i];
+    if (b->scope != NNC_SCOPE_LOCAL || !used[i]) continue;
+    line(c);
+    emit(c, "%s %s[%lld] = {0};\n", scalar_ctype(b->dtype), c->bname[i], (long long)b->size);
+  }
+}
+
+/* The loop's body as static void <kernel>_par<i>(void *env, int64_t lo, int64_t hi), iterations
+ * [lo, hi) of the loop's trip count; env carries the buffers, scalars and variables it reads.
+ * The call site fills env and runs the body through rt->parallel_for. */
+static const char *const scalar_names[] = {"n", "lr", "step", "seed"};
+static const char *const scalar_types[] = {"int64_t", "float", "uint32_t", "uint32_t"};
+
+static bool captured_var(cg *c, const capture *p, const nnc_lstmt *s, int v) {
+  return p->var_used[v] && !p->var_defined[v] && v != s->var->id && !c->unrolled[v];
+}
+
+static bool env_buf(const nnc_kernel *k, const capture *p, int i) {
+  return p->buf_used[i] && k->bufs[i]->scope != NNC_SCOPE_LOCAL;
+}
+
+static void outline_body(cg *c, const nnc_lstmt *s, const capture *p, const char *fn) {
+  const nnc_kernel *k = c->k;
+  char t[64];
+  emit(c, "typedef struct %s_env {\n", fn);
+  for (int i = 0; i < k->nbufs; i++)
+    if (env_buf(k, p, i)) emit(c, "  %s %s;\n", buf_ctype(k->bufs[i], t, sizeof t), c->bname[i]);
+  for (int i = 0; i < NNC_LSC_COUNT; i++)
+    if (p->scalar_used[i]) emit(c, "  %s %s;\n", scalar_types[i], scalar_names[i]);
+  for (int v = 0; v < k->nvars; v++)
+    if (captured_var(c, p, s, v)) emit(c, "  %s %s;\n", ctype(c->vars[v]->type, t, sizeof t), c->vname[v]);
+  emit(c, "  int64_t lo_;\n} %s_env;\n\n", fn);
+  emit(c, "static void %s(void *env_, int64_t lo_, int64_t hi_) {\n", fn);
+  emit(c, "  const %s_env *env = env_;\n", fn);
+  c->depth = 1;
+  for (int i = 0; i < k->nbufs; i++)
+    if (env_buf(k, p, i)) line(c), emit(c, "%s %s = env->%s;\n", buf_ctype(k->bufs[i], t, sizeof t), c->bname[i], c->bname[i]);
+  for (int i = 0; i < NNC_LSC_COUNT; i++)
+    if (p->scalar_used[i]) line(c), emit(c, "const %s %s = env->%s;\n", scalar_types[i], scalar_names[i], scalar_names[i]);
+  for (int v = 0; v < k->nvars; v++)
+    if (captured_var(c, p, s, v))
+      line(c), emit(c, "const %s %s = env->%s;\n", ctype(c->vars[v]->type, t, sizeof t), c->vname[v], c->vname[v]);
+  declare_locals(c, p->buf_used);
+  line(c), emit(c, "for (int64_t it_ = lo_; it_ < hi_; it_++) {\n");
+  c->depth++;
+  line(c), emit(c, "const int64_t %s = env->lo_ + it_ * %lld;\n", c->vname[s->var->id], (long long)s->step);
+  if (!c->reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->vname[s->var->id]);
+  c->in_par = true;
+  cstmt(c, s->body);
+  c->in_par = false;
+  c->depth--;
+  line(c), emit(c, "}\n}\n\n");
+}
+
+static void cparallel(cg *c, const nnc_lstmt *s) {
+  const nnc_kernel *k = c->k;
+  capture p = capture_new(k);
+  cap_stmt(&p, s->body);
+  for (int v = 0; v < k->nvars; v++)
+    if (p.var_assigned[v] && !p.var_defined[v])
+      cerr(c, "parallel loop %s assigns %s, defined outside it (iterations must be independent)", s->var->name,
+           c->vname[v]);
+  for (int i = 0; i < k->nbufs; i++)
+    if (p.buf_used[i] && k->bufs[i]->scope == NNC_SCOPE_LOCAL && c->local_outside[i])
+      cerr(c, "local buffer %s is used both inside and outside parallel loop %s (it is private to each worker)",
+           c->bname[i], s->var->name);
+  char fn[300];
+  snprintf(fn, sizeof fn, "%s_par%d", c->kname, c->npar++);
+  FILE *out = c->out;
+  int depth = c->depth;
+  c->out = c->pre;
+  outline_body(c, s, &p, fn);
+  c->out = out;
+  c->depth = depth;
+  /* the call site */
+  line(c), emit(c, "{ /* parallel for %s */\n", s->var->name);
+  c->depth++;
+  line(c), emit(c, "%s_env env_ = {", fn);
+  const char *sep = "";
+  for (int i = 0; i < k->nbufs; i++)
+    if (env_buf(k, &p, i)) emit(c, "%s%s", sep, c->bname[i]), sep = ", ";
+  for (int i = 0; i < NNC_LSC_COUNT; i++)
+    if (p.scalar_used[i]) emit(c, "%s%s", sep, scalar_names[i]), sep = ", ";
+  for (int v = 0; v < k->nvars; v++)
+    if (captured_var(c, &p, s, v)) emit(c, "%s%s", sep, c->vname[v]), sep = ", ";
+  emit(c, "%s", sep), cexpr(c, s->lo), emit(c, "};\n");
+  line(c), emit(c, "const int64_t hi_ = "), cexpr(c, s->hi), emit(c, ";\n");
+  line(c), emit(c, "const int64_t count_ = hi_ > env_.lo_ ? (hi_ - env_.lo_ + %lld) / %lld : 0;\n",
+                (long long)s->step - 1, (long long)s->step);
+  line(c), emit(c, "if (rt && rt->parallel_for) {\n");
+  line(c), emit(c, "  rt->parallel_for(rt->pool, count_, %s, &env_);\n", fn);
+  line(c), emit(c, "} else {\n");
+  emit(c, "#ifdef _OPENMP\n");
+  emit(c, "#pragma omp parallel for schedule(static)\n");
+  line(c), emit(c, "  for (int64_t it_ = 0; it_ < count_; it_++) %s(&env_, it_, it_ + 1);\n", fn);
+  emit(c, "#else\n");
+  line(c), emit(c, "  %s(&env_, 0, count_);\n", fn);
+  emit(c, "#endif\n");
+  line(c), emit(c, "}\n");
+  c->depth--;
+  line(c), emit(c, "}\n");
+  capture_free(&p);
+}
+
+static void cfor(cg *c, const nnc_lstmt *s) {
+  const char *v = c->vname[s->var->id];
+  switch (s->loop) {
+  case NNC_LOOP_PARALLEL:
+    if (!c->in_par) {
+      cparallel(c, s);
+      return;
+    }
+    break; /* nested in an outlined body: serial */
+  case NNC_LOOP_UNROLLED: {
+    if (s->lo->kind != NNC_LE_INT || s->hi->kind != NNC_LE_INT) {
+      cerr(c, "unrolled loop %s needs static bounds", s->var->name);
+      return;
+    }
+    if ((s->hi->ival - s->lo->ival) / s->step > 1024) {
+      cerr(c, "unrolled loop %s has more than 1024 iterations", s->var->name);
+      return;
+    }
+    c->unrolled[s->var->id] = true;
+    for (int64_t i = s->lo->ival; i < s->hi->ival; i += s->step) {
+      c->uval[s->var->id] = i;
+      line(c), emit(c, "{ /* %s = %lld */\n", v, (long long)i);
+      cblock_body(c, s->body);
+      line(c), emit(c, "}\n");
+    }
+    c->unrolled[s->var->id] = false;
+    return;
+  }
+  case NNC_LOOP_GPU_BLOCK:
+  case NNC_LOOP_GPU_THREAD:
+    cerr(c, "GPU loop %s: GPU schedules run under the phase emulator, not the C backend", s->var->name);
+    return;
+  default: break;
+  }
+  line(c), emit(c, "for (int64_t %s = ", v), cexpr(c, s->lo), emit(c, "; %s < ", v), cexpr(c, s->hi);
+  if (s->step == 1) emit(c, "; %s++) {\n", v);
+  else emit(c, "; %s += %lld) {\n", v, (long long)s->step);
+  cblock_body(c, s->body);
+  line(c), emit(c, "}\n");
+}
+
+static void cstmt(cg *c, const nnc_lstmt *s) {
+  char t[32];
+  if (!s) return;
+  switch (s->kind) {
+  case NNC_LS_BLOCK:
+    for (int i = 0; i < s->nitems; i++) cstmt(c, s->items[i]);
+    break;
+  case NNC_LS_FOR: cfor(c, s); break;
+  case NNC_LS_IF:
+    line(c), emit(c, "if ("), cexpr(c, s->cond), emit(c, ") {\n");
+    cblock_body(c, s->then_s);
+    if (s->else_s) line(c), emit(c, "} else {\n"), cblock_body(c, s->else_s);
+    line(c), emit(c, "}\n");
+    break;
+  case NNC_LS_STORE: cstore(c, s); break;
+  case NNC_LS_LET:
+    if (!check_lanes(c, s->var->type)) return;
+    line(c), emit(c, "%s %s = ", ctype(s->var->type, t, sizeof t), c->vname[s->var->id]), cexpr(c, s->value);
+    emit(c, ";\n");
+    if (!c->reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->vname[s->var->id]);
+    break;
+  case NNC_LS_ASSIGN: line(c), emit(c, "%s = ", c->vname[s->var->id]), cexpr(c, s->value), emit(c, ";\n"); break;
+  case NNC_LS_ATOMIC_ADD: {
+    const char *b = c->bname[s->buf->id];
+    line(c);
+    if (c->in_par) {
+      emit(c, "nnc_atomic_add_%s(%s + ", dt_suffix(s->buf->dtype), b), cexpr_prec(c, s->index, 4);
+      emit(c, ", "), cexpr(c, s->value), emit(c, ");\n");
+    } else {
+      emit(c, "%s[", b), cexpr(c, s->index), emit(c, "] += "), cexpr(c, s->value), emit(c, ";\n");
+    }
+    break;
+  }
+  case NNC_LS_BARRIER: cerr(c, "barriers belong to GPU schedules (the phase emulator), not the C backend"); break;
+  case NNC_LS_COMMENT: ccomment(c, s->text); break;
+  }
+}
+
+/* --- names and the kernel's signature ------------------------------------------------------------- */
+
+static bool is_c_reserved(const char *s) {
+  static const char *const words[] = {
+      "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
+      "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short", "signed",
+      "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "n", "lr",
+      "step", "seed", "rt", "env", "env_", "lo_", "hi_", "it_", "count_", "l"};
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+    if (!strcmp(s, words[i])) return true;
+  return !strncmp(s, "nnc_", 4) || !strncmp(s, "NNC_", 4);
+}
+
+/* A C identifier from a name ("fc1.weight" -> "fc1_weight"), unique among taken (suffix _id). */
+static char *c_name(cg *c, const char *name, int id, char **taken, int ntaken) {
+  char base[120];
+  size_t n = 0;
+  for (const char *p = name; *p && n < sizeof base - 1; p++)
+    base[n++] = (char)((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ? *p : '_');
+  base[n] = 0;
+  bool clash = n == 0 || (base[0] >= '0' && base[0] <= '9') || is_c_reserved(base);
+  for (int i = 0; i < ntaken && !clash; i++) clash = taken[i] && !strcmp(taken[i], base);
+  return clash ? nnc_arena_printf(c->k->arena, "%s_%d", base, id) : nnc_arena_strdup(c->k->arena, base);
+}
+
+static void collect_vars_expr(cg *c, const nnc_lexpr *e) {
+  if (!e) return;
+  if (e->kind == NNC_LE_VAR) c->vars[e->var->id] = e->var, c->reads[e->var->id]++;
+  collect_vars_expr(c, e->a), collect_vars_expr(c, e->b), collect_vars_expr(c, e->c);
+}
+
+static void collect_vars(cg *c, const nnc_lstmt *s, bool in_par) {
+  if (!s) return;
+  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) collect_vars(c, s->items[i], in_par);
+  if (s->var) c->vars[s->var->id] = s->var;
+  collect_vars_expr(c, s->lo), collect_vars_expr(c, s->hi), collect_vars_expr(c, s->cond);
+  collect_vars_expr(c, s->index), collect_vars_expr(c, s->value), collect_vars_expr(c, s->mask);
+  if ((s->kind == NNC_LS_STORE || s->kind == NNC_LS_ATOMIC_ADD) && !in_par) c->local_outside[s->buf->id] = true;
+  bool par = in_par || (s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_PARALLEL);
+  collect_vars(c, s->body, par), collect_vars(c, s->then_s, in_par), collect_vars(c, s->else_s, in_par);
+}
+
+static void mark_loads_outside(cg *c, const nnc_lexpr *e) {
+  if (!e) return;
+  if (e->kind == NNC_LE_LOAD) c->local_outside[e->buf->id] = true;
+  mark_loads_outside(c, e->a), mark_loads_outside(c, e->b), mark_loads_outside(c, e->c);
+}
+
+static void mark_outside(cg *c, const nnc_lstmt *s) {
+  if (!s) return;
+  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) mark_outside(c, s->items[i]);
+  mark_loads_outside(c, s->lo), mark_loads_outside(c, s->hi), mark_loads_outside(c, s->cond);
+  mark_loads_outside(c, s->index), mark_loads_outside(c, s->value), mark_loads_outside(c, s->mask);
+  if (s->kind == NNC_LS_STORE || s->kind == NNC_LS_ATOMIC_ADD) c->local_outside[s->buf->id] = true;
+  if (!(s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_PARALLEL)) mark_outside(c, s->body);
+  mark_outside(c, s->then_s), mark_outside(c, s->else_s);
+}
+
+static void name_everything(cg *c) {
+  const nnc_kernel *k = c->k;
+  for (int i = 0; i < k->nbufs; i++) c->bname[i] = c_name(c, k->bufs[i]->name, i, c->bname, i);
+  char **taken = nnc_xcalloc((size_t)(k->nbufs + k->nvars + 1), sizeof *taken);
+  for (int i = 0; i < k->nbufs; i++) taken[i] = c->bname[i];
+  int nt = k->nbufs;
+  for (int v = 0; v < k->nvars; v++) {
+    if (!c->vars[v]) continue;
+    bool dup = false; /* two variables of one name: both get their id */
+    for (int w = 0; w < k->nvars && !dup; w++) dup = w != v && c->vars[w] && !strcmp(c->vars[w]->name, c->vars[v]->name);
+    c->vname[v] = dup ? c_name(c, nnc_arena_printf(k->arena, "%s_%d", c->vars[v]->name, v), v, taken, nt)
+                      : c_name(c, c->vars[v]->name, v, taken, nt);
+    taken[nt++] = c->vname[v];
+  }
+  free(taken);
+}
+
+static bool has_parallel(const nnc_lstmt *s) {
+  if (!s) return false;
+  if (s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_PARALLEL) return true;
+  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++)
+    if (has_parallel(s->items[i])) return true;
+  return has_parallel(s->body) || has_parallel(s->then_s) || has_parallel(s->else_s);
+}
+
+static void signature(cg *c, FILE *f) {
+  const nnc_kernel *k = c->k;
+  char t[64];
+  fprintf(f, "static void %s(const nnc_rt *rt", c->kname);
+  for (int i = 0; i < k->nbufs; i++)
+    if (k->bufs[i]->scope == NNC_SCOPE_GLOBAL || k->bufs[i]->scope == NNC_SCOPE_SCRATCH)
+      fprintf(f, ", %s %s", buf_ctype(k->bufs[i], t, sizeof t), c->bname[i]);
+  for (int i = 0; i < NNC_LSC_COUNT; i++)
+    if (k->uses_scalar[i]) fprintf(f, ", %s %s", scalar_types[i], scalar_names[i]);
+  fprintf(f, ")");
+}
+
+bool nnc_cg_c_kernel(FILE *f, const nnc_kernel *k0, nnc_diags *d) {
+  nnc_kernel *k = (nnc_kernel *)k0; /* finish only recomputes derived fields */
+  nnc_lk_finish(k);
+  cg c = {.k = k, .d = d, .ok = true};
+  if (k->nerrors) {
+    cerr(&c, "malformed: %s", k->first_error ? k->first_error : "a constructor was misused");
+    return false;
+  }
+  if (k->gpu) {
+    cerr(&c, "a GPU-scheduled kernel runs under the phase emulator, not the C backend");
+    return false;
+  }
+  for (int i = 0; i < k->nbufs; i++)
+    if (k->bufs[i]->scope == NNC_SCOPE_SHARED) cerr(&c, "shared buffer %s in a CPU kernel", k->bufs[i]->name);
+  size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
+  c.vars = nnc_xcalloc(nv, sizeof *c.vars);
+  c.vname = nnc_xcalloc(nv, sizeof *c.vname);
+  c.reads = nnc_xcalloc(nv, sizeof *c.reads);
+  c.unrolled = nnc_xcalloc(nv, sizeof *c.unrolled);
+  c.uval = nnc_xcalloc(nv, sizeof *c.uval);
+  c.bname = nnc_xcalloc(nb, sizeof *c.bname);
+  c.local_outside = nnc_xcalloc(nb, sizeof *c.local_outside);
+  collect_vars(&c, k->body, false);
+  memset(c.local_outside, 0, nb);
+  mark_outside(&c, k->body);
+  name_everything(&c);
+  c.kname = c_name(&c, k->name, 0, NULL, 0);
+  if (strcmp(c.kname, k->name)) cerr(&c, "the kernel's name is not a C identifier");
+
+  char *body_text = NULL, *pre_text = NULL;
+  size_t body_len = 0, pre_len = 0;
+  c.out = open_memstream(&body_text, &body_len);
+  c.pre = open_memstream(&pre_text, &pre_len);
+  if (!c.out || !c.pre) {
+    cerr(&c, "out of memory for the generated text");
+  } else {
+    c.depth = 1;
+    if (!has_parallel(k->body)) line(&c), emit(&c, "(void)rt;\n");
+    for (int i = 0; i < k->nbufs; i++) {
+      const nnc_lbuf *b = k->bufs[i];
+      if ((b->scope == NNC_SCOPE_GLOBAL || b->scope == NNC_SCOPE_SCRATCH) && !b->read && !b->written)
+        line(&c), emit(&c, "(void)%s;\n", c.bname[i]);
+    }
+    declare_locals(&c, c.local_outside);
+    cstmt(&c, k->body);
+  }
+  if (c.out) fclose(c.out);
+  if (c.pre) fclose(c.pre);
+  if (c.ok) {
+    if (pre_len) fputs(pre_text, f);
+    if (k->comment) {
+      cg cc = c;
+      cc.out = f;
+      cc.depth = 0;
+      ccomment(&cc, k->comment);
+    }
+    signature(&c, f);
+    fprintf(f, " {\n%s}\n\n", body_text ? body_text : "");
+  }
+  free(body_text), free(pre_text);
+  free(c.vars), free(c.vname), free(c.reads), free(c.unrolled), free(c.uval), free(c.bname), free(c.local_outside);
+  return c.ok;
+}
