@@ -69,12 +69,6 @@ static bool sh_compile(sh_model *s, const char *path, const char *text, nnc_mode
   return true;
 }
 
-static int sh_find_bind(const sh_model *s, const char *name) {
-  for (int i = 0; i < s->nbind; i++)
-    if (strcmp(s->bind[i]->name, name) == 0) return i;
-  return -1;
-}
-
 /* Runs the graph at batch n over the bound values; outs gets g->noutputs tensors. */
 static bool sh_run(sh_model *s, int64_t n, nnc_interp_precision prec, nnc_tensor *outs) {
   nnc_interp_binding b[SH_MAX + 2];
