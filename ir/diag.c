@@ -21,17 +21,67 @@ const char *nnc_loc_str(nnc_loc loc, char *buf, size_t cap) {
   return buf;
 }
 
+/* Quoted source lines are cut to a window around the caret: a diagnostic on a 1 MB line shows
+ * the part that matters, not the megabyte. */
+enum { QUOTE_MAX = 120, QUOTE_BEFORE = 70 };
+
+/* Length of the valid UTF-8 sequence at p (2 to 4 bytes), or 0. */
+static int utf8_len(const unsigned char *p, const unsigned char *end) {
+  int n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] < 0xe0 ? 2 : 0;
+  if (p[0] >= 0xf5 || end - p < n) return 0;
+  for (int i = 1; i < n; i++)
+    if ((p[i] & 0xc0) != 0x80) return 0;
+  return n;
+}
+
+/* Writes the bytes [p, stop) as a terminal shows them safely: printable ASCII, tabs and valid
+ * UTF-8 as they are, anything else (control bytes, binary garbage) as <XX>. With pad set, writes
+ * the blanks that line a caret up under the text instead. */
+static void put_quoted(FILE *out, const unsigned char *p, const unsigned char *stop, bool pad) {
+  while (p < stop) {
+    int n = *p >= 0x80 ? utf8_len(p, stop) : 0;
+    if (*p == '\t') {
+      fputc('\t', out);
+      p++;
+    } else if (*p >= 0x20 && *p < 0x7f) {
+      fputc(pad ? ' ' : *p, out);
+      p++;
+    } else if (n > 0) {
+      if (pad) fputc(' ', out);
+      else fwrite(p, 1, (size_t)n, out);
+      p += n;
+    } else {
+      if (pad) fputs("    ", out);
+      else fprintf(out, "<%02X>", *p);
+      p++;
+    }
+  }
+}
+
 /* Prints the line of loc and a caret under its column; tabs are kept so the caret lines up. */
 static void print_caret(FILE *out, nnc_loc loc) {
   if (!loc.src || !loc.src->text || loc.line < 1) return;
-  const char *p = loc.src->text, *end = p + loc.src->len;
+  const unsigned char *p = (const unsigned char *)loc.src->text, *end = p + loc.src->len;
   for (int line = 1; line < loc.line && p < end; p++)
     if (*p == '\n') line++;
-  const char *eol = p;
+  const unsigned char *eol = p;
   while (eol < end && *eol != '\n') eol++;
   if (p >= end && p == eol) return;
-  fprintf(out, "%.*s\n", (int)(eol - p), p);
-  for (int i = 1; i < loc.col && p + i - 1 < eol; i++) fputc(p[i - 1] == '\t' ? '\t' : ' ', out);
+  if (eol > p && eol[-1] == '\r') eol--;
+  const unsigned char *caret = loc.col < 1 ? p : loc.col - 1 < eol - p ? p + (loc.col - 1) : eol;
+  const unsigned char *from = p, *to = eol;
+  if (eol - p > QUOTE_MAX) {
+    from = caret - p > QUOTE_BEFORE ? caret - QUOTE_BEFORE : p;
+    while (from > p && from < eol && (*from & 0xc0) == 0x80) from--; /* not inside a UTF-8 character */
+    to = eol - from > QUOTE_MAX ? from + QUOTE_MAX : eol;
+    while (to < eol && (*to & 0xc0) == 0x80) to++;
+  }
+  const char *more_before = from > p ? "..." : "", *more_after = to < eol ? "..." : "";
+  fputs(more_before, out);
+  put_quoted(out, from, to, false);
+  fprintf(out, "%s\n", more_after);
+  fprintf(out, "%*s", (int)strlen(more_before), "");
+  put_quoted(out, from, caret < to ? caret : to, true);
   fputs("^\n", out);
 }
 
@@ -96,9 +146,10 @@ bool nnc_source_read(nnc_source *s, const char *path, nnc_diags *d) {
     if (got == 0) break;
   }
   bool failed = ferror(f);
+  int err = errno; /* fclose may change it */
   fclose(f);
   if (failed) {
-    nnc_error(d, none, "cannot read '%s'", path);
+    nnc_error(d, none, "cannot read '%s': %s", path, strerror(err));
     free(text);
     return false;
   }

@@ -146,7 +146,12 @@ static const char *tok_desc(const token *t, char *buf, size_t cap) {
   switch (t->kind) {
   case T_EOF: return "end of file";
   case T_NEWLINE: return "end of line";
-  case T_BAD: snprintf(buf, cap, "'%.*s'", t->len > 20 ? 20 : t->len, t->s); return buf;
+  case T_BAD:
+    if (!isprint((unsigned char)t->s[0]))
+      snprintf(buf, cap, "byte 0x%02X", (unsigned char)t->s[0]);
+    else
+      snprintf(buf, cap, "'%.*s'", t->len > 20 ? 20 : t->len, t->s);
+    return buf;
   default: snprintf(buf, cap, "'%.*s'", t->len > 40 ? 40 : t->len, t->s); return buf;
   }
 }
@@ -711,13 +716,16 @@ nnc_module *nnc_parse_module(const nnc_source *src, nnc_diags *d) {
   skip_blank(&P);
   const char *name = NULL;
   int64_t batch = 64;
+  /* Text that does not start with the header is not IR (binary data, a model file named .ir):
+   * one error says so, rather than one per line. */
+  bool is_ir = is_word(&P, "module");
   if (parse_header(&P, &name, &batch)) {
     P.m->name = name;
     P.m->batch_max = batch;
   } else {
     skip_line(&P);
   }
-  parse_body(&P);
+  if (is_ir) parse_body(&P);
   resolve_ties(&P);
   bool ok = d->nerrors == errors_before && nnc_verify_module(P.m, d);
   if (ok) apply_fixes(&P);
