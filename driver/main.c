@@ -9,6 +9,7 @@
 
 #include "driver/commands.h"
 #include "driver/compile.h"
+#include "driver/emit_c.h"
 #include "driver/options.h"
 #include "ir/ir.h"
 
@@ -21,6 +22,8 @@ static const char usage_text[] =
     "  --check              parse, elaborate, differentiate and verify; print nothing on success\n"
     "  --emit ir            print the graph IR (typed graph with PyTorch parameter names);\n"
     "                       with --train, every program: train_step, eval_step, predict\n"
+    "  --emit c -o DIR      write the model as standalone C: DIR/model.h, model.c, nnc_abi.h,\n"
+    "                       model_loader.{h,c} and weights.safetensors (docs/embedding.md)\n"
     "  --train              train the model on its data (the train block, or --data)\n"
     "  --eval               evaluate the model on the test split (with --load or --resume)\n"
     "\n"
@@ -152,11 +155,11 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     o->emit_train = true; /* with --emit ir: print the training programs */
     return o->action == NNC_ACTION_EMIT || set_action(o, NNC_ACTION_TRAIN, "--train");
   case OPT_EMIT:
-    if (strcmp(arg, "ir") != 0) {
-      usage_error("unknown --emit kind '%s' (available: ir)", arg);
+    if (strcmp(arg, "ir") != 0 && strcmp(arg, "c") != 0) {
+      usage_error("unknown --emit kind '%s' (available: ir, c)", arg);
       return false;
     }
-    o->emit = NNC_EMIT_IR;
+    o->emit = strcmp(arg, "c") == 0 ? NNC_EMIT_C : NNC_EMIT_IR;
     if (o->action == NNC_ACTION_TRAIN) o->action = NNC_ACTION_SUMMARY; /* --train --emit ir */
     return set_action(o, NNC_ACTION_EMIT, "--emit");
   case 'o': o->output = arg; return true;
@@ -283,11 +286,16 @@ static bool ends_with(const char *s, const char *suffix) {
   return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-static int64_t count_params(const nnc_module *m, bool state) {
+/* Elements of the module's own buffers of one kind (shared storage counted once, as PyTorch's
+ * parameters() lists a tied tensor once): trainable params, frozen params, or state buffers. */
+enum param_kind { PARAMS_TRAINABLE, PARAMS_FROZEN, PARAMS_STATE };
+
+static int64_t count_params(const nnc_module *m, enum param_kind kind) {
   int64_t total = 0;
   for (int i = 0; i < m->nparams; i++) {
     const nnc_param *p = &m->params[i];
-    if (p->tied_to < 0 && p->is_state == state) total += nnc_type_elements(&p->type, m->batch_max);
+    enum param_kind k = p->is_state ? PARAMS_STATE : p->frozen ? PARAMS_FROZEN : PARAMS_TRAINABLE;
+    if (p->tied_to < 0 && k == kind) total += nnc_type_elements(&p->type, m->batch_max);
   }
   return total;
 }
@@ -310,8 +318,10 @@ static void print_summary(FILE *out, const nnc_module *m) {
   }
   fprintf(out, "programs:");
   for (int i = 0; i < nnc_module_program_count(m); i++) fprintf(out, " %s", nnc_module_program(m, i)->name);
-  fprintf(out, "\n%lld trainable parameters, %lld state values\n", (long long)count_params(m, false),
-          (long long)count_params(m, true));
+  fprintf(out, "\n%lld trainable parameters, ", (long long)count_params(m, PARAMS_TRAINABLE));
+  int64_t frozen = count_params(m, PARAMS_FROZEN);
+  if (frozen > 0) fprintf(out, "%lld frozen, ", (long long)frozen);
+  fprintf(out, "%lld state values\n", (long long)count_params(m, PARAMS_STATE));
 }
 
 static int write_output(const nnc_options *o, const nnc_module *m) {
@@ -337,7 +347,7 @@ static int write_output(const nnc_options *o, const nnc_module *m) {
 /* Which programs the action needs: a summary, a check and training need all of them; --emit ir
  * shows one forward graph unless --train asks for the training programs. */
 static bool wants_programs(const nnc_options *o) {
-  return o->action != NNC_ACTION_EMIT || o->emit_train;
+  return o->action != NNC_ACTION_EMIT || o->emit_train || o->emit == NNC_EMIT_C;
 }
 
 static int run(const nnc_options *o) {
@@ -353,6 +363,9 @@ static int run(const nnc_options *o) {
     case NNC_ACTION_CHECK: status = NNC_EXIT_OK; break;
     case NNC_ACTION_TRAIN: status = nnc_cmd_train(m, o); break;
     case NNC_ACTION_EVAL: status = nnc_cmd_eval(m, o); break;
+    case NNC_ACTION_EMIT:
+      status = o->emit == NNC_EMIT_C ? nnc_cmd_emit_c(m, o) : write_output(o, m);
+      break;
     default: status = write_output(o, m); break;
     }
   }
