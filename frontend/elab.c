@@ -528,7 +528,6 @@ static void exec_for(el_ctx *c, el_scope *s, const nnc_ast *st, el_val *ret, boo
   if (hi - lo > EL_MAX_ITERATIONS) {
     nnc_error(c->d, st->loc, "the range %lld..%lld has more than %d iterations to unroll", (long long)lo, (long long)hi,
               EL_MAX_ITERATIONS);
-    c->too_big = true;
     return;
   }
   int errors = c->d->nerrors;
@@ -1046,6 +1045,7 @@ static void order_params(el_ctx *c) {
 }
 
 static void check_objective(el_ctx *c, const nnc_ast *model, const nnc_ast *tb) {
+  if (c->too_big) return; /* elaboration stopped early and said so */
   if (c->mode == NNC_MODE_PREDICT) {
     if (!c->has_return) nnc_error(c->d, model->loc, "nothing to predict: model '%s' returns no value", model->name);
     return;
