@@ -8,6 +8,7 @@
  * assumes alignment. Unrolled loops are unrolled here, with the loop variable a constant. */
 #include "codegen/c.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,12 @@ static const char prelude_fixed[] =
     "#include <math.h>\n"
     "#include <stdint.h>\n"
     "#include <string.h>\n"
+    "\n"
+    "/* Helpers pass vectors wider than the target's registers by value: GCC notes the ABI of\n"
+    " * such calls, which stay inside this file. */\n"
+    "#if defined(__GNUC__) && !defined(__clang__)\n"
+    "#pragma GCC diagnostic ignored \"-Wpsabi\"\n"
+    "#endif\n"
     "\n"
     "/* Lane-wise helpers: one loop over the lanes, which compilers vectorize. */\n"
     "#define NNC_LANEWISE1(name, R, A, L, expr) \\\n"
