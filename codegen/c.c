@@ -49,43 +49,48 @@ static const char prelude_fixed[] =
     "#include <stdint.h>\n"
     "#include <string.h>\n"
     "\n"
-    "/* Helpers pass vectors wider than the target's registers by value: GCC notes the ABI of\n"
+    "/* Helpers pass vectors wider than the target's registers by value: compilers note the ABI of\n"
     " * such calls, which stay inside this file. */\n"
-    "#if defined(__GNUC__) && !defined(__clang__)\n"
+    "#if defined(__clang__)\n"
+    "#pragma clang diagnostic ignored \"-Wunknown-warning-option\"\n"
+    "#endif\n"
+    "#if defined(__GNUC__)\n"
     "#pragma GCC diagnostic ignored \"-Wpsabi\"\n"
     "#endif\n"
     "\n"
+    "/* Helpers: each kernel file uses some of them. */\n"
+    "#define NNC_HELPER static inline __attribute__((unused))\n"
     "/* Lane-wise helpers: one loop over the lanes, which compilers vectorize. */\n"
     "#define NNC_LANEWISE1(name, R, A, L, expr) \\\n"
-    "  static inline R name(A a) { R r; for (int l = 0; l < L; l++) r[l] = (expr); return r; }\n"
+    "  NNC_HELPER R name(A a) { R r; for (int l = 0; l < L; l++) r[l] = (expr); return r; }\n"
     "#define NNC_LANEWISE2(name, R, A, B, L, expr) \\\n"
-    "  static inline R name(A a, B b) { R r; for (int l = 0; l < L; l++) r[l] = (expr); return r; }\n"
+    "  NNC_HELPER R name(A a, B b) { R r; for (int l = 0; l < L; l++) r[l] = (expr); return r; }\n"
     "#define NNC_LANEWISE3(name, R, A, B, C, L, expr) \\\n"
-    "  static inline R name(A a, B b, C c) { R r; for (int l = 0; l < L; l++) r[l] = (expr); return r; }\n"
+    "  NNC_HELPER R name(A a, B b, C c) { R r; for (int l = 0; l < L; l++) r[l] = (expr); return r; }\n"
     "\n"
     "/* f32 -> integer conversions saturate and send NaN to 0 (docs/ir.md). */\n"
-    "static inline int32_t nnc_f2i32(float x) {\n"
+    "NNC_HELPER int32_t nnc_f2i32(float x) {\n"
     "  return x != x ? 0 : x <= -2147483648.0f ? INT32_MIN : x >= 2147483647.0f ? INT32_MAX : (int32_t)x;\n"
     "}\n"
-    "static inline uint8_t nnc_f2u8(float x) { return x != x || x <= 0.0f ? 0 : x >= 255.0f ? 255 : (uint8_t)x; }\n"
-    "static inline int64_t nnc_f2i64(float x) {\n"
+    "NNC_HELPER uint8_t nnc_f2u8(float x) { return x != x || x <= 0.0f ? 0 : x >= 255.0f ? 255 : (uint8_t)x; }\n"
+    "NNC_HELPER int64_t nnc_f2i64(float x) {\n"
     "  return x != x ? 0 : x <= -9223372036854775808.0f ? INT64_MIN : x >= 9223372036854775808.0f ? INT64_MAX : (int64_t)x;\n"
     "}\n"
     "/* Floor division and modulo (the remainder takes the divisor's sign). */\n"
-    "static inline int64_t nnc_floordiv_i64(int64_t a, int64_t b) { int64_t q = a / b; return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q; }\n"
-    "static inline int64_t nnc_mod_i64(int64_t a, int64_t b) { return a - nnc_floordiv_i64(a, b) * b; }\n"
-    "static inline int32_t nnc_floordiv_i32(int32_t a, int32_t b) { return (int32_t)nnc_floordiv_i64(a, b); }\n"
-    "static inline int32_t nnc_mod_i32(int32_t a, int32_t b) { return (int32_t)nnc_mod_i64(a, b); }\n"
-    "static inline uint8_t nnc_floordiv_u8(uint8_t a, uint8_t b) { return (uint8_t)(a / b); }\n"
-    "static inline uint8_t nnc_mod_u8(uint8_t a, uint8_t b) { return (uint8_t)(a % b); }\n"
-    "static inline float nnc_floordiv_f32(float a, float b) { return floorf(a / b); }\n"
-    "static inline float nnc_mod_f32(float a, float b) { return a - floorf(a / b) * b; }\n"
-    "static inline float nnc_rsqrt_f32(float x) { return 1.0f / sqrtf(x); }\n"
+    "NNC_HELPER int64_t nnc_floordiv_i64(int64_t a, int64_t b) { int64_t q = a / b; return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q; }\n"
+    "NNC_HELPER int64_t nnc_mod_i64(int64_t a, int64_t b) { return a - nnc_floordiv_i64(a, b) * b; }\n"
+    "NNC_HELPER int32_t nnc_floordiv_i32(int32_t a, int32_t b) { return (int32_t)nnc_floordiv_i64(a, b); }\n"
+    "NNC_HELPER int32_t nnc_mod_i32(int32_t a, int32_t b) { return (int32_t)nnc_mod_i64(a, b); }\n"
+    "NNC_HELPER uint8_t nnc_floordiv_u8(uint8_t a, uint8_t b) { return (uint8_t)(a / b); }\n"
+    "NNC_HELPER uint8_t nnc_mod_u8(uint8_t a, uint8_t b) { return (uint8_t)(a % b); }\n"
+    "NNC_HELPER float nnc_floordiv_f32(float a, float b) { return floorf(a / b); }\n"
+    "NNC_HELPER float nnc_mod_f32(float a, float b) { return a - floorf(a / b) * b; }\n"
+    "NNC_HELPER float nnc_rsqrt_f32(float x) { return 1.0f / sqrtf(x); }\n"
     "#define NNC_MIN(a, b) ((a) < (b) ? (a) : (b))\n"
     "#define NNC_MAX(a, b) ((a) > (b) ? (a) : (b))\n"
     "\n"
     "/* Atomic add for parallel loops: a compare-and-swap loop on the float's bits. */\n"
-    "static inline void nnc_atomic_add_f32(float *p, float v) {\n"
+    "NNC_HELPER void nnc_atomic_add_f32(float *p, float v) {\n"
     "  uint32_t old = __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED), upd;\n"
     "  do {\n"
     "    float f;\n"
@@ -94,10 +99,10 @@ static const char prelude_fixed[] =
     "    memcpy(&upd, &f, 4);\n"
     "  } while (!__atomic_compare_exchange_n((uint32_t *)p, &old, upd, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED));\n"
     "}\n"
-    "static inline void nnc_atomic_add_i32(int32_t *p, int32_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }\n"
+    "NNC_HELPER void nnc_atomic_add_i32(int32_t *p, int32_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }\n"
     "\n"
     "/* rng_uniform (docs/ir.md, \"Random numbers\"): Philox4x32-10, the same bits as nnc's interpreter. */\n"
-    "static inline float nnc_rng(uint32_t seed, uint32_t key, uint32_t step, uint64_t i) {\n"
+    "NNC_HELPER float nnc_rng(uint32_t seed, uint32_t key, uint32_t step, uint64_t i) {\n"
     "  uint32_t c0 = (uint32_t)i, c1 = (uint32_t)(i >> 32), c2 = step, c3 = 0, k0 = seed, k1 = key;\n"
     "  for (int round = 0; round < 10; round++) {\n"
     "    if (round > 0) k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;\n"
@@ -120,18 +125,18 @@ static void prelude_lanes(FILE *f, int L) {
     fprintf(f, "typedef %s nnc_%sx%d __attribute__((vector_size(%d)));\n", T, s, L, (int)nnc_dtype_size(dt == NNC_I64 ? NNC_F32 : dt) * (dt == NNC_I64 ? 2 : 1) * L);
   }
   fprintf(f, "typedef int64_t nnc_lanes%d[%d];\n", L, L);
-  fprintf(f, "static inline nnc_i64x%d nnc_lane_i64x%d(void) { nnc_i64x%d r; for (int l = 0; l < %d; l++) r[l] = l; return r; }\n", L, L, L, L);
+  fprintf(f, "NNC_HELPER nnc_i64x%d nnc_lane_i64x%d(void) { nnc_i64x%d r; for (int l = 0; l < %d; l++) r[l] = l; return r; }\n", L, L, L, L);
   for (int i = 0; i < 4; i++) {
     nnc_dtype dt = value_dtypes[i];
     const char *s = dt_suffix(dt), *T = scalar_ctype(dt);
     char V[32], M[32];
     snprintf(V, sizeof V, "nnc_%sx%d", s, L);
     snprintf(M, sizeof M, "nnc_mx%d", L);
-    fprintf(f, "static inline %s nnc_ld_%sx%d(const %s *p) { %s r; memcpy(&r, p, sizeof r); return r; }\n", V, s, L, T, V);
-    fprintf(f, "static inline void nnc_st_%sx%d(%s *p, %s v) { memcpy(p, &v, sizeof v); }\n", s, L, T, V);
-    fprintf(f, "static inline %s nnc_ldm_%sx%d(const %s *p, %s m) { %s r; for (int l = 0; l < %d; l++) r[l] = m[l] ? p[l] : 0; return r; }\n",
+    fprintf(f, "NNC_HELPER %s nnc_ld_%sx%d(const %s *p) { %s r; memcpy(&r, p, sizeof r); return r; }\n", V, s, L, T, V);
+    fprintf(f, "NNC_HELPER void nnc_st_%sx%d(%s *p, %s v) { memcpy(p, &v, sizeof v); }\n", s, L, T, V);
+    fprintf(f, "NNC_HELPER %s nnc_ldm_%sx%d(const %s *p, %s m) { %s r; for (int l = 0; l < %d; l++) r[l] = m[l] ? p[l] : 0; return r; }\n",
             V, s, L, T, M, V, L);
-    fprintf(f, "static inline void nnc_stm_%sx%d(%s *p, %s v, %s m) { for (int l = 0; l < %d; l++) if (m[l]) p[l] = v[l]; }\n",
+    fprintf(f, "NNC_HELPER void nnc_stm_%sx%d(%s *p, %s v, %s m) { for (int l = 0; l < %d; l++) if (m[l]) p[l] = v[l]; }\n",
             s, L, T, V, M, L);
     fprintf(f, "NNC_LANEWISE1(nnc_splat_%sx%d, %s, %s, %d, a)\n", s, L, V, T, L);
     fprintf(f, "NNC_LANEWISE3(nnc_sel_%sx%d, %s, %s, %s, %s, %d, a[l] ? b[l] : c[l])\n", s, L, V, M, V, V, L);
@@ -145,7 +150,7 @@ static void prelude_lanes(FILE *f, int L) {
     /* horizontal reductions halve the vector: lanes [0, h) meet lanes [h, 2h) */
     static const char *const reds[][2] = {{"hsum", "t[l] + t[l + h]"}, {"hmax", "NNC_MAX(t[l], t[l + h])"}, {"hmin", "NNC_MIN(t[l], t[l + h])"}};
     for (int r = 0; r < 3; r++)
-      fprintf(f, "static inline %s nnc_%s_%sx%d(%s v) { %s t[%d]; memcpy(t, &v, sizeof t); for (int h = %d; h > 0; h /= 2) for (int l = 0; l < h; l++) t[l] = (%s)(%s); return t[0]; }\n",
+      fprintf(f, "NNC_HELPER %s nnc_%s_%sx%d(%s v) { %s t[%d]; memcpy(t, &v, sizeof t); for (int h = %d; h > 0; h /= 2) for (int l = 0; l < h; l++) t[l] = (%s)(%s); return t[0]; }\n",
               T, reds[r][0], s, L, V, T, L, L / 2, T, reds[r][1]);
     for (int j = 0; j < 4; j++) { /* conversions to every other value type */
       nnc_dtype to = value_dtypes[j];
@@ -164,7 +169,7 @@ static void prelude_lanes(FILE *f, int L) {
   fprintf(f, "NNC_LANEWISE2(nnc_pow_f32x%d, %s, %s, %s, %d, powf(a[l], b[l]))\n", L, V, V, V, L);
   static const char *const fns[][2] = {{"exp", "expf"}, {"log", "logf"}, {"sqrt", "sqrtf"}, {"rsqrt", "nnc_rsqrt_f32"}, {"tanh", "tanhf"}, {"erf", "erff"}, {"abs", "fabsf"}, {"floor", "floorf"}, {"expm1", "expm1f"}, {"log1p", "log1pf"}};
   for (int i = 0; i < 10; i++) fprintf(f, "NNC_LANEWISE1(nnc_%s_f32x%d, %s, %s, %d, %s(a[l]))\n", fns[i][0], L, V, V, L, fns[i][1]);
-  fprintf(f, "static inline nnc_f32x%d nnc_rng_x%d(uint32_t seed, uint32_t key, uint32_t step, nnc_i64x%d i) { nnc_f32x%d r; for (int l = 0; l < %d; l++) r[l] = nnc_rng(seed, key, step, (uint64_t)i[l]); return r; }\n", L, L, L, L, L);
+  fprintf(f, "NNC_HELPER nnc_f32x%d nnc_rng_x%d(uint32_t seed, uint32_t key, uint32_t step, nnc_i64x%d i) { nnc_f32x%d r; for (int l = 0; l < %d; l++) r[l] = nnc_rng(seed, key, step, (uint64_t)i[l]); return r; }\n", L, L, L, L, L);
 }
 
 static void lanes_of_expr(const nnc_lexpr *e, uint64_t *mask) {
