@@ -288,7 +288,7 @@ static void test_errors(void) {
       "model m(x: f32[B, 4]) {\n  minimize sum(x)\n  minimize sum(x)\n}\n",
       "model m(x: f32[B, 4]) {\n  return reshape(x, [3, -1])\n}\n",
       "model m(x: f32[B, 4]) {\n  return maxpool2d(x, 2)\n}\n",
-      "model m(x: f32[B, 4]) {\n  for i in 0..3 {\n    x = x + 1\n  }\n  return x\n}\n",
+      "model m(x: f32[B, 4]) {\n  for i in 0..3 {\n    layer f = Linear(4)\n  }\n  return x\n}\n",
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     elab_run r;
