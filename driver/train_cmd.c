@@ -3,6 +3,7 @@
  * inputs, builds the schedule, initializes or loads the params, and maps the runtime's
  * results to exit statuses (docs/training.md). */
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,16 @@
 #include "runtime/train.h"
 
 enum { ERR_CAP = 1024 };
+
+/* snprintf that says whether everything fit (messages and paths may be cut, never overrun). */
+static bool format(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool format(char *buf, size_t cap, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, cap, fmt, ap);
+  va_end(ap);
+  return n >= 0 && (size_t)n < cap;
+}
 
 static void report(const char *msg) { fprintf(stderr, "nnc: error: %s\n", msg); }
 
@@ -69,11 +80,11 @@ static bool load_source(const char *kind, const char *path, const model_io *io, 
     /* a directory of x_train.npy, y_train.npy and optionally x_test.npy, y_test.npy */
     char f[4][4096];
     const char *names[4] = {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"};
-    for (int i = 0; i < 4; i++) snprintf(f[i], sizeof f[i], "%s/%s", path, names[i]);
+    for (int i = 0; i < 4; i++) format(f[i], sizeof f[i], "%s/%s", path, names[i]);
     bool test = access(f[2], F_OK) == 0 || access(f[3], F_OK) == 0;
     return nnc_rt_load_npy(f[0], f[1], test ? f[2] : NULL, test ? f[3] : NULL, &lo, ds, err, ERR_CAP);
   }
-  snprintf(err, ERR_CAP, "unknown data source '%s'", kind);
+  format(err, ERR_CAP, "unknown data source '%s'", kind);
   return false;
 }
 
@@ -89,7 +100,7 @@ static const char *shape_str(int rank, const int64_t *dims, char *buf, size_t ca
 static bool example_shape(const nnc_node *in, int *rank, int64_t *dims, char *err) {
   const nnc_type *t = &in->type;
   if (t->batch_axis != 0 || t->dims[0] != 1) {
-    snprintf(err, ERR_CAP, "input '%s' must have B as its first dimension to be fed from data", in->name);
+    format(err, ERR_CAP, "input '%s' must have B as its first dimension to be fed from data", in->name);
     return false;
   }
   *rank = t->rank - 1;
@@ -121,14 +132,14 @@ static bool check_examples(const char *src, const model_io *io, nnc_rt_dataset *
   char a[128], b[128];
   if (!example_shape(io->x, &rank, dims, err)) return false;
   if (!same_dims_but_ones(rank, dims, ds->x_rank, ds->x_shape)) {
-    snprintf(err, ERR_CAP, "%s: examples have shape %s, the model's input '%s' expects %s per example", src,
+    format(err, ERR_CAP, "%s: examples have shape %s, the model's input '%s' expects %s per example", src,
              shape_str(ds->x_rank, ds->x_shape, a, sizeof a), io->x->name, shape_str(rank, dims, b, sizeof b));
     return false;
   }
   nnc_rt_dtype want = nnc_layout_rt_dtype(io->x->type.dtype);
   if (ds->x_dtype == want) return true;
   if (want == NNC_RT_F32) return nnc_rt_dataset_cast_inputs(ds, NNC_RT_F32, err, ERR_CAP);
-  snprintf(err, ERR_CAP, "%s: examples are %s, the model's input '%s' is %s", src, nnc_rt_dtype_name(ds->x_dtype),
+  format(err, ERR_CAP, "%s: examples are %s, the model's input '%s' is %s", src, nnc_rt_dtype_name(ds->x_dtype),
            io->x->name, nnc_dtype_name(io->x->type.dtype));
   return false;
 }
@@ -138,7 +149,7 @@ static bool check_split_labels(const char *src, const char *split_name, const nn
   const int32_t *y = s->y;
   for (int64_t i = 0; i < s->n; i++)
     if (y[i] < 0 || y[i] >= classes) {
-      snprintf(err, ERR_CAP, "%s: label %d of %s example %lld is out of range: the model has %lld classes", src, y[i],
+      format(err, ERR_CAP, "%s: label %d of %s example %lld is out of range: the model has %lld classes", src, y[i],
                split_name, (long long)i, (long long)classes);
       return false;
     }
@@ -153,7 +164,7 @@ static bool check_labels(const char *src, const nnc_module *m, const model_io *i
   if (!example_shape(io->y, &rank, dims, err)) return false;
   if (ds->label_kind == NNC_RT_LABELS_CLASS) {
     if (io->y->type.dtype != NNC_I32 || rank != 0) {
-      snprintf(err, ERR_CAP, "%s: labels are class ids, the model's input '%s' must be i32[B]", src, io->y->name);
+      format(err, ERR_CAP, "%s: labels are class ids, the model's input '%s' must be i32[B]", src, io->y->name);
       return false;
     }
     if (!io->names.logits) return true;
@@ -165,7 +176,7 @@ static bool check_labels(const char *src, const nnc_module *m, const model_io *i
            check_split_labels(src, "test", &ds->test, classes, err);
   }
   if (io->y->type.dtype != NNC_F32 || !same_dims(rank, dims, ds->label_rank, ds->label_shape)) {
-    snprintf(err, ERR_CAP, "%s: labels are f32 %s per example, the model's input '%s' expects %s %s", src,
+    format(err, ERR_CAP, "%s: labels are f32 %s per example, the model's input '%s' expects %s %s", src,
              shape_str(ds->label_rank, ds->label_shape, a, sizeof a), io->y->name,
              nnc_dtype_name(io->y->type.dtype), shape_str(rank, dims, b, sizeof b));
     return false;
@@ -173,15 +184,24 @@ static bool check_labels(const char *src, const nnc_module *m, const model_io *i
   return true;
 }
 
+/* A relative path in a train block is relative to the model file's directory; --data is
+ * relative to the working directory, as any command-line path. */
+static const char *relative_to_model(const char *model_path, const char *path, char *buf, size_t cap) {
+  const char *slash = strrchr(model_path, '/');
+  if (path[0] == '/' || !slash) return path;
+  return format(buf, cap, "%.*s/%s", (int)(slash - model_path), model_path, path) ? buf : path;
+}
+
 /* Loads and checks the dataset; *eval_name tells what the evaluation split is. */
 static bool load_data(const nnc_module *m, const nnc_options *o, const model_io *io, uint64_t seed,
                       nnc_rt_dataset *ds, const char **eval_name) {
-  char err[ERR_CAP];
+  char err[ERR_CAP], resolved[4096];
   const char *kind = m->train.data_kind, *path = o->data ? o->data : m->train.data_path;
   if (!kind || !path) {
     fprintf(stderr, "nnc: error: model %s names no data: add `data = ...` to its train block\n", m->name);
     return false;
   }
+  if (!o->data) path = relative_to_model(o->input, path, resolved, sizeof resolved);
   bool ok = load_source(kind, path, io, ds, err) && check_examples(path, io, ds, err) &&
             check_labels(path, m, io, ds, err);
   *eval_name = "test";
