@@ -170,7 +170,7 @@ def test_bad_checkpoints(model):
     check(rc == 1 and "xor.st: tensor 'fc1.weight' has shape [10,2], the model expects [16,64]" in err,
           "--load of another model's checkpoint fails", err)
     rc, out, err = nnc(xor, "--train", "--data", path("xor.csv"), "--epochs", "300", "--quiet")
-    check(rc == 0 and "train loss" in out, "xor_mlp trains from CSV", out + err)
+    check(rc == 0 and "training-set loss" in out, "xor_mlp trains from CSV", out + err)
 
 
 def test_outputs(model):
