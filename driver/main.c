@@ -9,6 +9,7 @@
 
 #include "driver/commands.h"
 #include "driver/compile.h"
+#include "driver/emit_c.h"
 #include "driver/options.h"
 #include "ir/ir.h"
 
@@ -21,6 +22,8 @@ static const char usage_text[] =
     "  --check              parse, elaborate, differentiate and verify; print nothing on success\n"
     "  --emit ir            print the graph IR (typed graph with PyTorch parameter names);\n"
     "                       with --train, every program: train_step, eval_step, predict\n"
+    "  --emit c -o DIR      write the model as standalone C: DIR/model.h, model.c, nnc_abi.h,\n"
+    "                       model_loader.{h,c} and weights.safetensors (docs/embedding.md)\n"
     "  --train              train the model on its data (the train block, or --data)\n"
     "  --eval               evaluate the model on the test split (with --load or --resume)\n"
     "\n"
@@ -152,11 +155,11 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     o->emit_train = true; /* with --emit ir: print the training programs */
     return o->action == NNC_ACTION_EMIT || set_action(o, NNC_ACTION_TRAIN, "--train");
   case OPT_EMIT:
-    if (strcmp(arg, "ir") != 0) {
-      usage_error("unknown --emit kind '%s' (available: ir)", arg);
+    if (strcmp(arg, "ir") != 0 && strcmp(arg, "c") != 0) {
+      usage_error("unknown --emit kind '%s' (available: ir, c)", arg);
       return false;
     }
-    o->emit = NNC_EMIT_IR;
+    o->emit = strcmp(arg, "c") == 0 ? NNC_EMIT_C : NNC_EMIT_IR;
     if (o->action == NNC_ACTION_TRAIN) o->action = NNC_ACTION_SUMMARY; /* --train --emit ir */
     return set_action(o, NNC_ACTION_EMIT, "--emit");
   case 'o': o->output = arg; return true;
@@ -344,7 +347,7 @@ static int write_output(const nnc_options *o, const nnc_module *m) {
 /* Which programs the action needs: a summary, a check and training need all of them; --emit ir
  * shows one forward graph unless --train asks for the training programs. */
 static bool wants_programs(const nnc_options *o) {
-  return o->action != NNC_ACTION_EMIT || o->emit_train;
+  return o->action != NNC_ACTION_EMIT || o->emit_train || o->emit == NNC_EMIT_C;
 }
 
 static int run(const nnc_options *o) {
@@ -360,6 +363,9 @@ static int run(const nnc_options *o) {
     case NNC_ACTION_CHECK: status = NNC_EXIT_OK; break;
     case NNC_ACTION_TRAIN: status = nnc_cmd_train(m, o); break;
     case NNC_ACTION_EVAL: status = nnc_cmd_eval(m, o); break;
+    case NNC_ACTION_EMIT:
+      status = o->emit == NNC_EMIT_C ? nnc_cmd_emit_c(m, o) : write_output(o, m);
+      break;
     default: status = write_output(o, m); break;
     }
   }

@@ -121,7 +121,10 @@ static nnc_lexpr *load_flat(lower *L, int j, nnc_lexpr *f, int lanes, nnc_lexpr 
       fail(L, "unknown runtime scalar");
       s = NNC_LSC_LR;
     }
-    nnc_lexpr *v = nnc_le_cast(L->k, nnc_lt(x->type.dtype, 1), nnc_le_scalar(L->k, s));
+    /* through i64: backends pass step and seed as unsigned words, the graph reads them as i32 */
+    nnc_lexpr *raw = nnc_le_scalar(L->k, s);
+    if (s != NNC_LSC_LR) raw = nnc_le_cast(L->k, nnc_lt(NNC_I64, 1), raw);
+    nnc_lexpr *v = nnc_le_cast(L->k, nnc_lt(x->type.dtype, 1), raw);
     return lanes > 1 ? nnc_le_splat(L->k, v, lanes) : v;
   }
   return nnc_le_load(L->k, L->inbuf[j], f, lanes, mask);

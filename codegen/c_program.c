@@ -1,0 +1,250 @@
+/* Whole programs as standalone C: model.c (kernels + entry functions), model.h (the API and
+ * the layout as constants) and the safetensors loader. The kernels come from the kernel
+ * printer (codegen/c.c); this file only orders calls and computes their pointers. */
+#include "c_program.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "c.h"
+
+const char nnc_cg_abi_text[] =
+#include "abi_text.inc"
+    ;
+
+const char *nnc_cg_c_ident(const char *name, char *buf, size_t cap) {
+  size_t j = 0;
+  if (cap == 0) return buf;
+  if (isdigit((unsigned char)name[0]) && j + 1 < cap) buf[j++] = '_';
+  for (size_t i = 0; name[i] && j + 1 < cap; i++) buf[j++] = isalnum((unsigned char)name[i]) ? name[i] : '_';
+  buf[j] = 0;
+  return buf;
+}
+
+static const char *upper_ident(const char *name, char *buf, size_t cap) {
+  nnc_cg_c_ident(name, buf, cap);
+  for (char *p = buf; *p; p++) *p = (char)toupper((unsigned char)*p);
+  return buf;
+}
+
+static const char *c_type(nnc_dtype dt) { return dt == NNC_F32 ? "float" : dt == NNC_I32 ? "int32_t" : "uint8_t"; }
+
+static const char *region_base(nnc_mem_region r) { return r == NNC_MEM_PERSIST ? "P" : r == NNC_MEM_IO ? "IO" : "S"; }
+
+/* --- which runtime scalars a kernel reads (the printer passes exactly those) ------------------ */
+
+static void expr_scalars(const nnc_lexpr *e, bool *used) {
+  if (!e) return;
+  if (e->kind == NNC_LE_SCALAR && e->scalar >= 0 && e->scalar < NNC_LSC_COUNT) used[e->scalar] = true;
+  expr_scalars(e->a, used);
+  expr_scalars(e->b, used);
+  expr_scalars(e->c, used);
+}
+
+static void stmt_scalars(const nnc_lstmt *s, bool *used) {
+  if (!s) return;
+  expr_scalars(s->lo, used);
+  expr_scalars(s->hi, used);
+  expr_scalars(s->cond, used);
+  expr_scalars(s->index, used);
+  expr_scalars(s->value, used);
+  expr_scalars(s->mask, used);
+  stmt_scalars(s->body, used);
+  stmt_scalars(s->then_s, used);
+  stmt_scalars(s->else_s, used);
+  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) stmt_scalars(s->items[i], used);
+}
+
+/* --- model.c ----------------------------------------------------------------------------------- */
+
+typedef struct unique_kernels {
+  const nnc_kernel **list;
+  int n;
+  int **index;              /* per program, per program kernel: its index in list */
+} unique_kernels;
+
+static void collect_kernels(nnc_lprogram *const *progs, int nprogs, unique_kernels *u) {
+  int total = 0;
+  for (int p = 0; p < nprogs; p++) total += progs[p]->nkernels;
+  u->list = nnc_xcalloc((size_t)total + 1, sizeof *u->list);
+  u->index = nnc_xcalloc((size_t)nprogs + 1, sizeof *u->index);
+  for (int p = 0; p < nprogs; p++) {
+    u->index[p] = nnc_xcalloc((size_t)progs[p]->nkernels + 1, sizeof **u->index);
+    for (int i = 0; i < progs[p]->nkernels; i++) {
+      const nnc_kernel *k = progs[p]->kernels[i];
+      int found = -1;
+      for (int j = 0; j < u->n && found < 0; j++)
+        if (u->list[j]->hash == k->hash && nnc_lk_equal(u->list[j], k)) found = j;
+      if (found < 0) {
+        found = u->n;
+        u->list[u->n++] = k;
+      }
+      u->index[p][i] = found;
+    }
+  }
+}
+
+static void free_kernels(unique_kernels *u, int nprogs) {
+  for (int p = 0; p < nprogs; p++) free(u->index[p]);
+  free(u->index);
+  free(u->list);
+}
+
+/* Kernel names are made unique across programs (node ids repeat between programs). */
+static void name_kernels(unique_kernels *u, nnc_arena *a) {
+  for (int i = 0; i < u->n; i++) {
+    nnc_kernel *k = (nnc_kernel *)u->list[i];
+    char id[128];
+    nnc_cg_c_ident(k->name, id, sizeof id);
+    k->name = nnc_arena_printf(a, "k%d_%s", i, id);
+  }
+}
+
+static void print_call(FILE *out, const nnc_lprogram *p, const nnc_lcall *c, const nnc_kernel *k) {
+  bool used[NNC_LSC_COUNT] = {false};
+  stmt_scalars(k->body, used);
+  fprintf(out, "  /* %s */\n  %s(rt", c->what, k->name);
+  for (int j = 0; j < c->nbufs; j++) {
+    const nnc_mem_buffer *b = &p->plan->bufs[c->bufs[j]];
+    fprintf(out, ", (%s *)(%s + %lld)", c_type(k->bufs[j]->dtype), region_base(b->region), (long long)b->offset);
+  }
+  /* kernel-local scratch would follow here; the lowering makes none yet */
+  static const char *const names[NNC_LSC_COUNT] = {"n", "lr", "step", "seed"};
+  for (int s = 0; s < NNC_LSC_COUNT; s++)
+    if (used[s]) fprintf(out, ", %s", names[s]);
+  fprintf(out, ");\n");
+}
+
+static void print_entry(FILE *out, const char *model, const nnc_lprogram *p, const unique_kernels *u, int pi) {
+  char id[256];
+  nnc_cg_c_ident(model, id, sizeof id);
+  fprintf(out, "\n/* %s: %d kernel calls. */\n", p->name, p->ncalls);
+  fprintf(out, "int %s_%s(const nnc_rt *rt, const nnc_args *a) {\n", id, p->name);
+  fprintf(out, "  if (!rt || !a || !a->persist || !a->io || (!a->scratch && %lldu > 0)) return NNC_ABI_ERR_ARGS;\n",
+          (long long)p->plan->scratch_bytes);
+  fprintf(out, "  if (rt->abi_version != NNC_ABI_VERSION) return NNC_ABI_ERR_VERSION;\n");
+  fprintf(out, "  if (a->n < 1 || a->n > %lld) return NNC_ABI_ERR_BATCH;\n", (long long)p->plan->layout->batch_max);
+  fprintf(out, "  uint8_t *P = a->persist, *IO = a->io, *S = a->scratch;\n");
+  fprintf(out, "  const int64_t n = a->n;\n  const float lr = a->lr;\n");
+  fprintf(out, "  const uint32_t step = (uint32_t)a->step, seed = (uint32_t)a->seed;\n");
+  fprintf(out, "  (void)P, (void)IO, (void)S, (void)n, (void)lr, (void)step, (void)seed;\n");
+  for (int i = 0; i < p->ncalls; i++) print_call(out, p, &p->calls[i], u->list[u->index[pi][p->calls[i].kernel]]);
+  fprintf(out, "  return NNC_ABI_OK;\n}\n");
+}
+
+bool nnc_cg_c_model_source(FILE *out, const char *model, nnc_lprogram *const *progs, int nprogs, nnc_diags *d) {
+  unique_kernels u = {0};
+  collect_kernels(progs, nprogs, &u);
+  nnc_arena *a = nnc_arena_new();
+  name_kernels(&u, a);
+  fprintf(out, "/* %s: generated by nnc %s. Portable C99 (with GCC/Clang vector extensions), no dependency.\n"
+               " * The entry functions and the memory layout are documented in model.h. */\n",
+          model, NNC_VERSION);
+  fprintf(out, "#include \"model.h\"\n\n");
+  nnc_cg_c_prelude(out, u.list, u.n);
+  bool ok = true;
+  for (int i = 0; i < u.n && ok; i++) ok = nnc_cg_c_kernel(out, u.list[i], d);
+  for (int p = 0; p < nprogs && ok; p++) print_entry(out, model, progs[p], &u, p);
+  free_kernels(&u, nprogs);
+  nnc_arena_free(a);
+  return ok;
+}
+
+/* --- model.h ----------------------------------------------------------------------------------- */
+
+static void print_buffer_constants(FILE *out, const char *M, const nnc_mem_layout *L) {
+  char name[256], type[128];
+  fprintf(out, "\n/* Buffers: byte offsets in their region (64-byte aligned) and sizes at B_max. Params are\n"
+               " * laid out as PyTorch lays them out, row-major; a tied param shares its target's offset. */\n");
+  for (int i = 0; i < L->nbufs; i++) {
+    const nnc_mem_buffer *b = &L->bufs[i];
+    upper_ident(b->name, name, sizeof name);
+    nnc_type_str(&b->type, type, sizeof type);
+    fprintf(out, "#define %s_%s_%s %lld /* %s %s: %s, %lld bytes */\n", M,
+            b->region == NNC_MEM_PERSIST ? "PERSIST" : "IO", name, (long long)b->offset, nnc_mem_region_name(b->region),
+            b->name, type, (long long)b->bytes);
+  }
+}
+
+void nnc_cg_c_model_header(FILE *out, const char *model, const nnc_mem_layout *L, nnc_lprogram *const *progs,
+                           int nprogs) {
+  char id[256], M[256];
+  nnc_cg_c_ident(model, id, sizeof id);
+  upper_ident(model, M, sizeof M);
+  int64_t scratch = 0;
+  for (int p = 0; p < nprogs; p++)
+    if (progs[p]->plan->scratch_bytes > scratch) scratch = progs[p]->plan->scratch_bytes;
+  fprintf(out, "/* %s, compiled by nnc %s.\n *\n", model, NNC_VERSION);
+  fprintf(out, " * Usage: allocate three regions of %s_PERSIST_BYTES, %s_IO_BYTES and %s_SCRATCH_BYTES bytes,\n"
+               " * each aligned to NNC_ABI_ALIGN (64) bytes; load the parameters into persist (model_loader.h);\n"
+               " * write inputs into io at their offsets; call an entry function. Nothing here allocates.\n"
+               " *\n"
+               " *   nnc_rt rt = {NNC_ABI_VERSION, NULL, NULL};      (serial; or give a parallel_for)\n"
+               " *   nnc_args a = {persist, io, scratch, n, lr, step, seed};\n"
+               " *   int rc = %s_predict(&rt, &a);                  (0: NNC_ABI_OK)\n"
+               " *\n"
+               " * The batch n may be anything from 1 to %s_BATCH_MAX; a buffer with a batch axis holds n\n"
+               " * rows at its offset, packed (row-major with that axis n long). docs/abi.md has the rest. */\n",
+          M, M, M, id, M);
+  fprintf(out, "#ifndef %s_MODEL_H\n#define %s_MODEL_H\n\n#include \"nnc_abi.h\"\n\n", M, M);
+  fprintf(out, "#define %s_BATCH_MAX %lld\n", M, (long long)L->batch_max);
+  fprintf(out, "#define %s_PERSIST_BYTES %lld\n", M, (long long)L->persist_bytes);
+  fprintf(out, "#define %s_IO_BYTES %lld\n", M, (long long)L->io_bytes);
+  fprintf(out, "#define %s_SCRATCH_BYTES %lld /* the largest program's */\n", M, (long long)scratch);
+  print_buffer_constants(out, M, L);
+  fprintf(out, "\n/* Entry functions (runtime/abi.h): 0 on success, NNC_ABI_ERR_* on bad arguments.\n");
+  fprintf(out, " * train_step reads x, y, lr, step and seed and updates persist; eval_step and predict only\n"
+               " * read persist. Outputs land in io. */\n");
+  for (int p = 0; p < nprogs; p++) fprintf(out, "int %s_%s(const nnc_rt *rt, const nnc_args *args);\n", id, progs[p]->name);
+  fprintf(out, "\n#endif\n");
+}
+
+/* --- the loader -------------------------------------------------------------------------------- */
+
+void nnc_cg_c_loader_header(FILE *out, const char *model) {
+  char id[256], M[256];
+  nnc_cg_c_ident(model, id, sizeof id);
+  upper_ident(model, M, sizeof M);
+  fprintf(out, "/* Loads %s's parameters from a safetensors file (weights.safetensors, or a checkpoint\n"
+               " * written by nnc or PyTorch with the same names) into the persist region. */\n", model);
+  fprintf(out, "#ifndef %s_MODEL_LOADER_H\n#define %s_MODEL_LOADER_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n", M, M);
+  fprintf(out, "/* Reads every param and state buffer of the model from path into persist (%s_PERSIST_BYTES\n"
+               " * bytes). Every tensor must be present with the model's dtype and shape; extra tensors\n"
+               " * (optimizer moments missing from a file are zeroed) are ignored. Returns 0, or -1 with a\n"
+               " * message in err. */\n", M);
+  fprintf(out, "int %s_load_weights(const char *path, uint8_t *persist, char *err, size_t cap);\n\n#endif\n", id);
+}
+
+static const char *st_dtype(nnc_dtype dt) { return dt == NNC_F32 ? "F32" : dt == NNC_I32 ? "I32" : "U8"; }
+
+static void print_loader_table(FILE *out, const nnc_mem_layout *L) {
+  fprintf(out, "static const struct tensor_spec {\n  const char *name, *dtype;\n  int rank;\n  int64_t shape[8];\n"
+               "  size_t offset, bytes;\n  int optional;\n} specs[] = {\n");
+  for (int i = 0; i < L->nparams; i++) {
+    const nnc_mem_buffer *b = &L->bufs[i];
+    fprintf(out, "  {\"");
+    for (const char *c = b->name; *c; c++) fprintf(out, (*c == '"' || *c == '\\') ? "\\%c" : "%c", *c);
+    fprintf(out, "\", \"%s\", %d, {", st_dtype(b->type.dtype), b->type.rank);
+    for (int k = 0; k < b->type.rank; k++) fprintf(out, "%s%lld", k ? ", " : "", (long long)b->type.dims[k]);
+    bool optional = strstr(b->name, ".exp_avg") || strstr(b->name, ".momentum_buffer") || b->tied_to >= 0;
+    fprintf(out, "%s}, %lld, %lld, %d},\n", b->type.rank ? "" : "0", (long long)b->offset, (long long)b->bytes, optional);
+  }
+  fprintf(out, "  {0, 0, 0, {0}, 0, 0, 0}\n};\n");
+}
+
+/* The loader's code, the same for every model: a bounded safetensors header parser. */
+static const char loader_code[] =
+#include "loader_text.inc"
+    ;
+
+void nnc_cg_c_loader_source(FILE *out, const char *model, const nnc_mem_layout *L) {
+  char id[256];
+  nnc_cg_c_ident(model, id, sizeof id);
+  fprintf(out, "/* %s's safetensors loader, generated by nnc %s: standard C99 only. */\n", model, NNC_VERSION);
+  fprintf(out, "#include \"model_loader.h\"\n\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\n");
+  print_loader_table(out, L);
+  fputs(loader_code, out);
+  fprintf(out, "\nint %s_load_weights(const char *path, uint8_t *persist, char *err, size_t cap) {\n"
+               "  return load_weights(path, persist, err, cap);\n}\n", id);
+}

@@ -1,0 +1,115 @@
+/* --emit c: lower every program, print the C files, write the initial weights. */
+#include "driver/emit_c.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "codegen/c_program.h"
+#include "driver/layout.h"
+#include "passes/lower.h"
+#include "runtime/safetensors.h"
+
+enum { MAX_PROGRAMS = 8 };
+
+typedef struct emit {
+  const char *dir;
+  const char *model;
+  nnc_mem_layout *L;
+  nnc_lprogram *progs[MAX_PROGRAMS];
+  int nprogs;
+} emit;
+
+static FILE *open_out(const emit *e, const char *file) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", e->dir, file);
+  FILE *f = fopen(path, "w");
+  if (!f) fprintf(stderr, "nnc: error: cannot write '%s': %s\n", path, strerror(errno));
+  return f;
+}
+
+static bool close_out(FILE *f, const emit *e, const char *file) {
+  bool ok = fflush(f) == 0 && !ferror(f);
+  ok = fclose(f) == 0 && ok;
+  if (!ok) fprintf(stderr, "nnc: error: writing '%s/%s' failed: %s\n", e->dir, file, strerror(errno));
+  return ok;
+}
+
+static bool write_sources(const emit *e, nnc_diags *d) {
+  bool ok = true;
+  FILE *f;
+  if ((f = open_out(e, "nnc_abi.h"))) fputs(nnc_cg_abi_text, f), ok &= close_out(f, e, "nnc_abi.h");
+  else ok = false;
+  if (ok && (f = open_out(e, "model.h")))
+    nnc_cg_c_model_header(f, e->model, e->L, e->progs, e->nprogs), ok &= close_out(f, e, "model.h");
+  if (ok && (f = open_out(e, "model.c"))) {
+    bool printed = nnc_cg_c_model_source(f, e->model, e->progs, e->nprogs, d);
+    ok &= close_out(f, e, "model.c") && printed;
+  }
+  if (ok && (f = open_out(e, "model_loader.h"))) nnc_cg_c_loader_header(f, e->model), ok &= close_out(f, e, "model_loader.h");
+  if (ok && (f = open_out(e, "model_loader.c")))
+    nnc_cg_c_loader_source(f, e->model, e->L), ok &= close_out(f, e, "model_loader.c");
+  return ok && f;
+}
+
+static nnc_st_dtype st_dtype(nnc_dtype dt) { return dt == NNC_F32 ? NNC_ST_F32 : dt == NNC_I32 ? NNC_ST_I32 : NNC_ST_U8; }
+
+/* The initial persist region as safetensors: every param and state buffer (tied ones once). */
+static bool write_weights(const emit *e, const nnc_module *m, uint32_t seed) {
+  char err[512];
+  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
+  if (!rm) return fprintf(stderr, "nnc: error: %s\n", err), false;
+  uint8_t *persist = nnc_xcalloc(1, rm->persist_bytes + 1);
+  nnc_layout_init_params(m, rm, seed, persist);
+  nnc_st_tensor *t = nnc_xcalloc((size_t)m->nparams + 1, sizeof *t);
+  size_t n = 0;
+  for (int i = 0; i < m->nparams; i++) {
+    const nnc_mem_buffer *b = &e->L->bufs[i];
+    if (b->tied_to >= 0) continue;
+    t[n++] = (nnc_st_tensor){.name = b->name, .dtype = st_dtype(b->type.dtype), .rank = b->type.rank,
+                             .shape = b->type.dims, .data = persist + b->offset, .nbytes = (size_t)b->bytes};
+  }
+  char path[4096];
+  snprintf(path, sizeof path, "%s/weights.safetensors", e->dir);
+  nnc_st_meta meta[] = {{"format", "pt"}};
+  bool ok = nnc_st_write(path, t, n, meta, 1, err, sizeof err);
+  if (!ok) fprintf(stderr, "nnc: error: %s\n", err);
+  free(t);
+  free(persist);
+  nnc_layout_free(rm);
+  return ok;
+}
+
+int nnc_cmd_emit_c(const nnc_module *m, const nnc_options *o) {
+  if (!o->output) {
+    fprintf(stderr, "nnc: error: --emit c needs an output directory: -o DIR\n");
+    return NNC_EXIT_USAGE;
+  }
+  if (mkdir(o->output, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "nnc: error: cannot create '%s': %s\n", o->output, strerror(errno));
+    return NNC_EXIT_ENVIRONMENT;
+  }
+  nnc_diags d;
+  nnc_diags_init(&d, stderr);
+  nnc_arena *a = nnc_arena_new();
+  emit e = {.dir = o->output, .model = m->name};
+  char err[512];
+  int status = NNC_EXIT_OK;
+  e.L = nnc_mem_layout_module(a, m, err, sizeof err);
+  if (!e.L) {
+    fprintf(stderr, "nnc: error: %s\n", err);
+    status = NNC_EXIT_MODEL_ERROR;
+  }
+  nnc_lower_opts lo = {.target = NNC_LOWER_CPU};
+  for (int i = 0; status == NNC_EXIT_OK && i < nnc_module_program_count(m) && e.nprogs < MAX_PROGRAMS; i++) {
+    const nnc_graph *g = nnc_module_program(m, i);
+    if (strcmp(g->name, "forward") == 0) continue;
+    if (!(e.progs[e.nprogs++] = nnc_lower_program(a, m, g, e.L, &lo, &d))) status = NNC_EXIT_MODEL_ERROR;
+  }
+  uint32_t seed = (uint32_t)(o->seed >= 0 ? o->seed : m->train.seed);
+  if (status == NNC_EXIT_OK && !(write_sources(&e, &d) && write_weights(&e, m, seed)))
+    status = d.nerrors ? NNC_EXIT_MODEL_ERROR : NNC_EXIT_ENVIRONMENT;
+  nnc_arena_free(a);
+  return status;
+}
