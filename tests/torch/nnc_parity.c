@@ -13,8 +13,9 @@
  *   step<k>.loss           the loss train_step reports at step k (k < K)
  *   after.<buffer>         every buffer train_step writes (params, moments, running stats),
  *                          after K calls of train_step
- * The gradient run is in f32 (F32 tensors) or, with --f64, in f64 (F64 tensors); train_step
- * always runs in f32. The runtime scalars are lr, step (= the steps already taken) and seed. */
+ * Everything runs in f32 (F32 tensors), or with --f64 in f64 (F64 tensors: the interpreter
+ * rounds nothing, so what differs from a float64 reference is not rounding). The runtime
+ * scalars are lr, step (= the steps already taken) and seed. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,7 +291,7 @@ static bool train_run(nnc_module *m, const parity_args *a, mr_buffers *bufs, int
     mr_set_scalar(bufs, "step", NNC_I32, (double)k);
     nnc_tensor *outs = nnc_xcalloc((size_t)g->noutputs + 1, sizeof *outs);
     nnc_tensor *souts = nnc_xcalloc((size_t)g->nstate + 1, sizeof *souts);
-    if (!mr_run(m, g, NNC_INTERP_F32, bufs, n, outs, souts, err, sizeof err)) {
+    if (!mr_run(m, g, a->f64 ? NNC_INTERP_F64 : NNC_INTERP_F32, bufs, n, outs, souts, err, sizeof err)) {
       fprintf(stderr, "nnc_parity: train_step %lld: %s\n", (long long)k, err);
       free(outs), free(souts);
       return false;
