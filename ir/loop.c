@@ -94,8 +94,10 @@ nnc_kernel *nnc_lk_new(nnc_arena *a, const char *name) {
 }
 
 nnc_lbuf *nnc_lk_buf(nnc_kernel *k, const char *name, nnc_dtype dt, nnc_scope scope, int64_t size) {
-  if ((unsigned)dt >= NNC_DTYPE_COUNT) {
-    misuse(k, "buffer '%s': dtype must be f32, i32 or u8", name ? name : "?");
+  /* LOCAL buffers may also hold i64: per-thread index values (the phase emulator keeps them). */
+  bool local_i64 = dt == NNC_I64 && scope == NNC_SCOPE_LOCAL;
+  if ((unsigned)dt >= NNC_DTYPE_COUNT && !local_i64) {
+    misuse(k, "buffer '%s': dtype must be f32, i32 or u8 (or i64 when local)", name ? name : "?");
     dt = NNC_F32;
   }
   if (size < 1) misuse(k, "buffer '%s': size %lld is not positive", name ? name : "?", (long long)size);

@@ -314,7 +314,11 @@ void nnc_lk_print(FILE *f, const nnc_kernel *k) {
   for (int i = 0; i < k->nbufs; i++) {
     const nnc_lbuf *b = k->bufs[i];
     if (b->scope != NNC_SCOPE_GLOBAL && (unsigned)b->scope < 4)
-      fprintf(f, "  %s %s %s[%lld]\n", scopes[b->scope], nnc_dtype_name(b->dtype), b->name, (long long)b->size);
+    {
+      char t[24];
+      fprintf(f, "  %s %s %s[%lld]\n", scopes[b->scope], nnc_lt_str(nnc_lt(b->dtype, 1), t, sizeof t), b->name,
+              (long long)b->size);
+    }
   }
   stmt(f, k->body, 1);
   fprintf(f, "}\n");

@@ -387,6 +387,12 @@ static void check_expr(walk *w, const nnc_lexpr *e) {
   case NNC_LE_BLOCK:
   case NNC_LE_SHUFFLE:
     if (!c->k->gpu) verr(c, "GPU thread, block or shuffle expressions in a CPU kernel");
+    /* A shuffle is a warp-level barrier (the phase emulator splits the phase there), so it sits
+     * where a barrier may: in a statement directly in a thread loop's body. */
+    else if (e->kind == NNC_LE_SHUFFLE && (!c->nearest || c->nearest->kind != NNC_LS_FOR ||
+                                           c->nearest->loop != NNC_LOOP_GPU_THREAD))
+      verr(c, "a shuffle must sit in a statement directly in the body of a GPU thread loop (not in an if or a "
+              "nested loop there)");
     break;
   default: break;
   }
