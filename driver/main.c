@@ -9,6 +9,7 @@
 
 #include "driver/commands.h"
 #include "driver/compile.h"
+#include "driver/cuda_cmd.h"
 #include "driver/emit_c.h"
 #include "driver/options.h"
 #include "ir/ir.h"
@@ -24,6 +25,7 @@ static const char usage_text[] =
     "                       with --train, every program: train_step, eval_step, predict\n"
     "  --emit c -o DIR      write the model as standalone C: DIR/model.h, model.c, nnc_abi.h,\n"
     "                       model_loader.{h,c} and weights.safetensors (docs/embedding.md)\n"
+    "  --emit cuda          print every program's kernels as CUDA C with the GPU schedule (docs/cuda.md)\n"
     "  --train              train the model on its data (the train block, or --data)\n"
     "  --eval               evaluate the model on the test split (with --load or --resume)\n"
     "\n"
@@ -44,7 +46,7 @@ static const char usage_text[] =
     "  --data PATH          the data source's path (its kind comes from the train block)\n"
     "  --val-split F        hold out the last fraction F of the training set for evaluation\n"
     "  --threads N          worker threads (default: all cores)\n"
-    "  --target NAME        executor: interp (the reference interpreter)\n"
+    "  --target NAME        executor: interp (the reference interpreter), cuda (needs a CUDA device)\n"
     "  --max-steps N        stop after N training steps\n"
     "  --log FILE           write metrics as CSV\n"
     "  --plot FILE          draw loss and accuracy curves as SVG\n"
@@ -58,6 +60,7 @@ static const char usage_text[] =
     "  -o FILE              write the output to FILE instead of standard output\n"
     "  -h, --help           print this help and exit\n"
     "  --version            print the version and exit\n"
+    "  --devices            print the CPU and the CUDA devices (or why there is none) and exit\n"
     "\n"
     "exit status:\n"
     "  0  success\n"
@@ -115,7 +118,7 @@ enum {
   OPT_CHECK = 256, OPT_EMIT, OPT_TRAIN, OPT_EVAL, OPT_SET, OPT_BATCH, OPT_MODE, OPT_VERSION,
   OPT_EPOCHS, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_SEED, OPT_DATA,
   OPT_VAL_SPLIT, OPT_THREADS, OPT_TARGET, OPT_MAX_STEPS, OPT_LOG, OPT_PLOT, OPT_SAVE,
-  OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET,
+  OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET, OPT_DEVICES,
 };
 
 static const struct option longopts[] = {
@@ -133,6 +136,7 @@ static const struct option longopts[] = {
     {"plot", required_argument, 0, OPT_PLOT},      {"save", required_argument, 0, OPT_SAVE},
     {"save-every", required_argument, 0, OPT_SAVE_EVERY}, {"resume", required_argument, 0, OPT_RESUME},
     {"load", required_argument, 0, OPT_LOAD},      {"quiet", no_argument, 0, OPT_QUIET},
+    {"devices", no_argument, 0, OPT_DEVICES},
     {0, 0, 0, 0},
 };
 
@@ -155,11 +159,11 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     o->emit_train = true; /* with --emit ir: print the training programs */
     return o->action == NNC_ACTION_EMIT || set_action(o, NNC_ACTION_TRAIN, "--train");
   case OPT_EMIT:
-    if (strcmp(arg, "ir") != 0 && strcmp(arg, "c") != 0) {
-      usage_error("unknown --emit kind '%s' (available: ir, c)", arg);
+    if (strcmp(arg, "ir") != 0 && strcmp(arg, "c") != 0 && strcmp(arg, "cuda") != 0) {
+      usage_error("unknown --emit kind '%s' (available: ir, c, cuda)", arg);
       return false;
     }
-    o->emit = strcmp(arg, "c") == 0 ? NNC_EMIT_C : NNC_EMIT_IR;
+    o->emit = strcmp(arg, "c") == 0 ? NNC_EMIT_C : strcmp(arg, "cuda") == 0 ? NNC_EMIT_CUDA : NNC_EMIT_IR;
     if (o->action == NNC_ACTION_TRAIN) o->action = NNC_ACTION_SUMMARY; /* --train --emit ir */
     return set_action(o, NNC_ACTION_EMIT, "--emit");
   case 'o': o->output = arg; return true;
@@ -227,11 +231,11 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     usage_error("unknown --optimizer '%s' (available: SGD, Adam, AdamW)", arg);
     return false;
   case OPT_TARGET:
-    if (strcmp(arg, "interp") == 0) {
+    if (strcmp(arg, "interp") == 0 || strcmp(arg, "cuda") == 0) {
       o->target = arg;
       return true;
     }
-    usage_error("unknown --target '%s' (available: interp)", arg);
+    usage_error("unknown --target '%s' (available: interp, cuda)", arg);
     return false;
   case OPT_SCHEDULE: o->schedule = arg; return true;
   case OPT_DATA: o->data = arg; return true;
@@ -259,6 +263,7 @@ static int parse_options(int argc, char **argv, nnc_options *o) {
       printf("nnc %s\n", NNC_VERSION);
       return NNC_EXIT_OK;
     }
+    if (c == OPT_DEVICES) return nnc_cmd_devices(stdout);
     if (c == ':') {
       usage_error("option '%s' needs a value", argv[optind - 1]);
       return NNC_EXIT_USAGE;
@@ -347,10 +352,11 @@ static int write_output(const nnc_options *o, const nnc_module *m) {
 /* Which programs the action needs: a summary, a check and training need all of them; --emit ir
  * shows one forward graph unless --train asks for the training programs. */
 static bool wants_programs(const nnc_options *o) {
-  return o->action != NNC_ACTION_EMIT || o->emit_train || o->emit == NNC_EMIT_C;
+  return o->action != NNC_ACTION_EMIT || o->emit_train || o->emit == NNC_EMIT_C || o->emit == NNC_EMIT_CUDA;
 }
 
 static int run(const nnc_options *o) {
+  if (o->target && strcmp(o->target, "cuda") == 0 && nnc_cmd_check_cuda() != NNC_EXIT_OK) return NNC_EXIT_ENVIRONMENT;
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   nnc_source src;
@@ -364,7 +370,9 @@ static int run(const nnc_options *o) {
     case NNC_ACTION_TRAIN: status = nnc_cmd_train(m, o); break;
     case NNC_ACTION_EVAL: status = nnc_cmd_eval(m, o); break;
     case NNC_ACTION_EMIT:
-      status = o->emit == NNC_EMIT_C ? nnc_cmd_emit_c(m, o) : write_output(o, m);
+      status = o->emit == NNC_EMIT_C      ? nnc_cmd_emit_c(m, o)
+               : o->emit == NNC_EMIT_CUDA ? nnc_cmd_emit_cuda(m, o)
+                                          : write_output(o, m);
       break;
     default: status = write_output(o, m); break;
     }

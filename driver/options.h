@@ -15,7 +15,7 @@ enum {
   NNC_EXIT_ENVIRONMENT = 3,   /* no device, out of memory, I/O failure */
 };
 
-typedef enum { NNC_EMIT_NONE, NNC_EMIT_IR, NNC_EMIT_C } nnc_emit_kind;
+typedef enum { NNC_EMIT_NONE, NNC_EMIT_IR, NNC_EMIT_C, NNC_EMIT_CUDA } nnc_emit_kind;
 typedef enum { NNC_ACTION_SUMMARY, NNC_ACTION_CHECK, NNC_ACTION_EMIT, NNC_ACTION_TRAIN, NNC_ACTION_EVAL } nnc_action;
 
 typedef struct nnc_options {

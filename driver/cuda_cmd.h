@@ -1,0 +1,23 @@
+/* The CUDA commands of the driver: `nnc --devices`, `nnc MODEL --emit cuda` and the check
+ * behind `--target cuda` (docs/cuda.md). */
+#ifndef NNC_DRIVER_CUDA_CMD_H
+#define NNC_DRIVER_CUDA_CMD_H
+
+#include <stdio.h>
+
+#include "driver/options.h"
+#include "ir/ir.h"
+
+/* Prints the CPU (name, vector features, cores) and every CUDA device (name, compute
+ * capability, memory), or why there is none. Returns an exit status (0: printed). */
+int nnc_cmd_devices(FILE *out);
+
+/* --target cuda: whether a CUDA driver and device are present. Returns NNC_EXIT_OK, or prints
+ * one line saying why not and returns NNC_EXIT_ENVIRONMENT. */
+int nnc_cmd_check_cuda(void);
+
+/* --emit cuda: every program of m lowered with the GPU schedule and printed as one CUDA C file
+ * (to -o FILE or standard output). Returns an exit status after reporting. */
+int nnc_cmd_emit_cuda(const nnc_module *m, const nnc_options *o);
+
+#endif
