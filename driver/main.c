@@ -11,6 +11,7 @@
 #include "driver/compile.h"
 #include "driver/cuda_cmd.h"
 #include "driver/emit_c.h"
+#include "driver/fusion_cmd.h"
 #include "driver/options.h"
 #include "ir/ir.h"
 
@@ -26,12 +27,16 @@ static const char usage_text[] =
     "  --emit c -o DIR      write the model as standalone C: DIR/model.h, model.c, nnc_abi.h,\n"
     "                       model_loader.{h,c} and weights.safetensors (docs/embedding.md)\n"
     "  --emit cuda          print every program's kernels as CUDA C with the GPU schedule (docs/cuda.md)\n"
+    "  --emit kernels       print each program's fused kernels: anchor, nodes, source lines\n"
+    "  --emit dot           print the programs as Graphviz, each kernel a cluster\n"
+    "  --stats              print nodes, kernels and bytes per step, before and after fusion\n"
     "  --train              train the model on its data (the train block, or --data)\n"
     "  --eval               evaluate the model on the test split (with --load or --resume)\n"
     "\n"
     "model:\n"
     "  --set NAME=VALUE     override a hyperparameter or a train-block field (repeatable)\n"
     "  --batch N            the compiled batch size B_max (default: the train block's, else 64)\n"
+    "  --passes LIST        run graph passes first: dce, cse, fold, algebra, simplify\n"
     "  --mode MODE          the forward graph --emit ir shows: train (default), eval, predict\n"
     "\n"
     "training (each overrides the train block; see docs/training.md):\n"
@@ -118,7 +123,7 @@ enum {
   OPT_CHECK = 256, OPT_EMIT, OPT_TRAIN, OPT_EVAL, OPT_SET, OPT_BATCH, OPT_MODE, OPT_VERSION,
   OPT_EPOCHS, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_SEED, OPT_DATA,
   OPT_VAL_SPLIT, OPT_THREADS, OPT_TARGET, OPT_MAX_STEPS, OPT_LOG, OPT_PLOT, OPT_SAVE,
-  OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET, OPT_DEVICES,
+  OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET, OPT_DEVICES, OPT_PASSES, OPT_STATS,
 };
 
 static const struct option longopts[] = {
@@ -137,6 +142,7 @@ static const struct option longopts[] = {
     {"save-every", required_argument, 0, OPT_SAVE_EVERY}, {"resume", required_argument, 0, OPT_RESUME},
     {"load", required_argument, 0, OPT_LOAD},      {"quiet", no_argument, 0, OPT_QUIET},
     {"devices", no_argument, 0, OPT_DEVICES},
+    {"passes", required_argument, 0, OPT_PASSES},  {"stats", no_argument, 0, OPT_STATS},
     {0, 0, 0, 0},
 };
 
@@ -159,14 +165,24 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     o->emit_train = true; /* with --emit ir: print the training programs */
     return o->action == NNC_ACTION_EMIT || set_action(o, NNC_ACTION_TRAIN, "--train");
   case OPT_EMIT:
+    if (strcmp(arg, "kernels") == 0 || strcmp(arg, "dot") == 0) {
+      o->emit = arg[0] == 'k' ? NNC_EMIT_KERNELS : NNC_EMIT_DOT;
+      return set_action(o, NNC_ACTION_EMIT, "--emit");
+    }
     if (strcmp(arg, "ir") != 0 && strcmp(arg, "c") != 0 && strcmp(arg, "cuda") != 0) {
-      usage_error("unknown --emit kind '%s' (available: ir, c, cuda)", arg);
+      usage_error("unknown --emit kind '%s' (available: ir, c, cuda, kernels, dot)", arg);
       return false;
     }
     o->emit = strcmp(arg, "c") == 0 ? NNC_EMIT_C : strcmp(arg, "cuda") == 0 ? NNC_EMIT_CUDA : NNC_EMIT_IR;
     if (o->action == NNC_ACTION_TRAIN) o->action = NNC_ACTION_SUMMARY; /* --train --emit ir */
     return set_action(o, NNC_ACTION_EMIT, "--emit");
   case 'o': o->output = arg; return true;
+  case OPT_PASSES:
+    o->passes = arg;
+    if (nnc_driver_passes_valid(arg)) return true;
+    usage_error("--passes: unknown pass in '%s' (available: dce, cse, fold, algebra, simplify)", arg);
+    return false;
+  case OPT_STATS: return set_action(o, NNC_ACTION_STATS, "--stats");
   case OPT_MODE:
     if (strcmp(arg, "train") == 0) o->mode = NNC_MODE_TRAIN;
     else if (strcmp(arg, "eval") == 0) o->mode = NNC_MODE_EVAL;
@@ -352,7 +368,8 @@ static int write_output(const nnc_options *o, const nnc_module *m) {
 /* Which programs the action needs: a summary, a check and training need all of them; --emit ir
  * shows one forward graph unless --train asks for the training programs. */
 static bool wants_programs(const nnc_options *o) {
-  return o->action != NNC_ACTION_EMIT || o->emit_train || o->emit == NNC_EMIT_C || o->emit == NNC_EMIT_CUDA;
+  return o->action != NNC_ACTION_EMIT || o->emit_train || o->emit == NNC_EMIT_C || o->emit == NNC_EMIT_CUDA ||
+         o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT;
 }
 
 static int run(const nnc_options *o) {
@@ -364,6 +381,7 @@ static int run(const nnc_options *o) {
   bool is_ir = ends_with(o->input, ".ir");
   nnc_module *m = is_ir ? nnc_parse_module(&src, &d) : nnc_driver_compile(&src, o, wants_programs(o), &d);
   int status = NNC_EXIT_MODEL_ERROR;
+  if (m && d.nerrors == 0 && o->action != NNC_ACTION_STATS) nnc_driver_run_passes(m, o, &d);
   if (m && d.nerrors == 0) {
     switch (o->action) {
     case NNC_ACTION_CHECK: status = NNC_EXIT_OK; break;
@@ -372,8 +390,10 @@ static int run(const nnc_options *o) {
     case NNC_ACTION_EMIT:
       status = o->emit == NNC_EMIT_C      ? nnc_cmd_emit_c(m, o)
                : o->emit == NNC_EMIT_CUDA ? nnc_cmd_emit_cuda(m, o)
+               : o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT ? nnc_cmd_emit_fusion(m, o, o->emit == NNC_EMIT_DOT)
                                           : write_output(o, m);
       break;
+    case NNC_ACTION_STATS: status = nnc_cmd_stats(m, o, &d); break;
     default: status = write_output(o, m); break;
     }
   }

@@ -15,8 +15,9 @@ enum {
   NNC_EXIT_ENVIRONMENT = 3,   /* no device, out of memory, I/O failure */
 };
 
-typedef enum { NNC_EMIT_NONE, NNC_EMIT_IR, NNC_EMIT_C, NNC_EMIT_CUDA } nnc_emit_kind;
-typedef enum { NNC_ACTION_SUMMARY, NNC_ACTION_CHECK, NNC_ACTION_EMIT, NNC_ACTION_TRAIN, NNC_ACTION_EVAL } nnc_action;
+typedef enum { NNC_EMIT_NONE, NNC_EMIT_IR, NNC_EMIT_C, NNC_EMIT_CUDA, NNC_EMIT_KERNELS, NNC_EMIT_DOT } nnc_emit_kind;
+typedef enum { NNC_ACTION_SUMMARY, NNC_ACTION_CHECK, NNC_ACTION_EMIT, NNC_ACTION_TRAIN, NNC_ACTION_EVAL,
+              NNC_ACTION_STATS } nnc_action;
 
 typedef struct nnc_options {
   const char *input;
@@ -24,6 +25,7 @@ typedef struct nnc_options {
   nnc_emit_kind emit;
   bool emit_train;            /* --emit ir --train: print the programs, train_step included */
   const char *output;         /* -o */
+  const char *passes;         /* --passes: graph passes to run, comma-separated (docs/cli.md) */
   nnc_mode mode;              /* --mode: which forward graph --emit ir shows */
   nnc_override *overrides;    /* --set */
   int noverrides;
