@@ -58,9 +58,22 @@ static const char prelude_fixed[] =
     "#pragma GCC diagnostic ignored \"-Wpsabi\"\n"
     "#endif\n"
     "\n"
-    "/* Helpers: each kernel file uses some of them. */\n"
-    "#define NNC_HELPER static inline __attribute__((unused))\n"
-    "/* Lane-wise helpers: one loop over the lanes, which compilers vectorize. */\n"
+    "/* Contraction: a * b + c written as two operations keeps two roundings, as in nnc's\n"
+    " * interpreter; only the loop IR's fma fuses. gcc in ISO C mode (-std=c99) does not contract;\n"
+    " * clang would within an expression, so it is told not to. */\n"
+    "#if defined(__clang__)\n"
+    "#pragma STDC FP_CONTRACT OFF\n"
+    "#if defined(__FMA__) || defined(__AVX512F__) || defined(__ARM_FEATURE_FMA)\n"
+    "/* vector fma as a * b + c contracted: one fused instruction per register */\n"
+    "#define NNC_CONTRACT_FMA 1\n"
+    "#endif\n"
+    "#endif\n"
+    "\n"
+    "/* Helpers: each kernel file uses some of them. Vector helpers are one native vector\n"
+    " * operation or a short lane loop; inlining them keeps vectors in registers. */\n"
+    "#define NNC_HELPER static inline __attribute__((unused, always_inline))\n"
+    "/* Lane-wise helpers (math, integer division, saturating casts, fma without a contracting\n"
+    " * compiler): one loop over the lanes; gcc vectorizes fmaf lanes into fused instructions. */\n"
     "#define NNC_LANEWISE1(name, R, A, L, expr) \\\n"
     "  NNC_HELPER R name(A a) { R r; for (int l = 0; l < L; l++) r[l] = (expr); return r; }\n"
     "#define NNC_LANEWISE2(name, R, A, B, L, expr) \\\n"
@@ -116,56 +129,156 @@ static const char prelude_fixed[] =
 
 static const nnc_dtype value_dtypes[] = {NNC_F32, NNC_I32, NNC_U8, NNC_I64};
 
+/* A lane-mask type of a value type's element width (what its comparisons give): blends work on
+ * it bit by bit. f32 and i32 share nnc_mxL (int32 lanes). */
+static const char *wide_mask(nnc_dtype dt, int L, char *buf, size_t cap) {
+  if (dt == NNC_F32 || dt == NNC_I32) snprintf(buf, cap, "nnc_mx%d", L);
+  else snprintf(buf, cap, "nnc_%sx%d", dt_suffix(dt), L);
+  return buf;
+}
+
+/* x converted from a comparison of the element width to nnc_mxL (lanes -1 or 0). */
+static void narrow_mask(FILE *f, nnc_dtype dt, int L, const char *x) {
+  if (dt == NNC_F32 || dt == NNC_I32) fprintf(f, "(nnc_mx%d)(%s)", L, x);
+  else fprintf(f, "__builtin_convertvector(%s, nnc_mx%d)", x, L);
+}
+
+/* "{a, a, ..., a}": an initializer of L copies. */
+static void splat_init(FILE *f, const char *a, int L) {
+  fputc('{', f);
+  for (int l = 0; l < L; l++) fprintf(f, "%s%s", l ? ", " : "", a);
+  fputc('}', f);
+}
+
+static void prelude_types(FILE *f, int L) {
+  fprintf(f, "typedef int32_t nnc_mx%d __attribute__((vector_size(%d)));\n", L, 4 * L);
+  fprintf(f, "typedef uint32_t nnc_u32x%d __attribute__((vector_size(%d)));\n", L, 4 * L);
+  for (int i = 0; i < 4; i++) {
+    nnc_dtype dt = value_dtypes[i];
+    int size = dt == NNC_I64 ? 8 : (int)nnc_dtype_size(dt);
+    fprintf(f, "typedef %s nnc_%sx%d __attribute__((vector_size(%d)));\n", scalar_ctype(dt), dt_suffix(dt), L, size * L);
+  }
+  fprintf(f, "NNC_HELPER nnc_i64x%d nnc_lane_i64x%d(void) { nnc_i64x%d r = {", L, L, L);
+  for (int l = 0; l < L; l++) fprintf(f, "%s%d", l ? ", " : "", l);
+  fprintf(f, "}; return r; }\n");
+  /* masks: -1 or 0 in every lane, so & | ~ are and, or, not */
+  fprintf(f, "NNC_HELPER nnc_mx%d nnc_splat_mx%d(int a) { int32_t v = a ? -1 : 0; nnc_mx%d r = ", L, L, L);
+  splat_init(f, "v", L);
+  fprintf(f, "; return r; }\n");
+  fprintf(f, "NNC_HELPER nnc_mx%d nnc_sel_mx%d(nnc_mx%d m, nnc_mx%d a, nnc_mx%d b) { return (a & m) | (b & ~m); }\n", L, L, L, L, L);
+  fprintf(f, "NNC_HELPER nnc_mx%d nnc_eq_mx%d(nnc_mx%d a, nnc_mx%d b) { return (nnc_mx%d)(a == b); }\n", L, L, L, L, L);
+  fprintf(f, "NNC_HELPER nnc_mx%d nnc_ne_mx%d(nnc_mx%d a, nnc_mx%d b) { return (nnc_mx%d)(a != b); }\n", L, L, L, L, L);
+  fprintf(f, "NNC_HELPER int nnc_all_mx%d(nnc_mx%d m) { int32_t t[%d], r = -1; memcpy(t, &m, sizeof t); for (int l = 0; l < %d; l++) r &= t[l]; return r != 0; }\n",
+          L, L, L, L);
+}
+
+/* Loads, stores, splat, blend, select, min, max, comparisons, abs of one value type. */
+static void prelude_value_ops(FILE *f, nnc_dtype dt, int L) {
+  const char *s = dt_suffix(dt), *T = scalar_ctype(dt);
+  char V[32], W[32];
+  snprintf(V, sizeof V, "nnc_%sx%d", s, L);
+  wide_mask(dt, L, W, sizeof W);
+  fprintf(f, "NNC_HELPER %s nnc_ld_%sx%d(const %s *p) { %s r; memcpy(&r, p, sizeof r); return r; }\n", V, s, L, T, V);
+  fprintf(f, "NNC_HELPER void nnc_st_%sx%d(%s *p, %s v) { memcpy(p, &v, sizeof v); }\n", s, L, T, V);
+  /* masked: a full access when every lane is enabled (then every element is inside), else lane by lane */
+  fprintf(f, "NNC_HELPER %s nnc_ldm_%sx%d(const %s *p, nnc_mx%d m) {\n"
+             "  if (nnc_all_mx%d(m)) return nnc_ld_%sx%d(p);\n"
+             "  int32_t b[%d]; %s t[%d]; %s r; memcpy(b, &m, sizeof b);\n"
+             "  for (int l = 0; l < %d; l++) t[l] = b[l] ? p[l] : 0;\n"
+             "  memcpy(&r, t, sizeof r); return r;\n}\n",
+          V, s, L, T, L, L, s, L, L, T, L, V, L);
+  fprintf(f, "NNC_HELPER void nnc_stm_%sx%d(%s *p, %s v, nnc_mx%d m) {\n"
+             "  if (nnc_all_mx%d(m)) { nnc_st_%sx%d(p, v); return; }\n"
+             "  int32_t b[%d]; %s t[%d]; memcpy(b, &m, sizeof b); memcpy(t, &v, sizeof t);\n"
+             "  for (int l = 0; l < %d; l++) if (b[l]) p[l] = t[l];\n}\n",
+          s, L, T, V, L, L, s, L, L, T, L, L);
+  fprintf(f, "NNC_HELPER %s nnc_splat_%sx%d(%s a) { %s r = ", V, s, L, T, V);
+  splat_init(f, "a", L);
+  fprintf(f, "; return r; }\n");
+  if (dt == NNC_F32)
+    fprintf(f, "NNC_HELPER %s nnc_blend_%sx%d(%s w, %s a, %s b) { return (%s)(((%s)a & w) | ((%s)b & ~w)); }\n", V, s, L, W, V, V, V, W, W);
+  else
+    fprintf(f, "NNC_HELPER %s nnc_blend_%sx%d(%s w, %s a, %s b) { return (a & w) | (b & ~w); }\n", V, s, L, W, V, V);
+  fprintf(f, "NNC_HELPER %s nnc_sel_%sx%d(nnc_mx%d m, %s a, %s b) { return nnc_blend_%sx%d(", V, s, L, L, V, V, s, L);
+  if (dt == NNC_F32 || dt == NNC_I32) fprintf(f, "m");
+  else fprintf(f, "__builtin_convertvector(m, %s)", W);
+  fprintf(f, ", a, b); }\n");
+  fprintf(f, "NNC_HELPER %s nnc_min_%sx%d(%s a, %s b) { return nnc_blend_%sx%d((%s)(a < b), a, b); }\n", V, s, L, V, V, s, L, W);
+  fprintf(f, "NNC_HELPER %s nnc_max_%sx%d(%s a, %s b) { return nnc_blend_%sx%d((%s)(a > b), a, b); }\n", V, s, L, V, V, s, L, W);
+  static const char *const cmps[][2] = {{"lt", "<"}, {"le", "<="}, {"gt", ">"}, {"ge", ">="}, {"eq", "=="}, {"ne", "!="}};
+  for (int c = 0; c < 6; c++) {
+    char x[16];
+    snprintf(x, sizeof x, "a %s b", cmps[c][1]);
+    fprintf(f, "NNC_HELPER nnc_mx%d nnc_%s_%sx%d(%s a, %s b) { return ", L, cmps[c][0], s, L, V, V);
+    narrow_mask(f, dt, L, x);
+    fprintf(f, "; }\n");
+  }
+  /* abs as the scalar printer's max(a, -a); u8 negation does not promote in a vector: a itself */
+  if (dt == NNC_I32)
+    fprintf(f, "NNC_HELPER %s nnc_abs_%sx%d(%s a) { %s n = (%s)(-(nnc_u32x%d)a); return nnc_blend_%sx%d((%s)(a > n), a, n); }\n", V, s, L,
+            V, V, V, L, s, L, W);
+  else if (dt == NNC_I64)
+    fprintf(f, "NNC_HELPER %s nnc_abs_%sx%d(%s a) { %s n = -a; return nnc_blend_%sx%d((%s)(a > n), a, n); }\n", V, s, L, V, V, s, L, W);
+  else if (dt == NNC_U8)
+    fprintf(f, "NNC_HELPER %s nnc_abs_%sx%d(%s a) { return a; }\n", V, s, L, V);
+}
+
+/* floordiv and mod lane by lane (integer division has no vector instruction), reductions. */
+static void prelude_lanewise_ops(FILE *f, nnc_dtype dt, int L) {
+  const char *s = dt_suffix(dt), *T = scalar_ctype(dt);
+  char V[32];
+  snprintf(V, sizeof V, "nnc_%sx%d", s, L);
+  fprintf(f, "NNC_LANEWISE2(nnc_floordiv_%sx%d, %s, %s, %s, %d, nnc_floordiv_%s(a[l], b[l]))\n", s, L, V, V, V, L, s);
+  fprintf(f, "NNC_LANEWISE2(nnc_mod_%sx%d, %s, %s, %s, %d, nnc_mod_%s(a[l], b[l]))\n", s, L, V, V, V, L, s);
+  /* horizontal reductions halve the vector: lanes [0, h) meet lanes [h, 2h) */
+  static const char *const reds[][2] = {{"hsum", "t[l] + t[l + h]"}, {"hmax", "NNC_MAX(t[l], t[l + h])"}, {"hmin", "NNC_MIN(t[l], t[l + h])"}};
+  for (int r = 0; r < 3; r++)
+    fprintf(f, "NNC_HELPER %s nnc_%s_%sx%d(%s v) { %s t[%d]; memcpy(t, &v, sizeof t); for (int h = %d; h > 0; h /= 2) for (int l = 0; l < h; l++) t[l] = (%s)(%s); return t[0]; }\n",
+            T, reds[r][0], s, L, V, T, L, L / 2, T, reds[r][1]);
+}
+
+/* Conversions: __builtin_convertvector has C's per-element semantics, except f32 -> integer,
+ * which saturates (docs/ir.md) lane by lane. Masks convert to 1/0 and from != 0. */
+static void prelude_conversions(FILE *f, nnc_dtype dt, int L) {
+  const char *s = dt_suffix(dt);
+  char V[32], x[48];
+  snprintf(V, sizeof V, "nnc_%sx%d", s, L);
+  for (int j = 0; j < 4; j++) {
+    nnc_dtype to = value_dtypes[j];
+    const char *ts = dt_suffix(to);
+    if (to == dt) continue;
+    if (dt == NNC_F32)
+      fprintf(f, "NNC_LANEWISE1(nnc_cvt_%sx%d_%sx%d, nnc_%sx%d, %s, %d, nnc_f2%s(a[l]))\n", ts, L, s, L, ts, L, V, L, ts);
+    else
+      fprintf(f, "NNC_HELPER nnc_%sx%d nnc_cvt_%sx%d_%sx%d(%s a) { return __builtin_convertvector(a, nnc_%sx%d); }\n", ts, L, ts, L, s, L,
+              V, ts, L);
+  }
+  fprintf(f, "NNC_HELPER %s nnc_cvt_%sx%d_mx%d(nnc_mx%d a) { return __builtin_convertvector(-a, %s); }\n", V, s, L, L, L, V);
+  snprintf(x, sizeof x, "a != z");
+  fprintf(f, "NNC_HELPER nnc_mx%d nnc_cvt_mx%d_%sx%d(%s a) { %s z = {0}; return ", L, L, s, L, V, V);
+  narrow_mask(f, dt, L, x);
+  fprintf(f, "; }\n");
+}
+
 static void prelude_lanes(FILE *f, int L) {
   fprintf(f, "\n/* --- %d lanes --- */\n", L);
-  fprintf(f, "typedef int32_t nnc_mx%d __attribute__((vector_size(%d)));\n", L, 4 * L);
+  prelude_types(f, L);
   for (int i = 0; i < 4; i++) {
-    nnc_dtype dt = value_dtypes[i];
-    const char *s = dt_suffix(dt), *T = scalar_ctype(dt);
-    fprintf(f, "typedef %s nnc_%sx%d __attribute__((vector_size(%d)));\n", T, s, L, (int)nnc_dtype_size(dt == NNC_I64 ? NNC_F32 : dt) * (dt == NNC_I64 ? 2 : 1) * L);
+    prelude_value_ops(f, value_dtypes[i], L);
+    prelude_lanewise_ops(f, value_dtypes[i], L);
+    prelude_conversions(f, value_dtypes[i], L);
   }
-  fprintf(f, "typedef int64_t nnc_lanes%d[%d];\n", L, L);
-  fprintf(f, "NNC_HELPER nnc_i64x%d nnc_lane_i64x%d(void) { nnc_i64x%d r; for (int l = 0; l < %d; l++) r[l] = l; return r; }\n", L, L, L, L);
-  for (int i = 0; i < 4; i++) {
-    nnc_dtype dt = value_dtypes[i];
-    const char *s = dt_suffix(dt), *T = scalar_ctype(dt);
-    char V[32], M[32];
-    snprintf(V, sizeof V, "nnc_%sx%d", s, L);
-    snprintf(M, sizeof M, "nnc_mx%d", L);
-    fprintf(f, "NNC_HELPER %s nnc_ld_%sx%d(const %s *p) { %s r; memcpy(&r, p, sizeof r); return r; }\n", V, s, L, T, V);
-    fprintf(f, "NNC_HELPER void nnc_st_%sx%d(%s *p, %s v) { memcpy(p, &v, sizeof v); }\n", s, L, T, V);
-    fprintf(f, "NNC_HELPER %s nnc_ldm_%sx%d(const %s *p, %s m) { %s r; for (int l = 0; l < %d; l++) r[l] = m[l] ? p[l] : 0; return r; }\n",
-            V, s, L, T, M, V, L);
-    fprintf(f, "NNC_HELPER void nnc_stm_%sx%d(%s *p, %s v, %s m) { for (int l = 0; l < %d; l++) if (m[l]) p[l] = v[l]; }\n",
-            s, L, T, V, M, L);
-    fprintf(f, "NNC_LANEWISE1(nnc_splat_%sx%d, %s, %s, %d, a)\n", s, L, V, T, L);
-    fprintf(f, "NNC_LANEWISE3(nnc_sel_%sx%d, %s, %s, %s, %s, %d, a[l] ? b[l] : c[l])\n", s, L, V, M, V, V, L);
-    fprintf(f, "NNC_LANEWISE2(nnc_min_%sx%d, %s, %s, %s, %d, NNC_MIN(a[l], b[l]))\n", s, L, V, V, V, L);
-    fprintf(f, "NNC_LANEWISE2(nnc_max_%sx%d, %s, %s, %s, %d, NNC_MAX(a[l], b[l]))\n", s, L, V, V, V, L);
-    fprintf(f, "NNC_LANEWISE2(nnc_floordiv_%sx%d, %s, %s, %s, %d, nnc_floordiv_%s(a[l], b[l]))\n", s, L, V, V, V, L, s);
-    fprintf(f, "NNC_LANEWISE2(nnc_mod_%sx%d, %s, %s, %s, %d, nnc_mod_%s(a[l], b[l]))\n", s, L, V, V, V, L, s);
-    static const char *const cmps[][2] = {{"lt", "<"}, {"le", "<="}, {"gt", ">"}, {"ge", ">="}, {"eq", "=="}, {"ne", "!="}};
-    for (int c = 0; c < 6; c++)
-      fprintf(f, "NNC_LANEWISE2(nnc_%s_%sx%d, %s, %s, %s, %d, a[l] %s b[l] ? -1 : 0)\n", cmps[c][0], s, L, M, V, V, L, cmps[c][1]);
-    /* horizontal reductions halve the vector: lanes [0, h) meet lanes [h, 2h) */
-    static const char *const reds[][2] = {{"hsum", "t[l] + t[l + h]"}, {"hmax", "NNC_MAX(t[l], t[l + h])"}, {"hmin", "NNC_MIN(t[l], t[l + h])"}};
-    for (int r = 0; r < 3; r++)
-      fprintf(f, "NNC_HELPER %s nnc_%s_%sx%d(%s v) { %s t[%d]; memcpy(t, &v, sizeof t); for (int h = %d; h > 0; h /= 2) for (int l = 0; l < h; l++) t[l] = (%s)(%s); return t[0]; }\n",
-              T, reds[r][0], s, L, V, T, L, L / 2, T, reds[r][1]);
-    for (int j = 0; j < 4; j++) { /* conversions to every other value type */
-      nnc_dtype to = value_dtypes[j];
-      if (to == dt) continue;
-      const char *conv = dt == NNC_F32 && to != NNC_F32 ? (to == NNC_I32 ? "nnc_f2i32(a[l])" : to == NNC_U8 ? "nnc_f2u8(a[l])" : "nnc_f2i64(a[l])") : "a[l]";
-      fprintf(f, "NNC_LANEWISE1(nnc_cvt_%sx%d_%sx%d, nnc_%sx%d, %s, %d, (%s)%s)\n", dt_suffix(to), L, s, L, dt_suffix(to), L, V, L, scalar_ctype(to), conv);
-    }
-    fprintf(f, "NNC_LANEWISE1(nnc_cvt_%sx%d_mx%d, %s, %s, %d, a[l] ? 1 : 0)\n", s, L, L, V, M, L);
-    fprintf(f, "NNC_LANEWISE1(nnc_cvt_mx%d_%sx%d, %s, %s, %d, a[l] != 0 ? -1 : 0)\n", L, s, L, M, V, L);
-  }
-  const char *V = NULL;
-  char vb[32];
-  snprintf(vb, sizeof vb, "nnc_f32x%d", L);
-  V = vb;
-  fprintf(f, "NNC_LANEWISE3(nnc_fma_f32x%d, %s, %s, %s, %s, %d, fmaf(a[l], b[l], c[l]))\n", L, V, V, V, V, L);
+  char V[32];
+  snprintf(V, sizeof V, "nnc_f32x%d", L);
+  fprintf(f, "#ifdef NNC_CONTRACT_FMA\n"
+             "NNC_HELPER %s nnc_fma_f32x%d(%s a, %s b, %s c) {\n"
+             "#pragma STDC FP_CONTRACT ON\n"
+             "  return a * b + c;\n"
+             "}\n"
+             "#else\n"
+             "NNC_LANEWISE3(nnc_fma_f32x%d, %s, %s, %s, %s, %d, fmaf(a[l], b[l], c[l]))\n"
+             "#endif\n",
+          V, L, V, V, V, L, V, V, V, V, L);
   fprintf(f, "NNC_LANEWISE2(nnc_pow_f32x%d, %s, %s, %s, %d, powf(a[l], b[l]))\n", L, V, V, V, L);
   static const char *const fns[][2] = {{"exp", "expf"}, {"log", "logf"}, {"sqrt", "sqrtf"}, {"rsqrt", "nnc_rsqrt_f32"}, {"tanh", "tanhf"}, {"erf", "erff"}, {"abs", "fabsf"}, {"floor", "floorf"}, {"expm1", "expm1f"}, {"log1p", "log1pf"}};
   for (int i = 0; i < 10; i++) fprintf(f, "NNC_LANEWISE1(nnc_%s_f32x%d, %s, %s, %d, %s(a[l]))\n", fns[i][0], L, V, V, L, fns[i][1]);
@@ -322,12 +435,20 @@ static void cbin_scalar(cg *c, const nnc_lexpr *e) {
   cexpr_prec(c, e->b, tight_right ? p + 1 : p);
 }
 
+/* Vector + - * / & | are C operators on the vector types; i32 + - * wrap through unsigned
+ * lanes (the interpreter's semantics); the rest are prelude helpers. */
 static void cbin_vector(cg *c, const nnc_lexpr *e) {
   static const char *const names[] = {[NNC_LB_FLOORDIV] = "floordiv", [NNC_LB_MOD] = "mod", [NNC_LB_MIN] = "min",
                                       [NNC_LB_MAX] = "max", [NNC_LB_POW] = "pow", [NNC_LB_LT] = "lt", [NNC_LB_LE] = "le",
                                       [NNC_LB_GT] = "gt", [NNC_LB_GE] = "ge", [NNC_LB_EQ] = "eq", [NNC_LB_NE] = "ne"};
   static const char ops[] = {[NNC_LB_ADD] = '+', [NNC_LB_SUB] = '-', [NNC_LB_MUL] = '*', [NNC_LB_DIV] = '/',
                              [NNC_LB_AND] = '&', [NNC_LB_OR] = '|'};
+  nnc_ltype t = e->a->type;
+  if (e->op <= NNC_LB_MUL && t.dtype == NNC_I32) {
+    emit(c, "(nnc_i32x%d)((nnc_u32x%d)", t.lanes, t.lanes), cexpr_prec(c, e->a, 9);
+    emit(c, " %c (nnc_u32x%d)", ops[e->op], t.lanes), cexpr_prec(c, e->b, 9), emit(c, ")");
+    return;
+  }
   if (e->op <= NNC_LB_DIV || e->op == NNC_LB_AND || e->op == NNC_LB_OR) {
     emit(c, "(");
     cexpr(c, e->a);
@@ -337,7 +458,7 @@ static void cbin_vector(cg *c, const nnc_lexpr *e) {
     return;
   }
   char fn[48];
-  snprintf(fn, sizeof fn, "nnc_%s_%sx%d", names[e->op], dt_suffix(e->a->type.dtype), e->a->type.lanes);
+  snprintf(fn, sizeof fn, "nnc_%s_%sx%d", names[e->op], dt_suffix(t.dtype), t.lanes);
   call2(c, fn, e->a, e->b);
 }
 
@@ -355,6 +476,10 @@ static void cconst_float(cg *c, double v) {
 
 static void cunary(cg *c, const nnc_lexpr *e) {
   nnc_ltype t = e->type;
+  if (e->op == NNC_LU_NEG && t.lanes > 1 && t.dtype == NNC_I32) {
+    emit(c, "(nnc_i32x%d)(-(nnc_u32x%d)", t.lanes, t.lanes), cexpr_prec(c, e->a, 9), emit(c, ")");
+    return;
+  }
   if (e->op == NNC_LU_NEG || e->op == NNC_LU_NOT) {
     const char *op = e->op == NNC_LU_NEG ? "-" : t.dtype == NNC_BOOL && t.lanes == 1 ? "!" : "~";
     if (t.lanes == 1 && (t.dtype == NNC_I32 || t.dtype == NNC_U8)) emit(c, "(%s)", scalar_ctype(t.dtype));
@@ -364,7 +489,7 @@ static void cunary(cg *c, const nnc_lexpr *e) {
     return;
   }
   if (t.lanes > 1) {
-    emit(c, "nnc_%s_f32x%d(", nnc_lunop_name(e->op), t.lanes);
+    emit(c, "nnc_%s_%sx%d(", nnc_lunop_name(e->op), dt_suffix(t.dtype), t.lanes);
   } else if (e->op == NNC_LU_ABS && t.dtype != NNC_F32) {
     emit(c, "(%s)NNC_MAX(", scalar_ctype(t.dtype)), cexpr(c, e->a), emit(c, ", -"), cexpr_prec(c, e->a, 9), emit(c, ")");
     return;
