@@ -262,6 +262,13 @@ static void cbinary(cu *c, const nnc_lexpr *e) {
     call(c, e->type.lanes == 1 ? "powf" : binop_fn[e->op], e->a, e->b, NULL);
     return;
   }
+  if (e->op == NNC_LB_AND || e->op == NNC_LB_OR) {
+    bool logical = e->a->type.dtype == NNC_BOOL;
+    emit(c, "("), cexpr_prec(c, e->a, 2);
+    emit(c, " %s ", e->op == NNC_LB_AND ? (logical ? "&&" : "&") : (logical ? "||" : "|"));
+    cexpr_prec(c, e->b, 2), emit(c, ")");
+    return;
+  }
   if (p == 9) { /* a scalar helper, instantiated for the operands' type */
     char fn[48];
     snprintf(fn, sizeof fn, "%s<%s>", binop_fn[e->op], scalar_type(e->a->type.dtype));

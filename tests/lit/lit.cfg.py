@@ -24,3 +24,11 @@ config.environment["NNC_NO_COLOR"] = "1"
 for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "HOME", "TMPDIR"):
     if var in os.environ:
         config.environment[var] = os.environ[var]
+# The CUDA printer's hand-built kernels and schedules (tests/backend/cuda_compile.c --print NAME).
+config.substitutions.append(("%cuda_compile", params.get("cuda_compile", os.path.join(os.path.dirname(nnc), "tests", "cuda_compile"))))
+# Tests of what nnc says without CUDA run where there is no CUDA driver.
+try:
+    import ctypes
+    ctypes.CDLL("libcuda.so.1")
+except OSError:
+    config.available_features.add("no-cuda-device")
