@@ -11,8 +11,12 @@
 #include "driver/compile.h"
 #include "driver/cuda_cmd.h"
 #include "driver/emit_c.h"
+#ifdef NNC_WITH_LLVM
+#include "driver/emit_llvm.h"
+#endif
 #include "driver/fusion_cmd.h"
 #include "driver/options.h"
+#include "driver/sample_cmd.h"
 #include "ir/ir.h"
 
 static const char usage_text[] =
@@ -26,6 +30,7 @@ static const char usage_text[] =
     "                       with --train, every program: train_step, eval_step, predict\n"
     "  --emit c -o DIR      write the model as standalone C: DIR/model.h, model.c, nnc_abi.h,\n"
     "                       model_loader.{h,c} and weights.safetensors (docs/embedding.md)\n"
+    "  --emit llvm|asm|obj -o FILE  the programs as one LLVM module for this machine (docs/llvm.md)\n"
     "  --emit cuda          print every program's kernels as CUDA C with the GPU schedule (docs/cuda.md)\n"
     "  --emit kernels       print each program's fused kernels: anchor, nodes, source lines\n"
     "  --emit dot           print the programs as Graphviz, each kernel a cluster\n"
@@ -60,6 +65,11 @@ static const char usage_text[] =
     "  --resume FILE        continue training from a checkpoint\n"
     "  --load FILE          start from the weights in FILE (e.g. trained by PyTorch)\n"
     "  --quiet              no progress output\n"
+    "\n"
+    "sampling (character models; docs/training.md):\n"
+    "  --sample N           generate N characters after --train, or from --load/--resume FILE\n"
+    "  --prompt TEXT        the text to continue (default: a newline)\n"
+    "  --temperature X      divide the logits by X before the softmax (default 0.8; 0: argmax)\n"
     "\n"
     "output:\n"
     "  -o FILE              write the output to FILE instead of standard output\n"
@@ -124,6 +134,7 @@ enum {
   OPT_EPOCHS, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_SEED, OPT_DATA,
   OPT_VAL_SPLIT, OPT_THREADS, OPT_TARGET, OPT_MAX_STEPS, OPT_LOG, OPT_PLOT, OPT_SAVE,
   OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET, OPT_DEVICES, OPT_PASSES, OPT_STATS,
+  OPT_SAMPLE, OPT_PROMPT, OPT_TEMPERATURE,
 };
 
 static const struct option longopts[] = {
@@ -143,6 +154,8 @@ static const struct option longopts[] = {
     {"load", required_argument, 0, OPT_LOAD},      {"quiet", no_argument, 0, OPT_QUIET},
     {"devices", no_argument, 0, OPT_DEVICES},
     {"passes", required_argument, 0, OPT_PASSES},  {"stats", no_argument, 0, OPT_STATS},
+    {"sample", required_argument, 0, OPT_SAMPLE},  {"prompt", required_argument, 0, OPT_PROMPT},
+    {"temperature", required_argument, 0, OPT_TEMPERATURE},
     {0, 0, 0, 0},
 };
 
@@ -169,8 +182,17 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
       o->emit = arg[0] == 'k' ? NNC_EMIT_KERNELS : NNC_EMIT_DOT;
       return set_action(o, NNC_ACTION_EMIT, "--emit");
     }
+    if (strcmp(arg, "llvm") == 0 || strcmp(arg, "asm") == 0 || strcmp(arg, "obj") == 0) {
+#ifdef NNC_WITH_LLVM
+      o->emit = arg[0] == 'l' ? NNC_EMIT_LLVM : arg[0] == 'a' ? NNC_EMIT_ASM : NNC_EMIT_OBJ;
+      return set_action(o, NNC_ACTION_EMIT, "--emit");
+#else
+      usage_error("--emit %s: this nnc was built without the LLVM backend (NNC_WITH_LLVM=OFF)", arg);
+      return false;
+#endif
+    }
     if (strcmp(arg, "ir") != 0 && strcmp(arg, "c") != 0 && strcmp(arg, "cuda") != 0) {
-      usage_error("unknown --emit kind '%s' (available: ir, c, cuda, kernels, dot)", arg);
+      usage_error("unknown --emit kind '%s' (available: ir, c, cuda, kernels, dot, llvm, asm, obj)", arg);
       return false;
     }
     o->emit = strcmp(arg, "c") == 0 ? NNC_EMIT_C : strcmp(arg, "cuda") == 0 ? NNC_EMIT_CUDA : NNC_EMIT_IR;
@@ -261,13 +283,41 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
   case OPT_RESUME: o->resume_path = arg; return true;
   case OPT_LOAD: o->load_path = arg; return true;
   case OPT_QUIET: o->quiet = true; return true;
+  case OPT_SAMPLE:
+    if (parse_int(arg, 1, 100000000, &o->sample)) return true;
+    usage_error("--sample expects a number of characters from 1 to 100000000, got '%s'", arg);
+    return false;
+  case OPT_PROMPT:
+    if (arg[0]) {
+      o->prompt = arg;
+      return true;
+    }
+    usage_error("%s", "--prompt is empty: give at least one character to continue");
+    return false;
+  case OPT_TEMPERATURE:
+    if (parse_num(arg, 0, 100, &o->temperature)) return true;
+    usage_error("--temperature expects a number from 0 to 100, got '%s'", arg);
+    return false;
   }
+  return false;
+}
+
+/* --sample follows --train, or is the action itself with --load/--resume. */
+static bool check_sample(nnc_options *o) {
+  if (!o->sample) {
+    if (!o->prompt && o->temperature < 0) return true;
+    usage_error("%s", "--prompt and --temperature go with --sample N");
+    return false;
+  }
+  if (o->action == NNC_ACTION_SUMMARY) o->action = NNC_ACTION_SAMPLE;
+  if (o->action == NNC_ACTION_SAMPLE || o->action == NNC_ACTION_TRAIN) return true;
+  usage_error("%s", "--sample goes with --train, --load FILE or --resume FILE, not another action");
   return false;
 }
 
 /* Returns -1 when parsing succeeded, else the exit status. */
 static int parse_options(int argc, char **argv, nnc_options *o) {
-  o->lr = -1, o->momentum = -1, o->weight_decay = -1, o->epochs = 0, o->seed = -1;
+  o->lr = -1, o->momentum = -1, o->weight_decay = -1, o->epochs = 0, o->seed = -1, o->temperature = -1;
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
@@ -299,7 +349,7 @@ static int parse_options(int argc, char **argv, nnc_options *o) {
     return NNC_EXIT_USAGE;
   }
   o->input = argv[optind];
-  return -1;
+  return check_sample(o) ? -1 : NNC_EXIT_USAGE;
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -369,7 +419,17 @@ static int write_output(const nnc_options *o, const nnc_module *m) {
  * shows one forward graph unless --train asks for the training programs. */
 static bool wants_programs(const nnc_options *o) {
   return o->action != NNC_ACTION_EMIT || o->emit_train || o->emit == NNC_EMIT_C || o->emit == NNC_EMIT_CUDA ||
-         o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT;
+         o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT || o->emit >= NNC_EMIT_LLVM;
+}
+
+/* --emit llvm|asm|obj (driver/emit_llvm.c, built with NNC_WITH_LLVM). */
+static int emit_llvm(const nnc_module *m, const nnc_options *o) {
+#ifdef NNC_WITH_LLVM
+  return nnc_cmd_emit_llvm(m, o);
+#else
+  (void)m, (void)o;
+  return NNC_EXIT_USAGE;
+#endif
 }
 
 static int run(const nnc_options *o) {
@@ -387,8 +447,10 @@ static int run(const nnc_options *o) {
     case NNC_ACTION_CHECK: status = NNC_EXIT_OK; break;
     case NNC_ACTION_TRAIN: status = nnc_cmd_train(m, o); break;
     case NNC_ACTION_EVAL: status = nnc_cmd_eval(m, o); break;
+    case NNC_ACTION_SAMPLE: status = nnc_cmd_sample(m, o); break;
     case NNC_ACTION_EMIT:
-      status = o->emit == NNC_EMIT_C      ? nnc_cmd_emit_c(m, o)
+      status = o->emit >= NNC_EMIT_LLVM   ? emit_llvm(m, o)
+               : o->emit == NNC_EMIT_C    ? nnc_cmd_emit_c(m, o)
                : o->emit == NNC_EMIT_CUDA ? nnc_cmd_emit_cuda(m, o)
                : o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT ? nnc_cmd_emit_fusion(m, o, o->emit == NNC_EMIT_DOT)
                                           : write_output(o, m);

@@ -15,9 +15,10 @@ enum {
   NNC_EXIT_ENVIRONMENT = 3,   /* no device, out of memory, I/O failure */
 };
 
-typedef enum { NNC_EMIT_NONE, NNC_EMIT_IR, NNC_EMIT_C, NNC_EMIT_CUDA, NNC_EMIT_KERNELS, NNC_EMIT_DOT } nnc_emit_kind;
+typedef enum { NNC_EMIT_NONE, NNC_EMIT_IR, NNC_EMIT_C, NNC_EMIT_CUDA, NNC_EMIT_KERNELS, NNC_EMIT_DOT,
+              NNC_EMIT_LLVM, NNC_EMIT_ASM, NNC_EMIT_OBJ } nnc_emit_kind;
 typedef enum { NNC_ACTION_SUMMARY, NNC_ACTION_CHECK, NNC_ACTION_EMIT, NNC_ACTION_TRAIN, NNC_ACTION_EVAL,
-              NNC_ACTION_STATS } nnc_action;
+              NNC_ACTION_STATS, NNC_ACTION_SAMPLE } nnc_action;
 
 typedef struct nnc_options {
   const char *input;
@@ -49,6 +50,11 @@ typedef struct nnc_options {
   const char *load_path;      /* --load FILE */
   int64_t max_steps;          /* --max-steps N: stop after N steps (tests, quick runs); 0: no limit */
   bool quiet;                 /* --quiet: no progress bar or per-epoch lines */
+
+  /* sampling from a character model (docs/training.md) */
+  int64_t sample;             /* --sample N characters after training or from --load; 0: none */
+  const char *prompt;         /* --prompt TEXT; NULL: a newline */
+  double temperature;         /* --temperature X; < 0: 0.8 */
 } nnc_options;
 
 #endif

@@ -1,0 +1,164 @@
+/* The LLVM backend behind the executor interface: lower, emit one module, JIT, call. */
+#include "codegen/llvm_exec.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/c_program.h"
+#include "runtime/abi.h"
+
+enum { MAX_PROGRAMS = 8 };
+
+typedef struct llvm_exec {
+  nnc_rt_executor base;
+  nnc_arena *arena;
+  nnc_cg_llvm_jit *jit;
+  const char *names[MAX_PROGRAMS];
+  nnc_abi_entry entries[MAX_PROGRAMS];
+  int nprogs;
+  uint8_t *scratch;
+  nnc_rt rt;
+} llvm_exec;
+
+/* --- parallel_for: two threads over a static split ------------------------------------------------ */
+
+typedef struct half {
+  nnc_abi_body body;
+  void *env;
+  int64_t lo, hi;
+} half;
+
+static void *run_half(void *arg) {
+  half *h = arg;
+  if (h->lo < h->hi) h->body(h->env, h->lo, h->hi);
+  return NULL;
+}
+
+static void parallel_for_2(void *pool, int64_t n, nnc_abi_body body, void *env) {
+  (void)pool;
+  half h[2] = {{body, env, 0, n / 2}, {body, env, n / 2, n}};
+  pthread_t t;
+  if (pthread_create(&t, NULL, run_half, &h[1]) != 0) {
+    body(env, 0, n); /* no thread: the same iterations, serially */
+    return;
+  }
+  run_half(&h[0]);
+  pthread_join(t, NULL);
+}
+
+/* --- building -------------------------------------------------------------------------------------- */
+
+static bool layouts_agree(const nnc_mem_layout *L, const nnc_rt_model *rm, char *err, size_t cap) {
+  if ((size_t)L->persist_bytes != rm->persist_bytes || (size_t)L->io_bytes != rm->io_bytes) {
+    snprintf(err, cap, "the runtime's regions (%zu, %zu bytes) differ from the plan's (%lld, %lld)", rm->persist_bytes,
+             rm->io_bytes, (long long)L->persist_bytes, (long long)L->io_bytes);
+    return false;
+  }
+  for (int i = 0; i < rm->nbuffers; i++) {
+    int b = nnc_mem_find(L, rm->buffers[i].name);
+    if (b < 0 || (size_t)L->bufs[b].offset != rm->buffers[i].offset) {
+      snprintf(err, cap, "buffer '%s' is not where the memory plan puts it", rm->buffers[i].name);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* The module of every program but forward, emitted; its diagnostics land in err. */
+static nnc_cg_llvm_module *emit_module(llvm_exec *x, const nnc_module *m, const nnc_mem_layout *L,
+                                       const nnc_llvm_exec_opts *o, int64_t *scratch, char *err, size_t cap) {
+  nnc_lprogram *progs[MAX_PROGRAMS];
+  char *msg = NULL;
+  size_t msglen = 0;
+  FILE *df = open_memstream(&msg, &msglen);
+  nnc_diags d;
+  nnc_diags_init(&d, df ? df : stderr);
+  bool ok = true;
+  for (int i = 0; ok && i < nnc_module_program_count(m) && x->nprogs < MAX_PROGRAMS; i++) {
+    const nnc_graph *g = nnc_module_program(m, i);
+    if (strcmp(g->name, "forward") == 0) continue;
+    nnc_lprogram *p = nnc_lower_program(x->arena, m, g, L, &o->lower, &d);
+    if (!p) {
+      ok = false;
+      break;
+    }
+    if (p->plan->scratch_bytes > *scratch) *scratch = p->plan->scratch_bytes;
+    x->names[x->nprogs] = g->name;
+    progs[x->nprogs++] = p;
+  }
+  nnc_cg_llvm_module *mod = ok ? nnc_cg_llvm_module_new(m->name, NULL, err, cap) : NULL;
+  if (mod && !nnc_cg_llvm_program(mod, m->name, progs, x->nprogs, &d)) {
+    nnc_cg_llvm_module_free(mod);
+    mod = NULL;
+    ok = false;
+  }
+  if (df) fclose(df);
+  if (!ok) snprintf(err, cap, "lowering or LLVM emission failed: %s", msg ? msg : "");
+  free(msg);
+  return mod;
+}
+
+static bool build(llvm_exec *x, const nnc_module *m, const nnc_rt_model *rm, const nnc_llvm_exec_opts *o, char *err,
+                  size_t cap) {
+  nnc_mem_layout *L = nnc_mem_layout_module(x->arena, m, err, cap);
+  if (!L || !layouts_agree(L, rm, err, cap)) return false;
+  int64_t scratch = 0;
+  nnc_cg_llvm_module *mod = emit_module(x, m, L, o, &scratch, err, cap);
+  if (!mod) return false;
+  x->jit = nnc_cg_llvm_jit_new(mod, &o->jit, err, cap);
+  if (!x->jit) return false;
+  char id[256], sym[512];
+  nnc_cg_c_ident(m->name, id, sizeof id);
+  for (int i = 0; i < x->nprogs; i++) {
+    snprintf(sym, sizeof sym, "%s_%s", id, x->names[i]);
+    *(void **)&x->entries[i] = nnc_cg_llvm_jit_sym(x->jit, sym);
+    if (!x->entries[i]) return snprintf(err, cap, "the compiled model has no %s", sym), false;
+  }
+  if (posix_memalign((void **)&x->scratch, NNC_ABI_ALIGN, (size_t)(scratch > 0 ? scratch : NNC_ABI_ALIGN)) != 0)
+    return snprintf(err, cap, "out of memory for %lld bytes of scratch", (long long)scratch), false;
+  return true;
+}
+
+/* --- running ---------------------------------------------------------------------------------------- */
+
+static bool llvm_run(nnc_rt_executor *e, const char *program, uint8_t *persist, uint8_t *io, const nnc_rt_call *call,
+                     char *err, size_t cap) {
+  llvm_exec *x = (llvm_exec *)e;
+  for (int i = 0; i < x->nprogs; i++) {
+    if (strcmp(x->names[i], program) != 0) continue;
+    nnc_args a = {.persist = persist, .io = io, .scratch = x->scratch, .n = call->n, .lr = call->lr,
+                  .step = (uint64_t)(uint32_t)call->step, .seed = call->seed};
+    int rc = x->entries[i](&x->rt, &a);
+    if (rc != NNC_ABI_OK) snprintf(err, cap, "%s returned %d", program, rc);
+    return rc == NNC_ABI_OK;
+  }
+  snprintf(err, cap, "the model has no program '%s'", program);
+  return false;
+}
+
+static void llvm_destroy(nnc_rt_executor *e) {
+  llvm_exec *x = (llvm_exec *)e;
+  nnc_cg_llvm_jit_free(x->jit);
+  nnc_arena_free(x->arena);
+  free(x->scratch);
+  free(x);
+}
+
+nnc_rt_executor *nnc_llvm_exec_new(const nnc_module *m, const nnc_rt_model *rm, const nnc_llvm_exec_opts *o, char *err,
+                                   size_t cap) {
+  llvm_exec *x = nnc_xcalloc(1, sizeof *x);
+  x->base = (nnc_rt_executor){.name = "llvm", .run = llvm_run, .destroy = llvm_destroy};
+  x->arena = nnc_arena_new();
+  x->rt = (nnc_rt){.abi_version = NNC_ABI_VERSION, .parallel_for = o->threads >= 2 ? parallel_for_2 : NULL};
+  if (!build(x, m, rm, o, err, cap)) {
+    llvm_destroy(&x->base);
+    return NULL;
+  }
+  return &x->base;
+}
+
+nnc_cg_llvm_cache_result nnc_llvm_exec_cache_result(const nnc_rt_executor *e) {
+  return nnc_cg_llvm_jit_cache_result(((const llvm_exec *)e)->jit);
+}
