@@ -12,6 +12,7 @@
 #include "driver/commands.h"
 #include "driver/exec_interp.h"
 #include "driver/layout.h"
+#include "driver/sample_cmd.h"
 #include "passes/programs.h"
 #include "runtime/atomic_file.h"
 #include "runtime/checkpoint.h"
@@ -38,12 +39,15 @@ typedef struct model_io {
   nnc_rt_io_names names;
 } model_io;
 
-/* A classifier's logits: eval_step's first f32 [B, C] output besides the loss, C >= 2. */
-static const char *find_logits(const nnc_graph *g) {
+/* A classifier's logits: eval_step's first f32 output besides the loss shaped as the labels y
+ * plus a last axis of C >= 2 classes: [B, C] for labels [B], [B, T, C] for a sequence's [B, T]. */
+static const char *find_logits(const nnc_graph *g, const nnc_type *y) {
   for (int i = 0; i < g->noutputs; i++) {
     const nnc_type *t = &g->outputs[i].value->type;
-    if (i != g->loss && t->dtype == NNC_F32 && t->rank == 2 && t->batch_axis == 0 && t->dims[0] == 1 && t->dims[1] >= 2)
-      return g->outputs[i].name;
+    bool fits = i != g->loss && t->dtype == NNC_F32 && t->rank == y->rank + 1 && t->batch_axis == 0 &&
+                t->dims[0] == 1 && t->dims[t->rank - 1] >= 2;
+    for (int k = 1; fits && k < y->rank; k++) fits = t->dims[k] == y->dims[k];
+    if (fits) return g->outputs[i].name;
   }
   return NULL;
 }
@@ -65,14 +69,28 @@ static bool find_model_io(const nnc_module *m, model_io *io) {
     return false;
   }
   io->names = (nnc_rt_io_names){.x = io->x->name, .y = io->y->name, .loss = g->outputs[g->loss].name,
-                                .logits = io->y->type.dtype == NNC_I32 ? find_logits(g) : NULL};
+                                .logits = io->y->type.dtype == NNC_I32 ? find_logits(g, &io->y->type) : NULL};
   return true;
 }
 
 /* ---- data ---- */
 
-static bool load_source(const char *kind, const char *path, const model_io *io, nnc_rt_dataset *ds, char *err) {
+/* text(path): windows of the model's sequence length T (x: i32[B, T]); --val-split sets the
+ * held-out tail. */
+static bool load_text(const char *path, const model_io *io, double val_split, nnc_rt_dataset *ds, char *err) {
+  const nnc_type *t = &io->x->type;
+  if (t->dtype != NNC_I32 || t->rank != 2 || t->batch_axis != 0) {
+    format(err, ERR_CAP, "%s: text needs a model whose input '%s' is tokens i32[B, T]", path, io->x->name);
+    return false;
+  }
+  nnc_rt_text_options to = {.seq_len = t->dims[1], .val_fraction = val_split};
+  return nnc_rt_load_text(path, &to, ds, err, ERR_CAP);
+}
+
+static bool load_source(const char *kind, const char *path, const model_io *io, double val_split, nnc_rt_dataset *ds,
+                        char *err) {
   nnc_rt_load_options lo = {.label_kind = io->y->type.dtype == NNC_I32 ? NNC_RT_LABELS_CLASS : NNC_RT_LABELS_VALUE};
+  if (strcmp(kind, "text") == 0) return load_text(path, io, val_split, ds, err);
   if (strcmp(kind, "fashion_mnist") == 0 || strcmp(kind, "mnist") == 0) return nnc_rt_load_idx(path, ds, err, ERR_CAP);
   if (strcmp(kind, "cifar10") == 0) return nnc_rt_load_cifar10(path, ds, err, ERR_CAP);
   if (strcmp(kind, "csv") == 0) return nnc_rt_load_csv(path, &lo, ds, err, ERR_CAP);
@@ -144,16 +162,27 @@ static bool check_examples(const char *src, const model_io *io, nnc_rt_dataset *
   return false;
 }
 
-static bool check_split_labels(const char *src, const char *split_name, const nnc_rt_split *s, int64_t classes,
-                               char *err) {
+static bool check_split_labels(const char *src, const char *split_name, const nnc_rt_split *s, size_t per_example,
+                               int64_t classes, char *err) {
   const int32_t *y = s->y;
-  for (int64_t i = 0; i < s->n; i++)
+  for (int64_t i = 0; i < s->n * (int64_t)per_example; i++)
     if (y[i] < 0 || y[i] >= classes) {
       format(err, ERR_CAP, "%s: label %d of %s example %lld is out of range: the model has %lld classes", src, y[i],
-               split_name, (long long)i, (long long)classes);
+               split_name, (long long)i / (long long)per_example, (long long)classes);
       return false;
     }
   return true;
+}
+
+/* A text's tokens must all be ids the model's embedding and logits have. */
+static bool check_vocab_size(const char *src, const nnc_module *m, const nnc_rt_dataset *ds, int64_t classes,
+                             char *err) {
+  if (ds->vocab.size <= classes) return true;
+  format(err, ERR_CAP,
+         "%s: the text has %d distinct characters, model %s's vocabulary has %lld: raise the vocabulary size "
+         "hparam to at least %d (e.g. --set V=%d)",
+         src, (int)ds->vocab.size, m->name, (long long)classes, (int)ds->vocab.size, (int)ds->vocab.size);
+  return false;
 }
 
 static bool check_labels(const char *src, const nnc_module *m, const model_io *io, const nnc_rt_dataset *ds,
@@ -163,17 +192,24 @@ static bool check_labels(const char *src, const nnc_module *m, const model_io *i
   char a[128], b[128];
   if (!example_shape(io->y, &rank, dims, err)) return false;
   if (ds->label_kind == NNC_RT_LABELS_CLASS) {
-    if (io->y->type.dtype != NNC_I32 || rank != 0) {
-      format(err, ERR_CAP, "%s: labels are class ids, the model's input '%s' must be i32[B]", src, io->y->name);
+    if (io->y->type.dtype != NNC_I32 || !same_dims(rank, dims, ds->label_rank, ds->label_shape)) {
+      format(err, ERR_CAP, "%s: labels are class ids %s per example, the model's input '%s' must be i32%s", src,
+             shape_str(ds->label_rank, ds->label_shape, a, sizeof a), io->y->name,
+             ds->label_rank ? "[B, ...] of that shape" : "[B]");
       return false;
     }
     if (!io->names.logits) return true;
     const nnc_graph *g = nnc_module_find_program(m, "eval_step");
     int64_t classes = 0;
     for (int i = 0; i < g->noutputs; i++)
-      if (strcmp(g->outputs[i].name, io->names.logits) == 0) classes = g->outputs[i].value->type.dims[1];
-    return check_split_labels(src, "training", &ds->train, classes, err) &&
-           check_split_labels(src, "test", &ds->test, classes, err);
+      if (strcmp(g->outputs[i].name, io->names.logits) == 0) {
+        const nnc_type *t = &g->outputs[i].value->type;
+        classes = t->dims[t->rank - 1];
+      }
+    size_t per = ds->label_elems ? ds->label_elems : 1;
+    return check_vocab_size(src, m, ds, classes, err) &&
+           check_split_labels(src, "training", &ds->train, per, classes, err) &&
+           check_split_labels(src, "test", &ds->test, per, classes, err);
   }
   if (io->y->type.dtype != NNC_F32 || !same_dims(rank, dims, ds->label_rank, ds->label_shape)) {
     format(err, ERR_CAP, "%s: labels are f32 %s per example, the model's input '%s' expects %s %s", src,
@@ -192,6 +228,13 @@ static const char *relative_to_model(const char *model_path, const char *path, c
   return format(buf, cap, "%.*s/%s", (int)(slash - model_path), model_path, path) ? buf : path;
 }
 
+static void print_text_summary(const char *path, const nnc_rt_dataset *ds) {
+  printf("text %s: %d distinct characters, %lld training and %lld validation sequences of %lld, unigram entropy "
+         "%.4f nats/character\n",
+         path, (int)ds->vocab.size, (long long)ds->train.n, (long long)ds->test.n, (long long)ds->x_shape[0],
+         ds->unigram_entropy);
+}
+
 /* Loads and checks the dataset; *eval_name tells what the evaluation split is. */
 static bool load_data(const nnc_module *m, const nnc_options *o, const model_io *io, uint64_t seed,
                       nnc_rt_dataset *ds, const char **eval_name) {
@@ -202,10 +245,12 @@ static bool load_data(const nnc_module *m, const nnc_options *o, const model_io 
     return false;
   }
   if (!o->data) path = relative_to_model(o->input, path, resolved, sizeof resolved);
-  bool ok = load_source(kind, path, io, ds, err) && check_examples(path, io, ds, err) &&
+  bool text = strcmp(kind, "text") == 0;
+  bool ok = load_source(kind, path, io, o->val_split, ds, err) && check_examples(path, io, ds, err) &&
             check_labels(path, m, io, ds, err);
-  *eval_name = "test";
-  if (ok && o->val_split > 0) {
+  *eval_name = text ? "validation" : "test"; /* a text's held-out tail is its validation part */
+  if (ok && text && !o->quiet) print_text_summary(path, ds);
+  if (ok && !text && o->val_split > 0) {
     ok = nnc_rt_dataset_split_validation(ds, o->val_split, seed, err, ERR_CAP);
     *eval_name = "validation";
   } else if (ok && ds->test.n == 0) {
@@ -268,6 +313,23 @@ static int prepare_params(const nnc_module *m, const nnc_rt_model *rm, const nnc
   }
   *resumed = mode == NNC_RT_LOAD_RESUME;
   return NNC_EXIT_OK;
+}
+
+/* A checkpoint trained on text must have the data's vocabulary: the same id for the same
+ * character. A checkpoint without one (e.g. from PyTorch) is taken as it is. */
+static bool check_checkpoint_vocab(const nnc_options *o, const nnc_rt_dataset *ds) {
+  const char *path = o->resume_path ? o->resume_path : o->load_path;
+  if (!path || ds->vocab.size == 0) return true;
+  char err[ERR_CAP];
+  nnc_rt_vocab v;
+  if (!nnc_rt_checkpoint_vocab(path, &v, err, sizeof err)) {
+    report(err);
+    return false;
+  }
+  if (v.size == 0 || (v.size == ds->vocab.size && memcmp(v.bytes, ds->vocab.bytes, (size_t)v.size) == 0)) return true;
+  fprintf(stderr, "nnc: error: %s: the checkpoint's vocabulary (%d characters) is not the text's (%d characters): "
+          "it was trained on other text\n", path, (int)v.size, (int)ds->vocab.size);
+  return false;
 }
 
 /* An unwritable --save, --log or --plot path fails before training, not after it. */
@@ -335,6 +397,7 @@ static int run_training(nnc_module *m, const nnc_options *o, session *s) {
   bool resumed;
   int status = prepare_params(m, s->rm, o, s->seed, s->persist, &st, &resumed);
   if (status != NNC_EXIT_OK) return status;
+  if (!check_checkpoint_vocab(o, &s->ds)) return NNC_EXIT_MODEL_ERROR;
   if (!check_writable(o->save_path) || !check_writable(o->plot_path)) return NNC_EXIT_ENVIRONMENT;
   nnc_rt_train_config cfg = {
       .epochs = o->epochs > 0 ? o->epochs : (m->train.epochs > 0 ? m->train.epochs : 1),
@@ -342,7 +405,7 @@ static int run_training(nnc_module *m, const nnc_options *o, session *s) {
       .eval_split = s->ds.test.n ? &s->ds.test : &s->ds.train, .eval_name = s->eval_name,
       .log_path = o->log_path, .plot_path = o->plot_path, .save_path = o->save_path,
       .resume = resumed ? &st : NULL, .quiet = o->quiet, .progress_bar = isatty(STDERR_FILENO),
-      .out = stdout, .bar = stderr, .stop = &interrupted};
+      .out = stdout, .bar = stderr, .stop = &interrupted, .unigram_entropy = s->ds.unigram_entropy};
   bool ok = o->schedule ? parse_schedule_flag(&cfg.schedule, o->schedule, m->train.lr, err)
                         : train_block_schedule(&cfg.schedule, &m->train, err);
   if (!ok) {
@@ -359,8 +422,14 @@ static int run_training(nnc_module *m, const nnc_options *o, session *s) {
 
 int nnc_cmd_train(nnc_module *m, const nnc_options *o) {
   session s = {0};
+  if (o->sample > 0 && !(m->train.data_kind && strcmp(m->train.data_kind, "text") == 0)) {
+    fprintf(stderr, "nnc: error: --sample needs a character model trained on text (data = text(...))\n");
+    return NNC_EXIT_USAGE;
+  }
   int status = session_open(&s, m, o);
   if (status == NNC_EXIT_OK) status = run_training(m, o, &s);
+  if (status == NNC_EXIT_OK && o->sample > 0)
+    status = nnc_sample_text(m, s.rm, s.ex, s.persist, &s.ds.vocab, o, s.seed, stdout);
   session_free(&s);
   return status;
 }
@@ -376,6 +445,7 @@ int nnc_cmd_eval(nnc_module *m, const nnc_options *o) {
   bool resumed;
   int status = session_open(&s, m, o);
   if (status == NNC_EXIT_OK) status = prepare_params(m, s.rm, o, s.seed, s.persist, &st, &resumed);
+  if (status == NNC_EXIT_OK && !check_checkpoint_vocab(o, &s.ds)) status = NNC_EXIT_MODEL_ERROR;
   if (status == NNC_EXIT_OK) {
     const nnc_rt_split *split = s.ds.test.n ? &s.ds.test : &s.ds.train;
     uint8_t *io = alloc_region(s.rm->io_bytes);

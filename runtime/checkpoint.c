@@ -35,7 +35,7 @@ static bool saved(const nnc_rt_buffer *b) {
 
 /* ---- metadata ---- */
 
-enum { META_MAX = 12, META_LEN = 40 };
+enum { META_MAX = 16, META_LEN = 40 };
 
 typedef struct meta_builder {
   nnc_st_meta items[META_MAX];
@@ -80,6 +80,11 @@ bool nnc_rt_checkpoint_save(const char *path, const nnc_rt_model *m, const uint8
   }
   meta_builder mb = {0};
   meta_fill(&mb, m, st);
+  char vocab[2 * 256 + 1];
+  if (st->vocab.size > 0) {
+    nnc_rt_vocab_to_hex(&st->vocab, vocab, sizeof vocab);
+    mb.items[mb.n++] = (nnc_st_meta){"vocab", vocab};
+  }
   bool ok = nnc_st_write(path, ts, n, mb.items, mb.n, err, cap);
   free(ts);
   return ok;
@@ -193,6 +198,13 @@ static bool read_state(const char *path, const nnc_st_file *f, nnc_rt_train_stat
   return ok;
 }
 
+static bool read_vocab(const char *path, const nnc_st_file *f, nnc_rt_vocab *v, char *err, size_t cap) {
+  const char *s = nnc_st_meta_get(f, "vocab");
+  v->size = 0;
+  if (!s || nnc_rt_vocab_from_hex(s, v)) return true;
+  return fail(err, cap, path, "metadata \"vocab\" is not a list of ascending bytes in hex");
+}
+
 bool nnc_rt_checkpoint_load(const char *path, const nnc_rt_model *m, uint8_t *persist, nnc_rt_load_mode mode,
                             nnc_rt_train_state *st, char *err, size_t cap) {
   nnc_st_file f;
@@ -211,7 +223,16 @@ bool nnc_rt_checkpoint_load(const char *path, const nnc_rt_model *m, uint8_t *pe
     const nnc_st_tensor *t = b->tied_to >= 0 ? nnc_st_find(&f, b->name) : NULL;
     if (t) ok = check_shape(path, b, t, err, cap);
   }
-  if (ok && mode == NNC_RT_LOAD_RESUME) ok = read_state(path, &f, st, err, cap);
+  if (ok && mode == NNC_RT_LOAD_RESUME)
+    ok = read_state(path, &f, st, err, cap) && read_vocab(path, &f, &st->vocab, err, cap);
+  nnc_st_free(&f);
+  return ok;
+}
+
+bool nnc_rt_checkpoint_vocab(const char *path, nnc_rt_vocab *v, char *err, size_t cap) {
+  nnc_st_file f;
+  if (!nnc_st_read(path, &f, err, cap)) return false;
+  bool ok = read_vocab(path, &f, v, err, cap);
   nnc_st_free(&f);
   return ok;
 }

@@ -22,6 +22,8 @@ typedef struct nnc_rt_train_state {
   uint64_t seed;
   double plateau_lr, plateau_best;
   int64_t plateau_bad_epochs, plateau_cooldown_left;
+  nnc_rt_vocab vocab;        /* text models: the token of every id (size 0: none); saved as
+                              * metadata "vocab" so a checkpoint decodes its own samples */
 } nnc_rt_train_state;
 
 typedef enum nnc_rt_load_mode {
@@ -41,5 +43,10 @@ bool nnc_rt_checkpoint_save(const char *path, const nnc_rt_model *, const uint8_
  * partly written and err says "<path>: <problem>". */
 bool nnc_rt_checkpoint_load(const char *path, const nnc_rt_model *, uint8_t *persist, nnc_rt_load_mode,
                             nnc_rt_train_state *st, char *err, size_t cap);
+
+/* The vocabulary in path's metadata ("vocab", lowercase hex of the token bytes); size 0 when
+ * the file has none (a model not trained on text). False for an unreadable file or a damaged
+ * entry. */
+bool nnc_rt_checkpoint_vocab(const char *path, nnc_rt_vocab *, char *err, size_t cap);
 
 #endif

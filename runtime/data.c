@@ -228,10 +228,16 @@ void nnc_rt_epoch_order(int64_t n, uint64_t seed, uint32_t epoch, uint32_t *perm
 
 /* ---- splits, casts, batches ---- */
 
+/* Bytes of one example's labels: label_elems i32 ids or f32 values (a class label without a
+ * shape is one id). */
+static size_t label_bytes(const nnc_rt_dataset *ds) {
+  size_t elem = ds->label_kind == NNC_RT_LABELS_CLASS ? sizeof(int32_t) : sizeof(float);
+  return (ds->label_elems ? ds->label_elems : 1) * elem;
+}
+
 static bool copy_examples(const nnc_rt_dataset *ds, const nnc_rt_split *from, const uint32_t *idx,
                           int64_t count, nnc_rt_split *to) {
-  size_t ybytes = ds->label_kind == NNC_RT_LABELS_CLASS ? sizeof(int32_t)
-                                                          : ds->label_elems * sizeof(float);
+  size_t ybytes = label_bytes(ds);
   to->n = count;
   to->x = malloc(count && ds->x_bytes ? (size_t)count * ds->x_bytes : 1);
   to->y = malloc(count ? (size_t)count * ybytes : 1);
@@ -365,8 +371,7 @@ bool nnc_rt_dataset_cast_inputs(nnc_rt_dataset *ds, nnc_rt_dtype to, char *err, 
 
 bool nnc_rt_gather(const nnc_rt_dataset *ds, const nnc_rt_split *sp, const uint32_t *idx, int64_t count,
                    void *x_out, void *y_out) {
-  bool ids = ds->label_kind == NNC_RT_LABELS_CLASS;
-  size_t ybytes = ids ? sizeof(int32_t) : ds->label_elems * sizeof(float);
+  size_t ybytes = label_bytes(ds);
   for (int64_t b = 0; b < count; b++) {
     if ((int64_t)idx[b] >= sp->n) return false;
     memcpy((uint8_t *)x_out + (size_t)b * ds->x_bytes, sp->x + (size_t)idx[b] * ds->x_bytes, ds->x_bytes);

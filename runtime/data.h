@@ -40,15 +40,22 @@ size_t nnc_rt_dtype_size(nnc_rt_dtype);
 
 typedef enum nnc_rt_label_kind {
   NNC_RT_LABELS_AUTO,  /* readers choose: see nnc_rt_load_options */
-  NNC_RT_LABELS_CLASS, /* one i32 class id per example, 0 <= id < num_classes */
+  NNC_RT_LABELS_CLASS, /* i32 class ids, 0 <= id < num_classes: one per example, or label_shape
+                        * of them (text: one next-token id per position, [T]) */
   NNC_RT_LABELS_VALUE, /* f32 targets, label_shape per example */
 } nnc_rt_label_kind;
 
 typedef struct nnc_rt_split {
   int64_t n;   /* examples */
   uint8_t *x;  /* n * x_bytes, in x_dtype */
-  void *y;     /* n int32_t (classes) or n * label_elems float (values) */
+  void *y;     /* n * label_elems int32_t (classes) or float (values) */
 } nnc_rt_split;
+
+/* A byte-level vocabulary: id i is the byte bytes[i]; the bytes that occur, ascending. */
+typedef struct nnc_rt_vocab {
+  int32_t size;
+  uint8_t bytes[256];
+} nnc_rt_vocab;
 
 typedef struct nnc_rt_dataset {
   nnc_rt_dtype x_dtype;
@@ -61,6 +68,8 @@ typedef struct nnc_rt_dataset {
   size_t label_elems;                /* per example: 1 for class ids */
   int32_t num_classes;               /* CLASS only; 0 for VALUE */
   nnc_rt_split train, test;
+  nnc_rt_vocab vocab;                /* text: the token of every id; size 0 for other sources */
+  double unigram_entropy;            /* text: nats per token of the whole text's distribution */
 } nnc_rt_dataset;
 
 void nnc_rt_dataset_free(nnc_rt_dataset *);
@@ -111,6 +120,30 @@ typedef struct nnc_rt_array {
 bool nnc_rt_npy_read(const char *path, nnc_rt_array *, char *err, size_t cap);
 void nnc_rt_array_free(nnc_rt_array *);
 
+/* A text file, or every regular file of a directory (sorted by name, concatenated, symbolic
+ * links and names starting with '.' skipped), as a character-level language-modelling set:
+ * tokens are bytes, the vocabulary the bytes that occur. The last val_fraction of the text is
+ * the test split. Each part is cut into windows of seq_len + 1 tokens, starting every `stride`
+ * tokens in the train part (every seq_len in the test part: each held-out token is predicted
+ * once); an example is the window's first seq_len ids (i32 [T]), its label the last seq_len
+ * (i32 [T]: the next token at every position). */
+typedef struct nnc_rt_text_options {
+  int64_t seq_len;      /* T, >= 1 */
+  int64_t stride;       /* 0: seq_len (non-overlapping windows) */
+  double val_fraction;  /* of the text held out at its end; 0: 0.1 */
+} nnc_rt_text_options;
+
+bool nnc_rt_load_text(const char *path, const nnc_rt_text_options *, nnc_rt_dataset *, char *err,
+                      size_t cap);
+
+/* The id of a byte, or -1 when the vocabulary does not have it. */
+int32_t nnc_rt_vocab_id(const nnc_rt_vocab *, uint8_t byte);
+/* The vocabulary as lowercase hex, two digits per byte (cap >= 2 * size + 1), and back: the
+ * form checkpoints keep it in. Parsing fails on odd lengths, non-hex digits, an empty string
+ * and bytes not strictly ascending. */
+void nnc_rt_vocab_to_hex(const nnc_rt_vocab *, char *out, size_t cap);
+bool nnc_rt_vocab_from_hex(const char *hex, nnc_rt_vocab *);
+
 /* Moves a fraction 0 < F < 1 of the train split into the (empty) test split: the validation
  * examples are the last round(F * n) positions of a fixed shuffle drawn from Philox with key
  * (seed, 0) on its own stream, so they do not depend on the epoch orders. Both parts keep the
@@ -126,7 +159,7 @@ bool nnc_rt_dataset_cast_inputs(nnc_rt_dataset *, nnc_rt_dtype, char *err, size_
 void nnc_rt_epoch_order(int64_t n, uint64_t seed, uint32_t epoch, uint32_t *perm);
 
 /* Copies examples idx[0..count) of a split into contiguous x_out (count * x_bytes) and y_out
- * (count int32_t or count * label_elems float; may be NULL). False if an index is out of range. */
+ * (count * label_elems int32_t or float; may be NULL). False if an index is out of range. */
 bool nnc_rt_gather(const nnc_rt_dataset *, const nnc_rt_split *, const uint32_t *idx, int64_t count,
                    void *x_out, void *y_out);
 

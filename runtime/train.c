@@ -59,11 +59,14 @@ static float read_f32(const uint8_t *io, const nnc_rt_buffer *b, int64_t i) {
   return v;
 }
 
-/* Examples of the batch whose logits' argmax is their label. */
+/* Labels of the batch that their logits' argmax (the first on ties) gets right. A classifier
+ * has one label per example and logits [B, C]; a sequence model one per position, labels
+ * [B, T] and logits [B, T, C]. */
 static int64_t count_correct(const uint8_t *io, const io_views *v, int64_t n) {
-  int64_t classes = nnc_rt_buffer_elements(v->logits, 1), correct = 0;
+  int64_t positions = nnc_rt_buffer_elements(v->y, 1), correct = 0;
+  int64_t classes = nnc_rt_buffer_elements(v->logits, 1) / positions;
   const uint8_t *ybase = io + v->y->offset;
-  for (int64_t i = 0; i < n; i++) {
+  for (int64_t i = 0; i < n * positions; i++) {
     int64_t best = 0;
     for (int64_t c = 1; c < classes; c++)
       if (read_f32(io, v->logits, i * classes + c) > read_f32(io, v->logits, i * classes + best)) best = c;
@@ -98,7 +101,8 @@ bool nnc_rt_evaluate(const nnc_rt_model *m, nnc_rt_executor *ex, const nnc_rt_da
   if (!ok) return false;
   out->n = split->n;
   out->loss = split->n ? loss_sum / (double)split->n : NAN;
-  out->accuracy = v.logits && split->n ? (double)correct / (double)split->n : NAN;
+  double labels = (double)split->n * (double)nnc_rt_buffer_elements(v.y, 1);
+  out->accuracy = v.logits && split->n ? (double)correct / labels : NAN;
   return true;
 }
 
@@ -231,7 +235,8 @@ static nnc_rt_train_state current_state(const run *r) {
   const nnc_rt_schedule *s = &r->cfg->schedule;
   return (nnc_rt_train_state){.step = r->step, .steps_per_epoch = r->spe, .batch = r->m->batch_max,
                               .seed = r->cfg->seed, .plateau_lr = s->plateau_lr, .plateau_best = s->best,
-                              .plateau_bad_epochs = s->num_bad_epochs, .plateau_cooldown_left = s->cooldown_left};
+                              .plateau_bad_epochs = s->num_bad_epochs, .plateau_cooldown_left = s->cooldown_left,
+                              .vocab = r->ds->vocab};
 }
 
 static bool save(run *r) {
@@ -427,6 +432,7 @@ static void summary(run *r, nnc_rt_train_status status) {
           (long long)r->step, dur, r->train_seconds > 0 ? (double)r->samples / r->train_seconds : 0.0);
   if (!isnan(r->last_eval.loss)) fprintf(c->out, "; %s loss %.4f", c->eval_name, r->last_eval.loss);
   if (!isnan(r->last_eval.accuracy)) fprintf(c->out, ", %s accuracy %.2f%%", c->eval_name, 100 * r->last_eval.accuracy);
+  if (c->unigram_entropy > 0) fprintf(c->out, " (unigram entropy %.4f nats/token)", c->unigram_entropy);
   fputc('\n', c->out);
   if (c->save_path) fprintf(c->out, "checkpoint: %s (step %lld)\n", c->save_path, (long long)r->step);
   fflush(c->out);

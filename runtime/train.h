@@ -20,8 +20,9 @@ typedef struct nnc_rt_io_names {
 } nnc_rt_io_names;
 
 typedef struct nnc_rt_metrics {
-  double loss;       /* mean over all examples */
-  double accuracy;   /* fraction correct; NaN without logits */
+  double loss;       /* mean over all examples (a sequence model's loss is per token already) */
+  double accuracy;   /* fraction of labels correct (every position's, for [B, T] labels); NaN
+                      * without logits */
   int64_t n;
 } nnc_rt_metrics;
 
@@ -41,6 +42,7 @@ typedef struct nnc_rt_train_config {
   FILE *out;                      /* per-epoch lines and the summary */
   FILE *bar;
   volatile sig_atomic_t *stop;    /* set (e.g. by SIGINT): save if asked, then return STOPPED */
+  double unigram_entropy;         /* > 0: the text's, shown in the summary beside the loss */
 } nnc_rt_train_config;
 
 typedef enum nnc_rt_train_status {
