@@ -1,6 +1,7 @@
 /* The compiled module as the runtime sees it (runtime/model.h): every param, piece of state
  * and optimizer moment in the persist region, every program input and output in the io
- * region at B_max. */
+ * region at B_max. The layout is the memory plan's (nnc_mem_layout_module, passes/memplan.h),
+ * translated: there is no second layout algorithm. */
 #ifndef NNC_DRIVER_LAYOUT_H
 #define NNC_DRIVER_LAYOUT_H
 
