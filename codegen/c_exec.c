@@ -92,7 +92,7 @@ static void print_abi(FILE *f, const void *c) {
 }
 
 /* model.c's text in a heap string. */
-static char *model_source(const char *model, nnc_lprogram **progs, int n, char *err, size_t cap) {
+static char *model_source(const char *model, nnc_lprogram **progs, int n, int mem_debug, char *err, size_t cap) {
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
@@ -102,7 +102,7 @@ static char *model_source(const char *model, nnc_lprogram **progs, int n, char *
   FILE *df = open_memstream(&msg, &msglen);
   nnc_diags d;
   nnc_diags_init(&d, df);
-  bool ok = nnc_cg_c_model_source(f, model, progs, n, &d);
+  bool ok = nnc_cg_c_model_source_debug(f, model, progs, n, (nnc_cg_mem_debug)mem_debug, &d);
   fclose(f);
   if (df) fclose(df);
   if (!ok) {
@@ -112,6 +112,22 @@ static char *model_source(const char *model, nnc_lprogram **progs, int n, char *
   }
   free(msg);
   return text;
+}
+
+/* Separate allocations are checked by ASan when this process carries its runtime (a Sanitize
+ * build); a shared object built with it cannot be loaded into a process without it. */
+static bool process_has_asan(void) {
+#if defined(__SANITIZE_ADDRESS__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return true;
+#else
+  return false;
+#endif
+#else
+  return false;
+#endif
 }
 
 static bool build(c_exec *x, const nnc_module *m, const nnc_rt_model *rm, const nnc_c_exec_opts *o, char *err,
@@ -139,8 +155,9 @@ static bool build(c_exec *x, const nnc_module *m, const nnc_rt_model *rm, const 
   bool ok = write_text(path, print_header, &h);
   snprintf(path, sizeof path, "%s/nnc_abi.h", dir);
   ok = ok && write_text(path, print_abi, NULL);
-  char *src = ok ? model_source(m->name, progs, x->nprogs, err, cap) : NULL;
-  snprintf(flags, sizeof flags, "-I%s %s", dir, o->cflags ? o->cflags : "");
+  char *src = ok ? model_source(m->name, progs, x->nprogs, o->mem_debug, err, cap) : NULL;
+  snprintf(flags, sizeof flags, "-I%s %s%s", dir, o->cflags ? o->cflags : "",
+           o->mem_debug == NNC_CG_MEM_SEPARATE && process_has_asan() ? " -fsanitize=address" : "");
   if (src) x->lib = nnc_cg_cc_compile(src, flags, err, cap);
   free(src);
   snprintf(path, sizeof path, "%s/model.h", dir);

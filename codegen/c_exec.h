@@ -14,6 +14,8 @@ typedef struct nnc_c_exec_opts {
   nnc_lower_opts lower;
   int threads;                /* 1: serial parallel_for; 2: two pthreads, static split */
   const char *cflags;         /* extra compiler flags ("-fopenmp"), may be NULL */
+  int mem_debug;              /* nnc_cg_mem_debug (codegen/c_program.h): 0 as emitted; NaN-filled dead
+                                 ranges; every buffer its own allocation (ASan-checked in an ASan build) */
 } nnc_c_exec_opts;
 
 /* An executor for m whose regions are laid out as rm (checked against the memory plan's

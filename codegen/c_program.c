@@ -101,13 +101,39 @@ static void name_kernels(unique_kernels *u, nnc_arena *a) {
   }
 }
 
-static void print_call(FILE *out, const nnc_lprogram *p, const nnc_lcall *c, const nnc_kernel *k) {
+/* Whether parameter j of call c shares bytes with an earlier parameter while one of the two is
+ * written: an in-place call (passes/memplan_steps.c proves each element is read just before the
+ * same element is written). */
+static bool aliases_earlier(const nnc_lprogram *p, const nnc_lcall *c, const nnc_kernel *k, int j) {
+  const nnc_mem_buffer *b = &p->plan->bufs[c->bufs[j]];
+  for (int i = 0; i < j; i++) {
+    const nnc_mem_buffer *a = &p->plan->bufs[c->bufs[i]];
+    bool written = (i < k->nbufs && k->bufs[i]->written) || (j < k->nbufs && k->bufs[j]->written);
+    if (written && a->region == b->region && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes)
+      return true;
+  }
+  return false;
+}
+
+static bool program_aliases(const nnc_lprogram *p, const unique_kernels *u, int pi) {
+  for (int i = 0; i < p->ncalls; i++)
+    for (int j = 1; j < p->calls[i].nbufs; j++)
+      if (aliases_earlier(p, &p->calls[i], u->list[u->index[pi][p->calls[i].kernel]], j)) return true;
+  return false;
+}
+
+static void print_call(FILE *out, const nnc_lprogram *p, const nnc_lcall *c, const nnc_kernel *k,
+                       nnc_cg_mem_debug dbg) {
   bool used[NNC_LSC_COUNT] = {false};
   stmt_scalars(k->body, used);
   fprintf(out, "  /* %s */\n  %s(rt", c->what, k->name);
   for (int j = 0; j < c->nbufs; j++) {
     const nnc_mem_buffer *b = &p->plan->bufs[c->bufs[j]];
-    fprintf(out, ", (%s *)(%s + %lld)", c_type(k->bufs[j]->dtype), region_base(b->region), (long long)b->offset);
+    const char *ct = c_type(k->bufs[j]->dtype);
+    if (dbg == NNC_CG_MEM_SEPARATE) fprintf(out, ", (%s *)B[%d]", ct, c->bufs[j]);
+    else if (aliases_earlier(p, c, k, j))
+      fprintf(out, ", (%s *)nnc_alias(%s + %lld)", ct, region_base(b->region), (long long)b->offset);
+    else fprintf(out, ", (%s *)(%s + %lld)", ct, region_base(b->region), (long long)b->offset);
   }
   /* kernel-local scratch would follow here; the lowering makes none yet */
   static const char *const names[NNC_LSC_COUNT] = {"n", "lr", "step", "seed"};
@@ -116,7 +142,111 @@ static void print_call(FILE *out, const nnc_lprogram *p, const nnc_lcall *c, con
   fprintf(out, ");\n");
 }
 
-static void print_entry(FILE *out, const char *model, const nnc_lprogram *p, const unique_kernels *u, int pi) {
+/* --- the debug variants (nnc_cg_c_model_source_debug) ------------------------------------------ */
+
+static const char debug_helpers[] =
+    "\n/* Memory-plan validation helpers (a debug variant of model.c). */\n"
+    "#include <stdlib.h>\n#include <string.h>\n"
+    "#define NNC_DEBUG_OVERRUN 90\n"
+    "#define NNC_DEBUG_NOMEM 91\n"
+    "#if defined(__SANITIZE_ADDRESS__)\n#define NNC_GUARD 0\n"
+    "#elif defined(__has_feature)\n#if __has_feature(address_sanitizer)\n#define NNC_GUARD 0\n#endif\n#endif\n"
+    "#ifndef NNC_GUARD\n#define NNC_GUARD 64\n#endif\n"
+    "static void nnc_nanfill(uint8_t *p, int64_t bytes) {\n"
+    "  static const uint8_t nan_bytes[4] = {0x00, 0x00, 0xc0, 0x7f}; /* f32 quiet NaN, little endian */\n"
+    "  for (int64_t k = 0; k < bytes; k++) p[k] = nan_bytes[k & 3];\n}\n"
+    "static uint8_t *nnc_dbg_alloc(int64_t bytes) {\n"
+    "  uint8_t *p = malloc((size_t)bytes + 2 * NNC_GUARD + 1);\n"
+    "  if (!p) return NULL;\n"
+    "  nnc_nanfill(p, bytes + 2 * NNC_GUARD);\n  return p + NNC_GUARD;\n}\n"
+    "static int nnc_dbg_guards_ok(const uint8_t *p, int64_t bytes) {\n"
+    "  static const uint8_t nan_bytes[4] = {0x00, 0x00, 0xc0, 0x7f};\n"
+    "  for (int64_t k = 0; k < NNC_GUARD; k++)\n"
+    "    if (p[k - NNC_GUARD] != nan_bytes[(k - NNC_GUARD) & 3] || p[bytes + k] != nan_bytes[(bytes + k) & 3]) return 0;\n"
+    "  return 1;\n}\n"
+    "static void nnc_dbg_free(uint8_t *p) { if (p) free(p - NNC_GUARD); }\n";
+
+static const char alias_helper[] =
+    "\n/* An in-place call passes one range as two pointers; each element is read just before the same\n"
+    " * element is written (the memory plan proves it on the loop IR). The empty asm keeps the\n"
+    " * compiler from treating the two restrict arguments as provably equal. */\n"
+    "static inline void *nnc_alias(void *p) {\n#if defined(__GNUC__)\n  __asm__(\"\" : \"+r\"(p));\n#endif\n  return p;\n}\n";
+
+/* Prints NaN fills for the part of [lo, hi) that no buffer live after call i holds. */
+static void print_dead_fill(FILE *out, const nnc_mem_plan *P, int i, int64_t lo, int64_t hi) {
+  for (int b = 0; b < P->nbufs && lo < hi; b++) {
+    const nnc_mem_buffer *x = &P->bufs[b];
+    if (x->region != NNC_MEM_SCRATCH || x->first < 0 || x->first > i || x->last <= i) continue;
+    int64_t xlo = x->offset, xhi = x->offset + x->bytes;
+    if (xhi <= lo || xlo >= hi) continue;
+    if (xlo > lo) print_dead_fill(out, P, i, lo, xlo); /* the part below this live buffer */
+    lo = xhi;                                          /* and go on above it */
+  }
+  if (lo < hi) fprintf(out, "  nnc_nanfill(S + %lld, %lld);\n", (long long)lo, (long long)(hi - lo));
+}
+
+static void print_nanfill_after(FILE *out, const nnc_mem_plan *P, int i) {
+  for (int b = 0; b < P->nbufs; b++) {
+    const nnc_mem_buffer *x = &P->bufs[b];
+    if (x->region == NNC_MEM_SCRATCH && x->first >= 0 && x->last == i)
+      print_dead_fill(out, P, i, x->offset, x->offset + x->bytes);
+  }
+}
+
+/* The bytes of buffer b at the call's n. */
+static void print_buffer_size(FILE *out, const nnc_mem_buffer *b) {
+  int64_t per = nnc_type_elements(&b->type, 1) * (int64_t)nnc_dtype_size(b->type.dtype);
+  if (b->type.batch_axis >= 0) fprintf(out, "%lld * n", (long long)per);
+  else fprintf(out, "%lld", (long long)per);
+}
+
+/* The first buffer holding the same persist or io bytes as b (tied params share), or b. */
+static int storage_of(const nnc_mem_plan *P, int b) {
+  if (P->bufs[b].region == NNC_MEM_SCRATCH) return b;
+  for (int k = 0; k < b; k++)
+    if (P->bufs[k].region == P->bufs[b].region && P->bufs[k].offset == P->bufs[b].offset) return k;
+  return b;
+}
+
+static void print_separate_setup(FILE *out, const nnc_lprogram *p, bool *used) {
+  const nnc_mem_plan *P = p->plan;
+  fprintf(out, "  uint8_t *B[%d] = {0};\n  int64_t Z[%d] = {0};\n  int rc = NNC_ABI_OK;\n", P->nbufs + 1, P->nbufs + 1);
+  for (int b = 0; b < P->nbufs; b++) {
+    if (!used[b]) continue;
+    int s = storage_of(P, b);
+    if (s != b) {
+      fprintf(out, "  B[%d] = B[%d], Z[%d] = Z[%d];\n", b, s, b, s);
+      continue;
+    }
+    fprintf(out, "  Z[%d] = ", b);
+    print_buffer_size(out, &P->bufs[b]);
+    fprintf(out, ";\n  if (!(B[%d] = nnc_dbg_alloc(Z[%d]))) { rc = NNC_DEBUG_NOMEM; goto done; }\n", b, b);
+    if (P->bufs[b].region != NNC_MEM_SCRATCH)
+      fprintf(out, "  memcpy(B[%d], %s + %lld, (size_t)Z[%d]);\n", b, region_base(P->bufs[b].region),
+              (long long)P->bufs[b].offset, b);
+  }
+}
+
+static void print_separate_check(FILE *out, const nnc_lcall *c) {
+  fprintf(out, "  if (NNC_GUARD && (");
+  for (int j = 0; j < c->nbufs; j++) fprintf(out, "%s!nnc_dbg_guards_ok(B[%d], Z[%d])", j ? " || " : "", c->bufs[j], c->bufs[j]);
+  fprintf(out, "%s)) { rc = NNC_DEBUG_OVERRUN; goto done; }\n", c->nbufs ? "" : "0");
+}
+
+static void print_separate_teardown(FILE *out, const nnc_lprogram *p, const bool *used) {
+  const nnc_mem_plan *P = p->plan;
+  fprintf(out, "done:\n");
+  for (int b = 0; b < P->nbufs; b++)
+    if (used[b] && storage_of(P, b) == b && P->bufs[b].region != NNC_MEM_SCRATCH)
+      fprintf(out, "  if (rc == NNC_ABI_OK) memcpy(%s + %lld, B[%d], (size_t)Z[%d]);\n", region_base(P->bufs[b].region),
+              (long long)P->bufs[b].offset, b, b);
+  for (int b = 0; b < P->nbufs; b++)
+    if (used[b] && storage_of(P, b) == b) fprintf(out, "  nnc_dbg_free(B[%d]);\n", b);
+  fprintf(out, "  return rc;\n");
+}
+
+static void print_entry(FILE *out, const char *model, const nnc_lprogram *p, const unique_kernels *u, int pi,
+                        nnc_cg_mem_debug dbg) {
   char id[256];
   nnc_cg_c_ident(model, id, sizeof id);
   fprintf(out, "\n/* %s: %d kernel calls. */\n", p->name, p->ncalls);
@@ -129,11 +259,27 @@ static void print_entry(FILE *out, const char *model, const nnc_lprogram *p, con
   fprintf(out, "  const int64_t n = a->n;\n  const float lr = a->lr;\n");
   fprintf(out, "  const uint32_t step = (uint32_t)a->step, seed = (uint32_t)a->seed;\n");
   fprintf(out, "  (void)P, (void)IO, (void)S, (void)n, (void)lr, (void)step, (void)seed;\n");
-  for (int i = 0; i < p->ncalls; i++) print_call(out, p, &p->calls[i], u->list[u->index[pi][p->calls[i].kernel]]);
-  fprintf(out, "  return NNC_ABI_OK;\n}\n");
+  bool *used = NULL;
+  if (dbg == NNC_CG_MEM_SEPARATE) {
+    used = nnc_xcalloc((size_t)p->plan->nbufs + 1, sizeof *used);
+    for (int i = 0; i < p->ncalls; i++)
+      for (int j = 0; j < p->calls[i].nbufs; j++) used[p->calls[i].bufs[j]] = true;
+    print_separate_setup(out, p, used);
+  }
+  if (dbg == NNC_CG_MEM_NANFILL) fprintf(out, "  nnc_nanfill(S, %lld);\n", (long long)p->plan->scratch_bytes);
+  for (int i = 0; i < p->ncalls; i++) {
+    print_call(out, p, &p->calls[i], u->list[u->index[pi][p->calls[i].kernel]], dbg);
+    if (dbg == NNC_CG_MEM_NANFILL) print_nanfill_after(out, p->plan, i);
+    if (dbg == NNC_CG_MEM_SEPARATE) print_separate_check(out, &p->calls[i]);
+  }
+  if (dbg == NNC_CG_MEM_SEPARATE) print_separate_teardown(out, p, used);
+  else fprintf(out, "  return NNC_ABI_OK;\n");
+  free(used);
+  fprintf(out, "}\n");
 }
 
-bool nnc_cg_c_model_source(FILE *out, const char *model, nnc_lprogram *const *progs, int nprogs, nnc_diags *d) {
+bool nnc_cg_c_model_source_debug(FILE *out, const char *model, nnc_lprogram *const *progs, int nprogs,
+                                 nnc_cg_mem_debug dbg, nnc_diags *d) {
   unique_kernels u = {0};
   collect_kernels(progs, nprogs, &u);
   nnc_arena *a = nnc_arena_new();
@@ -143,12 +289,20 @@ bool nnc_cg_c_model_source(FILE *out, const char *model, nnc_lprogram *const *pr
           model, NNC_VERSION);
   fprintf(out, "#include \"model.h\"\n\n");
   nnc_cg_c_prelude(out, u.list, u.n);
+  bool aliases = false;
+  for (int p = 0; p < nprogs && dbg != NNC_CG_MEM_SEPARATE; p++) aliases = aliases || program_aliases(progs[p], &u, p);
+  if (aliases) fputs(alias_helper, out);
+  if (dbg != NNC_CG_MEM_NORMAL) fputs(debug_helpers, out);
   bool ok = true;
   for (int i = 0; i < u.n && ok; i++) ok = nnc_cg_c_kernel(out, u.list[i], d);
-  for (int p = 0; p < nprogs && ok; p++) print_entry(out, model, progs[p], &u, p);
+  for (int p = 0; p < nprogs && ok; p++) print_entry(out, model, progs[p], &u, p, dbg);
   free_kernels(&u, nprogs);
   nnc_arena_free(a);
   return ok;
+}
+
+bool nnc_cg_c_model_source(FILE *out, const char *model, nnc_lprogram *const *progs, int nprogs, nnc_diags *d) {
+  return nnc_cg_c_model_source_debug(out, model, progs, nprogs, NNC_CG_MEM_NORMAL, d);
 }
 
 /* --- model.h ----------------------------------------------------------------------------------- */

@@ -26,6 +26,17 @@ const char *nnc_cg_c_ident(const char *name, char *buf, size_t cap);
 /* model.c: the kernels of every program (each distinct kernel once) and the entry functions.
  * progs share one layout. False after reporting when a kernel cannot be printed. */
 bool nnc_cg_c_model_source(FILE *, const char *model, nnc_lprogram *const *progs, int nprogs, nnc_diags *);
+/* Variants of model.c that validate a memory plan by execution (DESIGN §9). NANFILL: the scratch
+ * region starts as NaN and, after every kernel call, the bytes of every buffer that died at it
+ * (and that no live buffer shares) are filled with NaN, so a kernel that reads a dead range
+ * sees NaN. SEPARATE: every buffer (scratch, io, persist) gets its own heap allocation sized at
+ * the call's n, io and persist copied in and out around the calls; compiled with
+ * -fsanitize=address ASan sees any overrun, otherwise NaN guard bytes around each allocation
+ * are checked after every call (an entry returns NNC_DEBUG_OVERRUN, 90, when one changed). */
+typedef enum { NNC_CG_MEM_NORMAL, NNC_CG_MEM_NANFILL, NNC_CG_MEM_SEPARATE } nnc_cg_mem_debug;
+bool nnc_cg_c_model_source_debug(FILE *, const char *model, nnc_lprogram *const *progs, int nprogs, nnc_cg_mem_debug,
+                                 nnc_diags *);
+
 /* model.h: the documented API, sizes, offsets, entry declarations. */
 void nnc_cg_c_model_header(FILE *, const char *model, const nnc_mem_layout *, nnc_lprogram *const *progs, int nprogs);
 /* model_loader.h / model_loader.c: <model>_load_weights(path, persist, err, cap). */

@@ -947,7 +947,7 @@ nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, const nnc_gra
     if (dst >= 0 && layout->bufs[dst].kind != NNC_MEM_PARAM) dst = -1;
     ok = copy_call(&B, m, g->state_outputs[j].value, dst, nnc_arena_printf(a, "state %s", g->state_outputs[j].name), o, d);
   }
-  return ok ? p : NULL;
+  return ok && nnc_mem_plan_lowered(p, d) ? p : NULL; /* scratch packed by liveness over the calls */
 }
 
 void nnc_lower_print(FILE *out, const nnc_lprogram *p) {

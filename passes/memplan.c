@@ -1,5 +1,6 @@
-/* Memory planning, the naive and correct version: persist and io laid out once per module,
- * every scratch value of a program in its own aligned range, reshapes as views. */
+/* Memory planning: persist and io laid out once per module; every scratch value of a program
+ * first in its own aligned range, reshapes as views (the naive plan, which nnc_mem_plan_steps
+ * then packs by liveness: passes/memplan_steps.c). */
 #include "memplan.h"
 
 #include <stdlib.h>
@@ -39,7 +40,8 @@ static void layout_persist(const nnc_module *m, nnc_mem_layout *L) {
     const nnc_param *p = &m->params[i];
     nnc_mem_buffer *b = &L->bufs[L->nbufs++];
     *b = (nnc_mem_buffer){.name = p->name, .kind = NNC_MEM_PARAM, .region = NNC_MEM_PERSIST, .type = p->type,
-                          .bytes = type_bytes(&p->type, m->batch_max), .param = i, .tied_to = p->tied_to};
+                          .bytes = type_bytes(&p->type, m->batch_max), .param = i, .tied_to = p->tied_to,
+                          .first = -1, .last = -1, .inplace_of = -1};
     if (p->tied_to < 0) {
       b->offset = align_up(L->persist_bytes);
       L->persist_bytes = b->offset + b->bytes;
@@ -65,7 +67,8 @@ static bool add_io(nnc_mem_layout *L, const char *name, nnc_mem_kind kind, const
   }
   nnc_mem_buffer *b = &L->bufs[L->nbufs++];
   *b = (nnc_mem_buffer){.name = name, .kind = kind, .region = NNC_MEM_IO, .type = *t,
-                        .bytes = type_bytes(t, L->batch_max), .param = -1, .tied_to = -1};
+                        .bytes = type_bytes(t, L->batch_max), .param = -1, .tied_to = -1, .first = -1,
+                        .last = -1, .inplace_of = -1};
   b->offset = align_up(L->io_bytes);
   L->io_bytes = b->offset + b->bytes;
   return true;
@@ -152,7 +155,8 @@ static int add_scratch(nnc_arena *a, nnc_mem_plan *P, const nnc_node *nd) {
   nnc_mem_buffer *b = &P->bufs[P->nbufs];
   *b = (nnc_mem_buffer){.name = nnc_arena_printf(a, "%%%d", nnc_mem_node_pos(P, nd)), .kind = NNC_MEM_VALUE,
                         .region = NNC_MEM_SCRATCH, .type = nd->type,
-                        .bytes = type_bytes(&nd->type, P->layout->batch_max), .param = -1, .tied_to = -1};
+                        .bytes = type_bytes(&nd->type, P->layout->batch_max), .param = -1, .tied_to = -1,
+                        .first = -1, .last = -1, .inplace_of = -1};
   b->offset = align_up(P->scratch_bytes);
   P->scratch_bytes = b->offset + b->bytes;
   return P->nbufs++;
@@ -218,6 +222,8 @@ nnc_mem_plan *nnc_mem_plan_program(nnc_arena *a, const nnc_module *m, const nnc_
   }
   (void)m;
   P->scratch_bytes = align_up(P->scratch_bytes);
+  P->scratch_naive = P->scratch_lower_bound = P->scratch_bytes;
+  P->scratch_order = "naive";
   return d->nerrors > errors ? NULL : P;
 }
 
@@ -226,12 +232,22 @@ int64_t nnc_mem_region_bytes(const nnc_mem_plan *P, nnc_mem_region r) {
 }
 
 void nnc_mem_print(FILE *out, const nnc_mem_plan *P) {
-  char buf[128];
-  fprintf(out, "# memory plan of %s: persist %lld, io %lld, scratch %lld bytes\n", P->graph->name,
-          (long long)P->layout->persist_bytes, (long long)P->layout->io_bytes, (long long)P->scratch_bytes);
+  char buf[128], live[48];
+  fprintf(out, "# memory plan of %s: persist %lld, io %lld, scratch %lld bytes, %d steps\n", P->graph->name,
+          (long long)P->layout->persist_bytes, (long long)P->layout->io_bytes, (long long)P->scratch_bytes,
+          P->nsteps);
+  fprintf(out, "# region       offset      bytes  live       name  type\n");
   for (int i = 0; i < P->nbufs; i++) {
     const nnc_mem_buffer *b = &P->bufs[i];
-    fprintf(out, "%-7s %10lld %10lld  %-32s %s\n", nnc_mem_region_name(b->region), (long long)b->offset,
-            (long long)b->bytes, b->name, nnc_type_str(&b->type, buf, sizeof buf));
+    if (b->region != NNC_MEM_SCRATCH) snprintf(live, sizeof live, "all");
+    else if (b->first < 0) snprintf(live, sizeof live, "-");
+    else snprintf(live, sizeof live, "[%d,%d]", b->first, b->last);
+    fprintf(out, "%-7s %12lld %10lld  %-10s %s  %s", nnc_mem_region_name(b->region), (long long)b->offset,
+            (long long)b->bytes, live, b->name, nnc_type_str(&b->type, buf, sizeof buf));
+    if (b->inplace_of >= 0) fprintf(out, "  in place of %s", P->bufs[b->inplace_of].name);
+    fprintf(out, "\n");
   }
+  fprintf(out, "# scratch %lld bytes (order %s), naive %lld, lower bound %lld, %d in place\n",
+          (long long)P->scratch_bytes, P->scratch_order ? P->scratch_order : "naive", (long long)P->scratch_naive,
+          (long long)P->scratch_lower_bound, P->ninplace);
 }

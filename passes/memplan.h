@@ -5,8 +5,9 @@
  *   param order; a tied param shares its target's range. Shared by every program.
  * - io: every program's inputs (x, y) and outputs (loss, logits) by name, at B_max, in the
  *   order the programs list them (forward first). Shared by every program.
- * - scratch: every other value of one program. For now each value has its own range (naive,
- *   correct); a reshape is a view and aliases its source's buffer.
+ * - scratch: every other value of one program; a reshape is a view and aliases its source's
+ *   buffer. nnc_mem_plan_program gives each value its own range (naive, correct); once the
+ *   program's kernel order is known, nnc_mem_plan_steps packs scratch by liveness (below).
  *
  * The persist and io layout (nnc_mem_layout) is the one the training runtime uses
  * (driver/layout.c converts it to runtime/model.h's nnc_rt_model), so compiled code and the
@@ -41,6 +42,10 @@ typedef struct nnc_mem_buffer {
   int64_t bytes;              /* at B_max */
   int param;                  /* PARAM: index into the module's params; else -1 */
   int tied_to;                /* PARAM: the param whose storage this one shares, or -1 */
+  /* SCRATCH, after nnc_mem_plan_steps: the steps (kernel calls) from its first to its last use,
+   * inclusive; first = -1 when no step uses it. */
+  int first, last;
+  int inplace_of;             /* SCRATCH: the buffer whose range it takes over in place, or -1 */
 } nnc_mem_buffer;
 
 /* The persist and io regions of a module: buffers 0 .. nparams-1 are the params in order,
@@ -69,6 +74,12 @@ typedef struct nnc_mem_plan {
   bool *needed;               /* per node position: an output or state output depends on it */
   int64_t scratch_bytes;      /* a multiple of NNC_MEM_ALIGN */
   struct nnc_mem_slot *slots; /* nodes sorted by address, for nnc_mem_node_pos */
+  /* After nnc_mem_plan_steps (else 0 steps, and the naive plan's numbers): */
+  int nsteps;
+  int64_t scratch_naive;      /* every scratch buffer in its own range */
+  int64_t scratch_lower_bound; /* the most bytes live at once (ranges aligned, in-place shared) */
+  const char *scratch_order;  /* the allocation order that won */
+  int ninplace;               /* buffers that took over an input's range */
 } nnc_mem_plan;
 
 /* The position of node nd in the plan's graph, or -1. */
@@ -85,11 +96,79 @@ int nnc_mem_node_buffer(const nnc_mem_plan *, const nnc_node *nd);
 nnc_mem_plan *nnc_mem_plan_program(nnc_arena *a, const nnc_module *m, const nnc_graph *g,
                                    const nnc_mem_layout *layout, nnc_diags *);
 
+/* --- scratch by liveness (passes/memplan_alloc.c, passes/memplan_steps.c) ------------------ */
+
+/* A range to place: bytes (aligned up by the allocator) live over steps [first, last]
+ * inclusive; first < 0: never live, placed at 0. */
+typedef struct nnc_mem_interval {
+  int64_t bytes;
+  int first, last;
+  int64_t offset;             /* out */
+} nnc_mem_interval;
+
+typedef enum {
+  NNC_MEM_ORDER_SIZE,         /* largest first */
+  NNC_MEM_ORDER_LIFETIME,     /* longest-lived first */
+  NNC_MEM_ORDER_START,        /* in order of first use, largest first among equals */
+  NNC_MEM_ORDER_AREA,         /* bytes x steps, largest first */
+  NNC_MEM_ORDER_COUNT
+} nnc_mem_order;
+
+const char *nnc_mem_order_name(nnc_mem_order);
+/* Greedy best fit in one order: each range goes into the smallest gap between the ranges
+ * already placed that are live at the same time, or above them all. Returns the bytes used. */
+int64_t nnc_mem_best_fit(nnc_mem_interval *, int n, nnc_mem_order);
+/* Best fit in every order, keeping the smallest; *chosen (may be NULL) names it. */
+int64_t nnc_mem_pack(nnc_mem_interval *, int n, nnc_mem_order *chosen);
+/* The most (aligned) bytes live at one step: no placement can use less. */
+int64_t nnc_mem_lower_bound(const nnc_mem_interval *, int n);
+/* A placement is valid when every range is aligned, inside [0, total), and no two ranges
+ * live at a common step overlap. False with the first offending pair in err. */
+bool nnc_mem_intervals_valid(const nnc_mem_interval *, int n, int64_t total, char *err, size_t cap);
+
+/* One step of a program (a kernel call): the plan buffers it reads and writes, and the pairs
+ * (out, in) for which its loop IR proves in-place safe: out may take in's range when in dies
+ * at this step. Buffers may repeat. */
+typedef struct nnc_mem_step {
+  const int *reads;
+  int nreads;
+  const int *writes;
+  int nwrites;
+  const int (*inplace)[2];    /* {out, in} pairs */
+  int ninplace;
+} nnc_mem_step;
+
+/* Replans the scratch region of P over the program's steps, in order: liveness from first to
+ * last use (views share their source's buffer, so they extend its life; values saved for the
+ * backward pass live to their last backward read), in-place pairs applied where the input dies
+ * and the output is born at that step and fits, then nnc_mem_pack. Sets the buffers' first,
+ * last, inplace_of and offsets, and the plan's scratch numbers. False after reporting when a
+ * step names a buffer the plan lacks. */
+bool nnc_mem_plan_steps(nnc_mem_plan *, const nnc_mem_step *, int nsteps, nnc_diags *);
+/* Checks P's scratch placement (nnc_mem_intervals_valid over its scratch buffers) and that
+ * every persist and io buffer lies inside its region, aligned. */
+bool nnc_mem_plan_valid(const nnc_mem_plan *, char *err, size_t cap);
+
+/* The steps of a lowered program (passes/lower.h): one per kernel call, reads and writes
+ * from the kernel's GLOBAL buffers, in-place pairs from nnc_mem_inplace_proven; then
+ * nnc_mem_plan_steps over its plan. nnc_lower_program calls it. */
+struct nnc_lprogram;
+bool nnc_mem_plan_lowered(struct nnc_lprogram *, nnc_diags *);
+
+/* Whether kernel k may write its GLOBAL parameter out over parameter in: out is only stored to,
+ * by one store, in is only loaded, every load of in sits in that store's value at the same
+ * index, lanes and mask (read before write, same element), the elements are the same size,
+ * and the store's index visits each element once (the loop variable of its only loop, or the
+ * row-major index of its loop nest). */
+struct nnc_kernel;
+bool nnc_mem_inplace_proven(const struct nnc_kernel *k, int out, int in);
+
 /* Bytes of a region of a plan. */
 int64_t nnc_mem_region_bytes(const nnc_mem_plan *, nnc_mem_region);
 const char *nnc_mem_region_name(nnc_mem_region);
 
-/* One line per buffer: region, offset, bytes, name, type. */
+/* One line per buffer: region, offset, bytes, live steps, name, type; then the scratch size,
+ * the naive sum and the lower bound. */
 void nnc_mem_print(FILE *, const nnc_mem_plan *);
 
 #endif

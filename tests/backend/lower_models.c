@@ -20,9 +20,9 @@ static void check_plan(const nnc_mem_plan *P, const char *model) {
               "%s/%s: buffer %s at %lld (+%lld) outside its region", model, P->graph->name, b->name,
               (long long)b->offset, (long long)b->bytes);
   }
-  /* Scratch buffers never overlap (the naive plan). */
-  for (int i = P->layout->nbufs + 1; i < P->nbufs; i++)
-    CHECK(P->bufs[i].offset >= P->bufs[i - 1].offset + P->bufs[i - 1].bytes);
+  /* Scratch buffers live at the same time never overlap (except an in-place pair). */
+  char err[512];
+  CHECK_MSG(nnc_mem_plan_valid(P, err, sizeof err), "%s/%s: %s", model, P->graph->name, err);
 }
 
 static void check_program(nnc_module *m, const nnc_mem_layout *L, const nnc_graph *g, const nnc_lower_opts *o,
