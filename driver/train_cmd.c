@@ -405,7 +405,8 @@ static int run_training(nnc_module *m, const nnc_options *o, session *s) {
       .eval_split = s->ds.test.n ? &s->ds.test : &s->ds.train, .eval_name = s->eval_name,
       .log_path = o->log_path, .plot_path = o->plot_path, .save_path = o->save_path,
       .resume = resumed ? &st : NULL, .quiet = o->quiet, .progress_bar = isatty(STDERR_FILENO),
-      .out = stdout, .bar = stderr, .stop = &interrupted, .unigram_entropy = s->ds.unigram_entropy};
+      .out = stdout, .bar = stderr, .stop = &interrupted, .unigram_entropy = s->ds.unigram_entropy,
+      .augment = {.pad = (int)m->train.augment_crop, .flip = m->train.augment_flip, .seed = s->seed}};
   bool ok = o->schedule ? parse_schedule_flag(&cfg.schedule, o->schedule, m->train.lr, err)
                         : train_block_schedule(&cfg.schedule, &m->train, err);
   if (!ok) {

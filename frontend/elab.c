@@ -742,7 +742,8 @@ static void drop_unused_inputs(el_ctx *c) {
 
 /* --- train block ------------------------------------------------------------------------------ */
 
-static const char *const train_keys[] = {"data", "optimizer", "schedule", "batch", "epochs", "seed", "clip_grad_norm", NULL};
+static const char *const train_keys[] = {"data", "optimizer", "schedule",       "batch",
+                                         "epochs", "seed",   "clip_grad_norm", "augment", NULL};
 
 static void train_defaults(nnc_train_cfg *t) {
   memset(t, 0, sizeof *t);
@@ -891,6 +892,30 @@ static void train_schedule(el_ctx *c, const nnc_ast *e) {
   }
 }
 
+/* One augmentation: crop(P) (a random crop after zero padding by P) or flip (horizontal). */
+static void train_augment_one(el_ctx *c, const nnc_ast *e) {
+  nnc_train_cfg *t = &c->m->train;
+  if (e->kind == AST_NAME && strcmp(e->name, "flip") == 0) {
+    t->augment_flip = true;
+  } else if (e->kind == AST_CALL && e->a->kind == AST_NAME && strcmp(e->a->name, "crop") == 0) {
+    if (e->list.n != 1 || e->list.items[0]->kind == AST_KV)
+      nnc_error(c->d, e->loc, "crop takes one argument: the padding, e.g. crop(4)");
+    else
+      el_get_int(c, c->globals, e->list.items[0], "crop padding", 1, 64, &t->augment_crop);
+  } else {
+    nnc_error(c->d, e->loc, "unknown augmentation: expected crop(PADDING) or flip");
+  }
+}
+
+/* augment = [crop(4), flip], or a single one of them. */
+static void train_augment(el_ctx *c, const nnc_ast *e) {
+  if (e->kind != AST_LIST) {
+    train_augment_one(c, e);
+    return;
+  }
+  for (int i = 0; i < e->list.n; i++) train_augment_one(c, e->list.items[i]);
+}
+
 static void train_entry(el_ctx *c, const nnc_ast *kv) {
   nnc_train_cfg *t = &c->m->train;
   const char *k = kv->name;
@@ -908,12 +933,15 @@ static void train_entry(el_ctx *c, const nnc_ast *kv) {
     el_get_int(c, c->globals, kv->a, "seed", 0, INT32_MAX, &t->seed);
   } else if (strcmp(k, "clip_grad_norm") == 0) {
     el_get_num(c, c->globals, kv->a, "clip_grad_norm", 0, 1e30, &t->clip_grad_norm);
+  } else if (strcmp(k, "augment") == 0) {
+    train_augment(c, kv->a);
   } else {
     const char *near = el_suggest(NULL, k, train_keys);
     if (near)
       nnc_error(c->d, kv->loc, "unknown train setting '%s'; did you mean '%s'?", k, near);
     else
-      nnc_error(c->d, kv->loc, "unknown train setting '%s' (data, optimizer, schedule, batch, epochs, seed, clip_grad_norm)", k);
+      nnc_error(c->d, kv->loc,
+                "unknown train setting '%s' (data, optimizer, schedule, batch, epochs, seed, clip_grad_norm, augment)", k);
   }
 }
 

@@ -134,6 +134,8 @@ typedef struct nnc_train_cfg {
   double sched_gamma, sched_step, sched_warmup;
   int64_t batch, epochs, seed;
   double clip_grad_norm;          /* 0: off */
+  int64_t augment_crop;           /* images: random crop after zero padding by this much; 0: off */
+  bool augment_flip;              /* images: random horizontal flip */
 } nnc_train_cfg;
 
 typedef struct nnc_module {

@@ -251,6 +251,10 @@ static bool train_step(run *r, int64_t epoch, int64_t b, double *loss_out) {
   int64_t start = b * B, n = n_train - start < B ? n_train - start : B;
   if (!nnc_rt_gather(r->ds, &r->ds->train, r->perm + start, n, r->io + r->v.x->offset, r->io + r->v.y->offset))
     return fail(r->err, r->cap, "internal error: a batch index is out of range");
+  const nnc_rt_augment *aug = &r->cfg->augment;
+  if ((aug->pad > 0 || aug->flip) &&
+      !nnc_rt_augment_batch(aug, r->ds, r->io + r->v.x->offset, r->perm + start, n, (uint32_t)epoch, r->err, r->cap))
+    return false;
   nnc_rt_call call = {.n = n, .lr = nnc_rt_schedule_lr(&r->cfg->schedule, r->step), .step = (int32_t)r->step,
                       .seed = (uint32_t)r->cfg->seed};
   double t = now_seconds();

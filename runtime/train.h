@@ -43,6 +43,7 @@ typedef struct nnc_rt_train_config {
   FILE *bar;
   volatile sig_atomic_t *stop;    /* set (e.g. by SIGINT): save if asked, then return STOPPED */
   double unigram_entropy;         /* > 0: the text's, shown in the summary beside the loss */
+  nnc_rt_augment augment;         /* images: crop padding / flip per batch; zero: none */
 } nnc_rt_train_config;
 
 typedef enum nnc_rt_train_status {
