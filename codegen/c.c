@@ -429,7 +429,8 @@ static void cbin_scalar(cg *c, const nnc_lexpr *e) {
     emit(c, ")");
     return;
   }
-  bool tight_right = e->op == NNC_LB_SUB || e->op == NNC_LB_DIV || p == 2;
+  /* f32 + and * do not associate: a + (b + c) keeps its parentheses */
+  bool tight_right = e->op == NNC_LB_SUB || e->op == NNC_LB_DIV || p == 2 || dt == NNC_F32;
   cexpr_prec(c, e->a, p == 2 ? 3 : p);
   emit(c, p == 4 ? "%s" : " %s ", ops[e->op]);
   cexpr_prec(c, e->b, tight_right ? p + 1 : p);
