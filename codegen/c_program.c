@@ -152,19 +152,19 @@ static const char debug_helpers[] =
     "#if defined(__SANITIZE_ADDRESS__)\n#define NNC_GUARD 0\n"
     "#elif defined(__has_feature)\n#if __has_feature(address_sanitizer)\n#define NNC_GUARD 0\n#endif\n#endif\n"
     "#ifndef NNC_GUARD\n#define NNC_GUARD 64\n#endif\n"
-    "static void nnc_nanfill(uint8_t *p, int64_t bytes) {\n"
+    "static inline void nnc_nanfill(uint8_t *p, int64_t bytes) {\n"
     "  static const uint8_t nan_bytes[4] = {0x00, 0x00, 0xc0, 0x7f}; /* f32 quiet NaN, little endian */\n"
     "  for (int64_t k = 0; k < bytes; k++) p[k] = nan_bytes[k & 3];\n}\n"
-    "static uint8_t *nnc_dbg_alloc(int64_t bytes) {\n"
+    "static inline uint8_t *nnc_dbg_alloc(int64_t bytes) {\n"
     "  uint8_t *p = malloc((size_t)bytes + 2 * NNC_GUARD + 1);\n"
     "  if (!p) return NULL;\n"
     "  nnc_nanfill(p, bytes + 2 * NNC_GUARD);\n  return p + NNC_GUARD;\n}\n"
-    "static int nnc_dbg_guards_ok(const uint8_t *p, int64_t bytes) {\n"
+    "static inline int nnc_dbg_guards_ok(const uint8_t *p, int64_t bytes) {\n"
     "  static const uint8_t nan_bytes[4] = {0x00, 0x00, 0xc0, 0x7f};\n"
     "  for (int64_t k = 0; k < NNC_GUARD; k++)\n"
     "    if (p[k - NNC_GUARD] != nan_bytes[(k - NNC_GUARD) & 3] || p[bytes + k] != nan_bytes[(bytes + k) & 3]) return 0;\n"
     "  return 1;\n}\n"
-    "static void nnc_dbg_free(uint8_t *p) { if (p) free(p - NNC_GUARD); }\n";
+    "static inline void nnc_dbg_free(uint8_t *p) { if (p) free(p - NNC_GUARD); }\n";
 
 static const char alias_helper[] =
     "\n/* An in-place call passes one range as two pointers; each element is read just before the same\n"

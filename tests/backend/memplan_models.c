@@ -1,0 +1,165 @@
+/* memplan_models MODEL: the memory plan of every program of a model, validated by execution
+ * (DESIGN §9). Each program's plan must be valid (nnc_mem_plan_valid: aligned, inside its
+ * region, no two buffers live at once overlapping unless one took the other's range in place)
+ * and no larger than the naive plan nor smaller than its lower bound. Then the emitted C runs
+ * three ways over copies of the same regions: as emitted, with every dead scratch range filled
+ * with NaN after every kernel, and with every buffer in its own allocation (ASan-checked in a
+ * Sanitize build, guard-checked otherwise); predict, eval_step and 3 train_steps at n = B_max
+ * and at n = 3 must give the same outputs and persist region bit for bit. B_max is small (4)
+ * and the C is compiled at -O1 to keep the test short. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../unit/check.h"
+#include "../unit/model_run.h"
+#include "codegen/c_exec.h"
+#include "codegen/c_program.h"
+#include "driver/layout.h"
+#include "passes/lower.h"
+#include "passes/memplan.h"
+
+enum { BATCH = 4, TRAIN_STEPS = 3 };
+
+static uint8_t *region(size_t bytes) {
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) abort();
+  memset(p, 0, bytes ? bytes : 64);
+  return p;
+}
+
+static uint32_t next(uint64_t *s) {
+  *s = *s * 6364136223846793005u + 1442695040888963407u;
+  return (uint32_t)(*s >> 33);
+}
+
+static void fill_inputs(const nnc_rt_model *rm, uint8_t *io) {
+  uint64_t s = 7;
+  for (int i = 0; i < rm->nbuffers; i++) {
+    const nnc_rt_buffer *b = &rm->buffers[i];
+    if (b->kind != NNC_RT_INPUT) continue;
+    int64_t count = nnc_rt_buffer_elements(b, rm->batch_max);
+    bool label = strcmp(b->name, "y") == 0;
+    uint8_t *p = io + b->offset;
+    for (int64_t k = 0; k < count; k++) {
+      if (b->dtype == NNC_RT_U8) p[k] = (uint8_t)next(&s);
+      else if (b->dtype == NNC_RT_I32) ((int32_t *)p)[k] = (int32_t)(next(&s) % 10);
+      else ((float *)p)[k] = label ? (float)(next(&s) & 1) : (float)(next(&s) % 2000) / 1000.0f - 1.0f;
+    }
+  }
+}
+
+/* Every program's plan: valid, between its lower bound and the naive sum. */
+static void check_plans(const nnc_module *m) {
+  char err[512];
+  nnc_arena *a = nnc_arena_new();
+  nnc_mem_layout *L = nnc_mem_layout_module(a, m, err, sizeof err);
+  CHECK_MSG(L != NULL, "%s", err);
+  nnc_diags d;
+  nnc_diags_init(&d, stderr);
+  nnc_lower_opts cpu = {.target = NNC_LOWER_CPU};
+  for (int i = 0; L && i < nnc_module_program_count(m); i++) {
+    const nnc_graph *g = nnc_module_program(m, i);
+    nnc_lprogram *p = nnc_lower_program(a, m, g, L, &cpu, &d);
+    CHECK_MSG(p != NULL, "%s does not lower", g->name);
+    if (!p) continue;
+    const nnc_mem_plan *P = p->plan;
+    CHECK_MSG(nnc_mem_plan_valid(P, err, sizeof err), "%s: %s", g->name, err);
+    CHECK_MSG(P->scratch_lower_bound <= P->scratch_bytes && P->scratch_bytes <= P->scratch_naive,
+              "%s: scratch %lld outside [lower bound %lld, naive %lld]", g->name, (long long)P->scratch_bytes,
+              (long long)P->scratch_lower_bound, (long long)P->scratch_naive);
+    printf("%-16s %-11s scratch %10lld  lower bound %10lld  naive %10lld  (%s, %d in place)\n", m->name, g->name,
+           (long long)P->scratch_bytes, (long long)P->scratch_lower_bound, (long long)P->scratch_naive,
+           P->scratch_order, P->ninplace);
+  }
+  nnc_arena_free(a);
+}
+
+typedef struct regions {
+  uint8_t *persist, *io;
+} regions;
+
+static bool run(nnc_rt_executor *e, const char *prog, regions *r, const nnc_rt_call *c, const char *tag) {
+  char err[512];
+  bool ok = e->run(e, prog, r->persist, r->io, c, err, sizeof err);
+  CHECK_MSG(ok, "%s %s: %s", tag, prog, err);
+  return ok;
+}
+
+/* The outputs in io at batch n and the whole persist region must be the same bits. */
+static void compare(const nnc_rt_model *rm, const regions *got, const regions *ref, int64_t n, const char *what) {
+  for (int i = 0; i < rm->nbuffers; i++) {
+    const nnc_rt_buffer *b = &rm->buffers[i];
+    if (b->kind != NNC_RT_OUTPUT) continue;
+    size_t bytes = b->bytes / (size_t)rm->batch_max * (b->batch_axis >= 0 ? (size_t)n : (size_t)rm->batch_max);
+    CHECK_MSG(memcmp(got->io + b->offset, ref->io + b->offset, bytes) == 0, "%s: output %s differs", what, b->name);
+  }
+  CHECK_MSG(memcmp(got->persist, ref->persist, rm->persist_bytes) == 0, "%s: the persist region differs", what);
+}
+
+static void session(const nnc_module *m, const nnc_rt_model *rm, nnc_rt_executor **ex, const char *const *tags, int nex,
+                    const uint8_t *persist0, const uint8_t *io0, int64_t n) {
+  regions r[3];
+  for (int v = 0; v < nex; v++) {
+    r[v] = (regions){region(rm->persist_bytes), region(rm->io_bytes)};
+    memcpy(r[v].persist, persist0, rm->persist_bytes);
+    memcpy(r[v].io, io0, rm->io_bytes);
+  }
+  nnc_rt_call call = {.n = n, .lr = (float)(m->train.lr > 0 ? m->train.lr : 1e-3), .step = 0, .seed = 11};
+  const char *progs[2 + TRAIN_STEPS] = {"predict", "eval_step"};
+  bool has[2 + TRAIN_STEPS] = {rm->has_predict, rm->has_eval_step};
+  for (int s = 0; s < TRAIN_STEPS; s++) progs[2 + s] = "train_step", has[2 + s] = rm->has_train_step;
+  for (int k = 0; k < 2 + TRAIN_STEPS; k++) {
+    if (!has[k]) continue;
+    call.step = k < 2 ? 0 : k - 2;
+    bool ok = true;
+    for (int v = 0; v < nex; v++) ok = ok && run(ex[v], progs[k], &r[v], &call, tags[v]);
+    if (!ok) break;
+    for (int v = 1; v < nex; v++) {
+      char what[160];
+      snprintf(what, sizeof what, "%s %s #%d n=%lld against %s", tags[v], progs[k], k, (long long)n, tags[0]);
+      compare(rm, &r[v], &r[0], n, what);
+    }
+  }
+  for (int v = 0; v < nex; v++) free(r[v].persist), free(r[v].io);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: memplan_models MODEL\n");
+    return 2;
+  }
+  nnc_options o = mr_default_options();
+  o.batch = BATCH;
+  char path[256], err[1024];
+  snprintf(path, sizeof path, "models/%s.nn", argv[1]);
+  nnc_source src;
+  nnc_module *m = mr_compile(path, &o, true, &src, stderr);
+  CHECK_MSG(m != NULL, "%s does not compile", path);
+  if (!m) return check_summary();
+  check_plans(m);
+  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
+  CHECK_MSG(rm != NULL, "%s", err);
+  if (!rm) return check_summary();
+  uint8_t *persist0 = region(rm->persist_bytes), *io0 = region(rm->io_bytes);
+  nnc_layout_init_params(m, rm, 1, persist0);
+  fill_inputs(rm, io0);
+  const char *tags[3] = {"as emitted", "nan-fill", "separate"};
+  nnc_rt_executor *ex[3];
+  int nex = 0;
+  for (int v = 0; v < 3; v++) {
+    nnc_c_exec_opts co = {.lower = {.target = NNC_LOWER_CPU}, .threads = 1, .cflags = "-O1", .mem_debug = v};
+    ex[nex] = nnc_c_exec_new(m, rm, &co, err, sizeof err);
+    CHECK_MSG(ex[nex] != NULL, "%s: %s", tags[v], err);
+    if (ex[nex]) tags[nex] = tags[v], nex++;
+  }
+  if (nex == 3) {
+    session(m, rm, ex, tags, nex, persist0, io0, BATCH);
+    session(m, rm, ex, tags, nex, persist0, io0, 3);
+  }
+  for (int v = 0; v < nex; v++) ex[v]->destroy(ex[v]);
+  free(persist0), free(io0);
+  nnc_layout_free(rm);
+  nnc_module_free(m);
+  nnc_source_free(&src);
+  return check_summary();
+}
