@@ -15,6 +15,7 @@
 #include "driver/emit_llvm.h"
 #endif
 #include "driver/fusion_cmd.h"
+#include "driver/memplan_cmd.h"
 #include "driver/options.h"
 #include "driver/sample_cmd.h"
 #include "ir/ir.h"
@@ -35,6 +36,8 @@ static const char usage_text[] =
     "  --emit kernels       print each program's fused kernels: anchor, nodes, source lines\n"
     "  --emit dot           print the programs as Graphviz, each kernel a cluster\n"
     "  --stats              print nodes, kernels and bytes per step, before and after fusion\n"
+    "  --memory-plan        print every program's memory plan: buffers, offsets, live steps,\n"
+    "                       the scratch size, the naive sum and the lower bound (docs/memory.md)\n"
     "  --train              train the model on its data (the train block, or --data)\n"
     "  --eval               evaluate the model on the test split (with --load or --resume)\n"
     "\n"
@@ -133,7 +136,7 @@ enum {
   OPT_CHECK = 256, OPT_EMIT, OPT_TRAIN, OPT_EVAL, OPT_SET, OPT_BATCH, OPT_MODE, OPT_VERSION,
   OPT_EPOCHS, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_SEED, OPT_DATA,
   OPT_VAL_SPLIT, OPT_THREADS, OPT_TARGET, OPT_MAX_STEPS, OPT_LOG, OPT_PLOT, OPT_SAVE,
-  OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET, OPT_DEVICES, OPT_PASSES, OPT_STATS,
+  OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET, OPT_DEVICES, OPT_PASSES, OPT_STATS, OPT_MEMORY_PLAN,
   OPT_SAMPLE, OPT_PROMPT, OPT_TEMPERATURE,
 };
 
@@ -154,6 +157,7 @@ static const struct option longopts[] = {
     {"load", required_argument, 0, OPT_LOAD},      {"quiet", no_argument, 0, OPT_QUIET},
     {"devices", no_argument, 0, OPT_DEVICES},
     {"passes", required_argument, 0, OPT_PASSES},  {"stats", no_argument, 0, OPT_STATS},
+    {"memory-plan", no_argument, 0, OPT_MEMORY_PLAN},
     {"sample", required_argument, 0, OPT_SAMPLE},  {"prompt", required_argument, 0, OPT_PROMPT},
     {"temperature", required_argument, 0, OPT_TEMPERATURE},
     {0, 0, 0, 0},
@@ -205,6 +209,7 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     usage_error("--passes: unknown pass in '%s' (available: dce, cse, fold, algebra, simplify)", arg);
     return false;
   case OPT_STATS: return set_action(o, NNC_ACTION_STATS, "--stats");
+  case OPT_MEMORY_PLAN: return set_action(o, NNC_ACTION_MEMPLAN, "--memory-plan");
   case OPT_MODE:
     if (strcmp(arg, "train") == 0) o->mode = NNC_MODE_TRAIN;
     else if (strcmp(arg, "eval") == 0) o->mode = NNC_MODE_EVAL;
@@ -456,6 +461,7 @@ static int run(const nnc_options *o) {
                                           : write_output(o, m);
       break;
     case NNC_ACTION_STATS: status = nnc_cmd_stats(m, o, &d); break;
+    case NNC_ACTION_MEMPLAN: status = nnc_cmd_memory_plan(m, o, &d); break;
     default: status = write_output(o, m); break;
     }
   }

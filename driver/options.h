@@ -18,7 +18,7 @@ enum {
 typedef enum { NNC_EMIT_NONE, NNC_EMIT_IR, NNC_EMIT_C, NNC_EMIT_CUDA, NNC_EMIT_KERNELS, NNC_EMIT_DOT,
               NNC_EMIT_LLVM, NNC_EMIT_ASM, NNC_EMIT_OBJ } nnc_emit_kind;
 typedef enum { NNC_ACTION_SUMMARY, NNC_ACTION_CHECK, NNC_ACTION_EMIT, NNC_ACTION_TRAIN, NNC_ACTION_EVAL,
-              NNC_ACTION_STATS, NNC_ACTION_SAMPLE } nnc_action;
+              NNC_ACTION_STATS, NNC_ACTION_SAMPLE, NNC_ACTION_MEMPLAN } nnc_action;
 
 typedef struct nnc_options {
   const char *input;
