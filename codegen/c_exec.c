@@ -9,6 +9,7 @@
 
 #include "c_program.h"
 #include "cc.h"
+#include "phase.h"
 #include "runtime/abi.h"
 
 enum { MAX_PROGRAMS = 8 };
@@ -143,6 +144,9 @@ static bool build(c_exec *x, const nnc_module *m, const nnc_rt_model *rm, const 
     if (strcmp(g->name, "forward") == 0) continue;
     nnc_lprogram *p = nnc_lower_program(x->arena, m, g, L, &o->lower, &d);
     if (!p) return snprintf(err, cap, "lowering %s failed", g->name), false;
+    /* GPU schedules run under the phase emulator (codegen/phase.h) */
+    if (o->lower.target == NNC_LOWER_GPU && !nnc_cg_phase_program(x->arena, p, NULL, &d))
+      return snprintf(err, cap, "the phase emulator refuses a kernel of %s", g->name), false;
     if (p->plan->scratch_bytes > scratch) scratch = p->plan->scratch_bytes;
     x->names[x->nprogs] = g->name;
     progs[x->nprogs++] = p;

@@ -11,7 +11,7 @@
 #include "runtime/model.h"
 
 typedef struct nnc_c_exec_opts {
-  nnc_lower_opts lower;
+  nnc_lower_opts lower;       /* target GPU: the GPU schedules run under the phase emulator */
   int threads;                /* 1: serial parallel_for; 2: two pthreads, static split */
   const char *cflags;         /* extra compiler flags ("-fopenmp"), may be NULL */
   int mem_debug;              /* nnc_cg_mem_debug (codegen/c_program.h): 0 as emitted; NaN-filled dead

@@ -1,0 +1,175 @@
+/* backend_phase [MODEL...]: every model's programs under the GPU schedule of the lowering
+ * (passes/lower.h, target GPU), run through the phase emulator (codegen/phase.h) as C compiled
+ * with cc, against the reference interpreter: predict, eval_step and 2 train_steps at n =
+ * B_max = 2 and at n = 1, rtol 1e-5 forward and 1e-4 once training has run (atol scaled to
+ * each tensor), the worst element reported. Without arguments: every model file in models/.
+ *
+ * Params that Adam updates from a gradient that is zero up to rounding (the key bias of
+ * attention: softmax ignores a shift) move by up to lr per step in a direction set by rounding
+ * noise, under any schedule; after training, params are therefore compared with an atol of
+ * 2 * lr * steps for the models listed in adam_noise (the CPU schedule shows the same). */
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../unit/check.h"
+#include "../unit/model_run.h"
+#include "codegen/c_exec.h"
+#include "driver/exec_interp.h"
+#include "driver/layout.h"
+#include "ir/compare.h"
+
+enum { BATCH = 2, TRAIN_STEPS = 2 };
+
+static double persist_atol; /* 0: the default; else the atol of params after training */
+
+static uint8_t *region(size_t bytes) {
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) abort();
+  memset(p, 0, bytes ? bytes : 64);
+  return p;
+}
+
+static uint32_t next(uint64_t *s) {
+  *s = *s * 6364136223846793005u + 1442695040888963407u;
+  return (uint32_t)(*s >> 33);
+}
+
+/* Inputs: pixels as random bytes or floats, labels in [0, 10) (or 0/1 for f32 targets). */
+static void fill_inputs(const nnc_rt_model *rm, uint8_t *io) {
+  uint64_t s = 42;
+  for (int i = 0; i < rm->nbuffers; i++) {
+    const nnc_rt_buffer *b = &rm->buffers[i];
+    if (b->kind != NNC_RT_INPUT) continue;
+    int64_t count = nnc_rt_buffer_elements(b, rm->batch_max);
+    bool label = strcmp(b->name, "y") == 0;
+    for (int64_t k = 0; k < count; k++) {
+      uint8_t *p = io + b->offset;
+      if (b->dtype == NNC_RT_U8) p[k] = (uint8_t)next(&s);
+      else if (b->dtype == NNC_RT_I32) ((int32_t *)p)[k] = (int32_t)(next(&s) % 10);
+      else ((float *)p)[k] = label ? (float)(next(&s) & 1) : (float)(next(&s) % 2000) / 1000.0f - 1.0f;
+    }
+  }
+}
+
+static double max_abs(const nnc_tensor *t) {
+  double m = 0;
+  for (int64_t i = 0; i < nnc_tensor_elements(t); i++) m = fmax(m, fabs(nnc_tensor_get(t, i)));
+  return m;
+}
+
+/* Compares every buffer of kind `kind` (outputs in io, or all of persist). */
+static void compare_region(const nnc_rt_model *rm, bool persist, const uint8_t *got, const uint8_t *ref, int64_t n,
+                           double rtol, const char *what) {
+  for (int i = 0; i < rm->nbuffers; i++) {
+    const nnc_rt_buffer *b = &rm->buffers[i];
+    if (persist ? b->region != NNC_RT_PERSIST : b->kind != NNC_RT_OUTPUT) continue;
+    nnc_tensor tg = {.type = nnc_layout_buffer_type(b), .n = n, .data = (void *)(got + b->offset)};
+    nnc_tensor tr = tg;
+    tr.data = (void *)(ref + b->offset);
+    double atol = persist && persist_atol > 0 ? persist_atol : rtol * fmax(max_abs(&tr), 1e-3);
+    nnc_compare_result r = nnc_compare_tensors(&tg, &tr, atol, rtol);
+    char msg[512];
+    CHECK_MSG(r.ok, "%s: %s: %s", what, b->name, nnc_compare_str(&r, tr.type.dims, tr.type.rank, msg, sizeof msg));
+  }
+}
+
+static bool run(nnc_rt_executor *e, const char *prog, uint8_t *p, uint8_t *io, const nnc_rt_call *c) {
+  char err[512];
+  bool ok = e->run(e, prog, p, io, c, err, sizeof err);
+  CHECK_MSG(ok, "%s %s: %s", e->name, prog, err);
+  return ok;
+}
+
+/* One comparison session at batch n; train_steps of training. */
+static void session(const nnc_module *m, const nnc_rt_model *rm, nnc_rt_executor *ref, nnc_rt_executor *c,
+                    const uint8_t *persist0, const uint8_t *io0, int64_t n, int train_steps, const char *tag) {
+  uint8_t *pr = region(rm->persist_bytes), *pc = region(rm->persist_bytes);
+  uint8_t *ior = region(rm->io_bytes), *ioc = region(rm->io_bytes);
+  memcpy(pr, persist0, rm->persist_bytes), memcpy(pc, persist0, rm->persist_bytes);
+  memcpy(ior, io0, rm->io_bytes), memcpy(ioc, io0, rm->io_bytes);
+  nnc_rt_call call = {.n = n, .lr = (float)(m->train.lr > 0 ? m->train.lr : 1e-3), .step = 0, .seed = 7};
+  char what[128];
+  const char *fwd[] = {"predict", "eval_step"};
+  for (int k = 0; k < 2; k++) {
+    if ((k == 0 && !rm->has_predict) || (k == 1 && !rm->has_eval_step)) continue;
+    if (!run(ref, fwd[k], pr, ior, &call) || !run(c, fwd[k], pc, ioc, &call)) break;
+    snprintf(what, sizeof what, "%s %s n=%lld", tag, fwd[k], (long long)n);
+    compare_region(rm, false, ioc, ior, n, 1e-5, what);
+  }
+  for (int s = 0; rm->has_train_step && s < train_steps; s++) {
+    call.step = s;
+    if (!run(ref, "train_step", pr, ior, &call) || !run(c, "train_step", pc, ioc, &call)) break;
+    snprintf(what, sizeof what, "%s train_step %d n=%lld", tag, s, (long long)n);
+    compare_region(rm, false, ioc, ior, n, 1e-4, what);
+  }
+  snprintf(what, sizeof what, "%s persist after %d steps n=%lld", tag, train_steps, (long long)n);
+  compare_region(rm, true, pc, pr, n, 1e-4, what);
+  free(pr), free(pc), free(ior), free(ioc);
+}
+
+static nnc_lower_target target = NNC_LOWER_GPU; /* --cpu: the CPU schedule, to tell lowering from emulation */
+
+static void check_model(const char *name) {
+  nnc_options o = mr_default_options();
+  o.batch = BATCH;
+  char path[512], err[1024];
+  snprintf(path, sizeof path, "models/%s.nn", name);
+  nnc_source src;
+  nnc_module *m = mr_compile(path, &o, true, &src, stderr);
+  CHECK_MSG(m != NULL, "%s does not compile", path);
+  if (!m) return;
+  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
+  CHECK_MSG(rm != NULL, "%s", err);
+  if (rm) {
+    uint8_t *persist0 = region(rm->persist_bytes), *io0 = region(rm->io_bytes);
+    nnc_layout_init_params(m, rm, 1, persist0);
+    fill_inputs(rm, io0);
+    nnc_rt_executor *ref = nnc_exec_interp_new(m, rm);
+    static const char *const adam_noise[] = {"char_rnn", "tiny_gpt"};
+    persist_atol = 0;
+    for (size_t i = 0; i < sizeof adam_noise / sizeof *adam_noise; i++)
+      if (strcmp(name, adam_noise[i]) == 0) persist_atol = 2.0 * (m->train.lr > 0 ? m->train.lr : 1e-3) * TRAIN_STEPS;
+    nnc_c_exec_opts gpu = {.lower = {.target = target, .gpu_threads = 64}, .threads = 1};
+    nnc_rt_executor *c = nnc_c_exec_new(m, rm, &gpu, err, sizeof err);
+    CHECK_MSG(c != NULL, "%s: %s", name, err);
+    char tag[300];
+    snprintf(tag, sizeof tag, "%s phase", name);
+    if (c) {
+      session(m, rm, ref, c, persist0, io0, BATCH, TRAIN_STEPS, tag);
+      session(m, rm, ref, c, persist0, io0, 1, 0, tag); /* forward only at the smaller batch */
+      c->destroy(c);
+    }
+    ref->destroy(ref);
+    free(persist0), free(io0);
+    nnc_layout_free(rm);
+  }
+  nnc_module_free(m);
+  nnc_source_free(&src);
+  printf("%s: checked\n", name);
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--cpu") == 0) target = NNC_LOWER_CPU, argc--, argv++;
+  if (argc > 1) {
+    for (int i = 1; i < argc; i++) check_model(argv[i]);
+    return check_summary();
+  }
+  DIR *dir = opendir("models");
+  CHECK_MSG(dir != NULL, "no models directory (run from the source root)");
+  if (!dir) return check_summary();
+  char *names[256];
+  int n = 0;
+  for (struct dirent *e; (e = readdir(dir)) != NULL && n < 256;) {
+    size_t len = strlen(e->d_name);
+    if (len > 3 && strcmp(e->d_name + len - 3, ".nn") == 0) names[n++] = strndup(e->d_name, len - 3);
+  }
+  closedir(dir);
+  qsort(names, (size_t)n, sizeof *names, by_name);
+  CHECK(n > 0);
+  for (int i = 0; i < n; i++) check_model(names[i]), free(names[i]);
+  return check_summary();
+}
