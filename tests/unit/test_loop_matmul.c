@@ -1,7 +1,8 @@
 /* Proof of expressiveness (a): the packed, register-tiled sgemm of loop_sgemm.h verifies, prints
  * to C that compiles with -Werror, and matches the interpreter's matmul on square, MLP and
  * ragged shapes (rtol 1e-5, atol scaled by sqrt(K)), run once inline and once through a
- * parallel_for that splits the row tiles unevenly. */
+ * parallel_for that splits the row tiles unevenly; with 16 lanes (6x32 tiles), 8 and 4, and the
+ * host target's lanes. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "codegen/cc.h"
 #include "ir/compare.h"
 #include "ir/interp.h"
+#include "ir/target.h"
 #include "loop_sgemm.h"
 #include "runtime/abi.h"
 
@@ -70,11 +72,11 @@ static void uneven(void *pool, int64_t n, nnc_abi_body body, void *env) {
   chunk_calls++;
 }
 
-static void check_shape(int64_t M, int64_t N, int64_t K) {
+static void check_shape_lanes(int64_t M, int64_t N, int64_t K, int lanes) {
   nnc_arena *a = nnc_arena_new();
   char name[64];
-  snprintf(name, sizeof name, "sgemm_%lldx%lldx%lld", (long long)M, (long long)N, (long long)K);
-  sgemm_ir g = sgemm_build(a, name, M, N, K);
+  snprintf(name, sizeof name, "sgemm_%lldx%lldx%lld_f32x%d", (long long)M, (long long)N, (long long)K, lanes);
+  sgemm_ir g = sgemm_build_lanes(a, name, M, N, K, lanes);
   char *diag = NULL;
   size_t dlen = 0;
   FILE *df = open_memstream(&diag, &dlen);
@@ -89,7 +91,7 @@ static void check_shape(int64_t M, int64_t N, int64_t K) {
   CHECK(run);
   if (run) {
     float *A = malloc((size_t)(M * K) * sizeof *A), *B = malloc((size_t)(K * N) * sizeof *B);
-    float *C = malloc((size_t)(M * N) * sizeof *C), *pack = malloc((size_t)(K * SGEMM_NR) * sizeof *pack);
+    float *C = malloc((size_t)(M * N) * sizeof *C), *pack = malloc((size_t)(K * g.nr) * sizeof *pack);
     uint32_t s = 12345;
     for (int64_t i = 0; i < M * K; i++) s = s * 1664525u + 1013904223u, A[i] = (float)(s >> 8) * 0x1p-24f * 2 - 1;
     for (int64_t i = 0; i < K * N; i++) s = s * 1664525u + 1013904223u, B[i] = (float)(s >> 8) * 0x1p-24f * 2 - 1;
@@ -110,11 +112,18 @@ static void check_shape(int64_t M, int64_t N, int64_t K) {
   nnc_arena_free(a);
 }
 
+static void check_shape(int64_t M, int64_t N, int64_t K) { check_shape_lanes(M, N, K, SGEMM_VL); }
+
 int main(void) {
   check_shape(64, 256, 784);  /* the MLP's first layer */
   check_shape(256, 256, 256); /* a square */
   check_shape(100, 70, 33);   /* ragged: 4 rest rows, a 6-column masked panel */
   check_shape(5, 20, 3);      /* rest rows only, one masked panel */
+  /* the AVX2 and SSE/NEON tiles (6x16 of f32x8, 6x8 of f32x4), and the host target's */
+  check_shape_lanes(100, 70, 33, 8);
+  check_shape_lanes(64, 256, 784, 8);
+  check_shape_lanes(100, 70, 33, 4);
+  check_shape_lanes(13, 37, 50, nnc_target_host().f32_lanes);
   CHECK(chunk_calls > 0);
   return check_summary();
 }
