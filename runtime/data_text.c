@@ -93,7 +93,8 @@ static char **list_files(const char *dir, size_t *count, char *err, size_t cap) 
   }
   if (n) qsort(names, n, sizeof *names, compare_names);
   *count = n;
-  return names ? names : calloc(1, sizeof *names);
+  if (!names && !(names = malloc(sizeof *names))) nnc_rt_data_fail(err, cap, dir, "out of memory");
+  return names; /* non-NULL for an empty directory */
 }
 
 static bool read_directory(text_buf *t, const char *dir, char *err, size_t cap) {
