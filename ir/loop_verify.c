@@ -221,8 +221,8 @@ static ival eval_bin(vctx *c, const nnc_lexpr *e) {
   case NNC_LB_MIN:
     if (!a.known || !b.known) return a.known ? (ival){true, {INT64_MIN / 4, 0}, a.hi} : b.known ? (ival){true, {INT64_MIN / 4, 0}, b.hi} : unknown;
     return (ival){true, aff_lower(a.lo, b.lo, c->bmax), aff_lower(a.hi, b.hi, c->bmax)};
-  case NNC_LB_MAX:
-    if (!a.known || !b.known) return unknown;
+  case NNC_LB_MAX: /* max(x, lo) is at least lo whatever x is: a clamped data-dependent index */
+    if (!a.known || !b.known) return a.known ? (ival){true, a.lo, {INT64_MAX / 4, 0}} : b.known ? (ival){true, b.lo, {INT64_MAX / 4, 0}} : unknown;
     return (ival){true, aff_upper(a.lo, b.lo, c->bmax), aff_upper(a.hi, b.hi, c->bmax)};
   default: return unknown;
   }

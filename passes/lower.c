@@ -13,91 +13,15 @@
  * so every access is provably inside its buffer. Elementwise ops additionally get a vector
  * schedule on the CPU: one flat loop over the whole tensor in `lanes`-wide steps with a masked
  * tail. Reductions over the innermost axis and matmul vectorize their inner loop. */
-#include "lower.h"
+#include "lower_impl.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "fusion.h"
 #include "programs.h"
-
-enum { PARALLEL_MIN_ELEMENTS = 4096, DEFAULT_LANES = 16, DEFAULT_GPU_THREADS = 256 };
-
-typedef struct lower {
-  nnc_kernel *k;
-  const nnc_lower_opts *o;
-  const nnc_node *nd;
-  const nnc_type *out_type;
-  int64_t bmax;
-  nnc_lbuf *out;
-  const nnc_node **in;                /* per input (a copy: the copied value) */
-  nnc_lbuf **inbuf;                   /* per input; NULL for a scalar source */
-  int nin;
-  int nvars;
-  nnc_diags *d;
-  bool failed;
-  int concat_operand;                 /* concat on the CPU: the operand being copied */
-} lower;
-
-/* --- small expression helpers ------------------------------------------------------------- */
-
-static nnc_lexpr *I(lower *L, int64_t v) { return nnc_le_int(L->k, v); }
-static nnc_lexpr *add(lower *L, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le_bin(L->k, NNC_LB_ADD, a, b); }
-static nnc_lexpr *sub(lower *L, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le_bin(L->k, NNC_LB_SUB, a, b); }
-static nnc_lexpr *mul(lower *L, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le_bin(L->k, NNC_LB_MUL, a, b); }
-static nnc_lexpr *bin(lower *L, nnc_lbinop op, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le_bin(L->k, op, a, b); }
-static nnc_lexpr *and_(lower *L, nnc_lexpr *a, nnc_lexpr *b) { return a ? nnc_le_bin(L->k, NNC_LB_AND, a, b) : b; }
-static nnc_lexpr *var(lower *L, const nnc_lvar *v) { return nnc_le_var(L->k, v); }
-
-/* a*c + b with constants folded where it keeps the text readable. */
-static nnc_lexpr *mul_const(lower *L, nnc_lexpr *a, int64_t c) {
-  if (c == 1) return a;
-  return mul(L, a, I(L, c));
-}
-static nnc_lexpr *add_const(lower *L, nnc_lexpr *a, int64_t c) {
-  if (c == 0) return a;
-  return c > 0 ? add(L, a, I(L, c)) : sub(L, a, I(L, -c));
-}
-static nnc_lexpr *clamp(lower *L, nnc_lexpr *x, int64_t lo, nnc_lexpr *hi_incl) {
-  return bin(L, NNC_LB_MIN, bin(L, NNC_LB_MAX, x, I(L, lo)), hi_incl);
-}
-
-static nnc_lvar *new_var(lower *L, const char *prefix, nnc_ltype t) {
-  return nnc_lk_var(L->k, nnc_arena_printf(L->k->arena, "%s%d", prefix, L->nvars++), t);
-}
-static nnc_lvar *idx_var(lower *L, const char *prefix) { return new_var(L, prefix, nnc_lt(NNC_I64, 1)); }
-
-static void fail(lower *L, const char *what) {
-  if (!L->failed) nnc_error(L->d, L->nd->loc, "cannot lower %s: %s", nnc_ops[L->nd->op].name, what);
-  L->failed = true;
-}
-
-/* --- shapes --------------------------------------------------------------------------------- */
-
-/* The run-time extent of axis i of t: n * multiple on the batch axis. */
-static nnc_lexpr *extent(lower *L, const nnc_type *t, int i) {
-  if (i == t->batch_axis) return mul_const(L, nnc_le_scalar(L->k, NNC_LSC_N), t->dims[i]);
-  return I(L, t->dims[i]);
-}
-static nnc_lexpr *extent_last(lower *L, const nnc_type *t, int i) { return sub(L, extent(L, t, i), I(L, 1)); }
-
-/* Row-major flat index of idx in t (Horner form). */
-static nnc_lexpr *ravel(lower *L, const nnc_type *t, nnc_lexpr *const *idx) {
-  if (t->rank == 0) return I(L, 0);
-  nnc_lexpr *f = idx[0];
-  for (int i = 1; i < t->rank; i++)
-    f = add(L, i == t->batch_axis ? mul(L, f, extent(L, t, i)) : mul_const(L, f, t->dims[i]), idx[i]);
-  return f;
-}
-
-static nnc_lexpr *total_elements(lower *L, const nnc_type *t) {
-  nnc_lexpr *e = I(L, 1);
-  int64_t stat = 1;
-  for (int i = 0; i < t->rank; i++)
-    if (i == t->batch_axis) e = nnc_le_scalar(L->k, NNC_LSC_N), stat *= t->dims[i];
-    else stat *= t->dims[i];
-  return mul_const(L, e, stat);
-}
+#include "simplify.h"
 
 static int64_t elements_at_max(lower *L, const nnc_type *t) { return nnc_type_elements(t, L->bmax); }
 
@@ -130,11 +54,13 @@ static nnc_lexpr *load_flat(lower *L, int j, nnc_lexpr *f, int lanes, nnc_lexpr 
   return nnc_le_load(L->k, L->inbuf[j], f, lanes, mask);
 }
 static nnc_lexpr *load_at(lower *L, int j, nnc_lexpr *const *idx) {
+  if (L->load_hook) return L->load_hook(L, j, idx);
   return load_flat(L, j, ravel(L, &L->in[j]->type, idx), 1, NULL);
 }
 static const nnc_type *in_type(lower *L, int j) { return &L->in[j]->type; }
 
 static void store_at(lower *L, nnc_lstmt *blk, nnc_lexpr *const *idx, nnc_lexpr *v) {
+  if (L->store_hook) return L->store_hook(L, blk, idx, L->nd, v);
   nnc_ls_push(L->k, blk, nnc_ls_store(L->k, L->out, ravel(L, L->out_type, idx), v, NULL));
 }
 
@@ -192,8 +118,7 @@ static nnc_lexpr *binary_value(lower *L, const nnc_node *nd, nnc_lexpr *a, nnc_l
 }
 
 /* The value of elementwise node nd from its operands' values v[]. */
-static nnc_lexpr *elementwise_value(lower *L, nnc_lexpr **v) {
-  const nnc_node *nd = L->nd;
+static nnc_lexpr *elementwise_value(lower *L, const nnc_node *nd, nnc_lexpr **v) {
   int lanes = v[0]->type.lanes;
   switch (nnc_ops[nd->op].kind) {
   case NNC_KIND_UNARY:
@@ -207,8 +132,6 @@ static nnc_lexpr *elementwise_value(lower *L, nnc_lexpr **v) {
 }
 
 /* --- schedules: the iteration space over the result ----------------------------------------- */
-
-typedef void (*element_fn)(lower *L, nnc_lstmt *blk, nnc_lexpr **idx);
 
 static bool wants_parallel(lower *L, const nnc_type *t, int64_t work_per_element) {
   if (t->rank == 0 || nnc_type_elements(t, L->bmax) * work_per_element < PARALLEL_MIN_ELEMENTS) return false;
@@ -329,7 +252,7 @@ static void el_rng(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
 static void el_elementwise(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   nnc_lexpr *v[3];
   for (int j = 0; j < L->nin && j < 3; j++) v[j] = load_at(L, j, idx);
-  store_at(L, blk, idx, elementwise_value(L, v));
+  store_at(L, blk, idx, elementwise_value(L, L->nd, v));
 }
 
 /* The vector schedule of an elementwise op: every operand has the result's shape and layout,
@@ -343,79 +266,76 @@ static void lower_elementwise_vector(lower *L, int lanes) {
                         nnc_le_splat(k, total, lanes));
   nnc_lexpr *v[3];
   for (int j = 0; j < L->nin && j < 3; j++) v[j] = load_flat(L, j, var(L, i), lanes, mask);
-  nnc_ls_push(k, body, nnc_ls_store(k, L->out, var(L, i), elementwise_value(L, v), mask));
+  nnc_ls_push(k, body, nnc_ls_store(k, L->out, var(L, i), elementwise_value(L, L->nd, v), mask));
   bool par = elements_at_max(L, L->out_type) >= PARALLEL_MIN_ELEMENTS * 4;
   nnc_ls_push(k, k->body, nnc_ls_for(k, i, I(L, 0), total, lanes, par ? NNC_LOOP_PARALLEL : NNC_LOOP_SERIAL, body));
 }
 
 /* --- index maps ------------------------------------------------------------------------------- */
 
-static void el_broadcast(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
-  const nnc_type *a = in_type(L, 0);
-  const nnc_attr *axes = nnc_node_attr(L->nd, NNC_ATTR_axes);
-  nnc_lexpr *ai[NNC_MAX_RANK] = {0};
+/* The operand index ai of index map nd (broadcast, permute, slice, pad) at its result index
+ * idx; for pad also whether the position is inside the operand (NULL: always). False after
+ * failing. Fused groups compose these maps (passes/lower_group.c). */
+static bool operand_index(lower *L, const nnc_node *nd, nnc_lexpr *const *idx, nnc_lexpr **ai, nnc_lexpr **inside) {
+  const nnc_type *a = &nd->inputs[0]->type, *out = &nd->type;
+  *inside = NULL;
+  const nnc_attr *axes = nnc_node_attr(nd, NNC_ATTR_axes), *perm = nnc_node_attr(nd, NNC_ATTR_perm);
+  const nnc_attr *start = nnc_node_attr(nd, NNC_ATTR_start), *step = nnc_node_attr(nd, NNC_ATTR_step);
+  const nnc_attr *lo = nnc_node_attr(nd, NNC_ATTR_lo);
   for (int k = 0; k < a->rank; k++) {
-    if (!axes || axes->n != a->rank || axes->ints[k] < 0 || axes->ints[k] >= L->out_type->rank)
-      return fail(L, "broadcast axes do not fit");
-    bool one = a->dims[k] == 1 && k != a->batch_axis;
-    ai[k] = one ? I(L, 0) : idx[axes->ints[k]];
+    switch (nd->op) {
+    case NNC_OP_broadcast:
+      if (!axes || axes->n != a->rank || axes->ints[k] < 0 || axes->ints[k] >= out->rank)
+        return fail(L, "broadcast axes do not fit"), false;
+      ai[k] = a->dims[k] == 1 && k != a->batch_axis ? I(L, 0) : idx[axes->ints[k]];
+      break;
+    case NNC_OP_permute:
+      if (!perm || perm->n != a->rank || perm->ints[k] < 0 || perm->ints[k] >= a->rank)
+        return fail(L, "perm does not fit"), false;
+      ai[perm->ints[k]] = idx[k];
+      break;
+    case NNC_OP_slice:
+      if (k == a->batch_axis) {
+        ai[k] = idx[k];
+        break;
+      }
+      if (!start || !step || start->n != a->rank || step->n != a->rank) return fail(L, "slice attributes do not fit"), false;
+      ai[k] = add_const(L, mul_const(L, idx[k], step->ints[k]), start->ints[k]);
+      break;
+    case NNC_OP_pad: {
+      int64_t low = k == a->batch_axis ? 0 : lo && lo->n == a->rank ? lo->ints[k] : -1;
+      if (low < 0) return fail(L, "pad attributes do not fit"), false;
+      if (low == 0 && a->dims[k] == out->dims[k]) {
+        ai[k] = idx[k];
+        break;
+      }
+      nnc_lexpr *x = add_const(L, idx[k], -low);
+      *inside = and_(L, *inside, and_(L, bin(L, NNC_LB_GE, x, I(L, 0)), bin(L, NNC_LB_LT, x, extent(L, a, k))));
+      ai[k] = clamp(L, x, 0, extent_last(L, a, k));
+      break;
+    }
+    default: return fail(L, "not an index map"), false;
+    }
   }
-  store_at(L, blk, idx, load_at(L, 0, ai));
+  return true;
+}
+
+/* pad's fill where the position is outside the operand. */
+static nnc_lexpr *pad_fill(lower *L, const nnc_node *nd, nnc_lexpr *inside, nnc_lexpr *v) {
+  if (!inside) return v;
+  nnc_dtype dt = nd->inputs[0]->type.dtype;
+  double fill = nnc_node_num(nd, NNC_ATTR_value, 0);
+  return nnc_le_select(L->k, inside, v, cst(L, nnc_lt(dt, 1), dt == NNC_F32 ? fill : (double)(int64_t)fill));
+}
+
+static void el_index_map(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+  nnc_lexpr *ai[NNC_MAX_RANK] = {0}, *inside;
+  if (!operand_index(L, L->nd, idx, ai, &inside)) return;
+  store_at(L, blk, idx, pad_fill(L, L->nd, inside, load_at(L, 0, ai)));
 }
 
 static void el_reshape(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   store_at(L, blk, idx, load_flat(L, 0, ravel(L, L->out_type, idx), 1, NULL));
-}
-
-static void el_permute(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
-  const nnc_type *a = in_type(L, 0);
-  const nnc_attr *perm = nnc_node_attr(L->nd, NNC_ATTR_perm);
-  nnc_lexpr *ai[NNC_MAX_RANK] = {0};
-  if (a->rank > 0 && (!perm || perm->n != a->rank)) return fail(L, "perm does not fit");
-  for (int k = 0; k < a->rank; k++) {
-    if (perm->ints[k] < 0 || perm->ints[k] >= a->rank) return fail(L, "perm does not fit");
-    ai[perm->ints[k]] = idx[k];
-  }
-  store_at(L, blk, idx, load_at(L, 0, ai));
-}
-
-static void el_slice(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
-  const nnc_type *a = in_type(L, 0);
-  const nnc_attr *start = nnc_node_attr(L->nd, NNC_ATTR_start), *step = nnc_node_attr(L->nd, NNC_ATTR_step);
-  nnc_lexpr *ai[NNC_MAX_RANK] = {0};
-  for (int k = 0; k < a->rank; k++) {
-    if (k == a->batch_axis) {
-      ai[k] = idx[k];
-      continue;
-    }
-    if (!start || !step || start->n != a->rank || step->n != a->rank) return fail(L, "slice attributes do not fit");
-    ai[k] = add_const(L, mul_const(L, idx[k], step->ints[k]), start->ints[k]);
-  }
-  store_at(L, blk, idx, load_at(L, 0, ai));
-}
-
-static void el_pad(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
-  const nnc_type *a = in_type(L, 0);
-  const nnc_attr *lo = nnc_node_attr(L->nd, NNC_ATTR_lo);
-  nnc_lexpr *ai[NNC_MAX_RANK] = {0}, *inside = NULL;
-  for (int k = 0; k < a->rank; k++) {
-    int64_t low = k == a->batch_axis ? 0 : lo && lo->n == a->rank ? lo->ints[k] : -1;
-    if (low < 0) return fail(L, "pad attributes do not fit");
-    if (low == 0 && a->dims[k] == L->out_type->dims[k]) {
-      ai[k] = idx[k];
-      continue;
-    }
-    nnc_lexpr *x = add_const(L, idx[k], -low);
-    inside = and_(L, inside, and_(L, bin(L, NNC_LB_GE, x, I(L, 0)), bin(L, NNC_LB_LT, x, extent(L, a, k))));
-    ai[k] = clamp(L, x, 0, extent_last(L, a, k));
-  }
-  nnc_ltype t = nnc_lt(a->dtype, 1);
-  nnc_lexpr *v = load_at(L, 0, ai);
-  if (inside) {
-    double fill = nnc_node_num(L->nd, NNC_ATTR_value, 0);
-    v = nnc_le_select(L->k, inside, v, cst(L, t, a->dtype == NNC_F32 ? fill : (double)(int64_t)fill));
-  }
-  store_at(L, blk, idx, v);
 }
 
 /* concat on the CPU: one loop nest per operand, writing its slab of the result. */
@@ -528,7 +448,7 @@ static void el_matmul(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   nnc_lstmt *inner = serial_loops(L, blk, 1, &K, &kk);
   nnc_lexpr *ai[NNC_MAX_RANK] = {0}, *bi[NNC_MAX_RANK] = {0};
   mm_indices(L, &g, idx, kk, ai, bi);
-  nnc_lexpr *p = mul(L, load_flat(L, 0, ravel(L, g.a, ai), 1, NULL), load_flat(L, 1, ravel(L, g.b, bi), 1, NULL));
+  nnc_lexpr *p = mul(L, load_at(L, 0, ai), load_at(L, 1, bi));
   nnc_ls_push(L->k, inner, nnc_ls_assign(L->k, acc, add(L, var(L, acc), p)));
   store_at(L, blk, idx, var(L, acc));
 }
@@ -694,9 +614,14 @@ static void el_maxpool(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   nnc_ls_push(k, then, nnc_ls_assign(k, best, var(L, v)));
   nnc_ls_push(k, then, nnc_ls_assign(k, where, add(L, mul_const(L, rv[0], w.kw), rv[1])));
   nnc_ls_push(k, inner, nnc_ls_if(k, take, then, NULL));
-  if (L->nd->op == NNC_OP_maxpool2d) return store_at(L, blk, idx, var(L, best));
-  nnc_lexpr *pos = bin(L, NNC_LB_MAX, var(L, where), I(L, 0));
-  store_at(L, blk, idx, nnc_le_cast(k, nnc_lt(NNC_U8, 1), pos));
+  nnc_lexpr *pos = nnc_le_cast(k, nnc_lt(NNC_U8, 1), bin(L, NNC_LB_MAX, var(L, where), I(L, 0)));
+  if (L->pool_pair) { /* a fused group keeps both results of the one scan */
+    const nnc_node *values = L->nd->op == NNC_OP_maxpool2d ? L->nd : L->pool_pair;
+    L->store_hook(L, blk, idx, values, var(L, best));
+    L->store_hook(L, blk, idx, values == L->nd ? L->pool_pair : L->nd, pos);
+    return;
+  }
+  store_at(L, blk, idx, L->nd->op == NNC_OP_maxpool2d ? var(L, best) : pos);
 }
 
 /* dx[n,c,iy,ix] = sum of dy[n,c,oy,ox] over the windows whose argmax is (iy, ix). The taps run
@@ -761,11 +686,8 @@ static element_fn element_builder(nnc_op op) {
   case NNC_OP_iota: return el_iota;
   case NNC_OP_nbatch: return el_nbatch;
   case NNC_OP_rng_uniform: return el_rng;
-  case NNC_OP_broadcast: return el_broadcast;
+  case NNC_OP_broadcast: case NNC_OP_permute: case NNC_OP_slice: case NNC_OP_pad: return el_index_map;
   case NNC_OP_reshape: return el_reshape;
-  case NNC_OP_permute: return el_permute;
-  case NNC_OP_slice: return el_slice;
-  case NNC_OP_pad: return el_pad;
   case NNC_OP_reduce_sum: case NNC_OP_reduce_max: return el_reduce;
   case NNC_OP_matmul: return el_matmul;
   case NNC_OP_conv2d: return el_conv2d;
@@ -780,12 +702,7 @@ static element_fn element_builder(nnc_op op) {
 }
 
 /* Work per result element, for the decision to parallelize. */
-static int64_t work_per_element(lower *L) {
-  switch (nnc_ops[L->nd->op].kind) {
-  case NNC_KIND_REDUCE: case NNC_KIND_CONTRACTION: case NNC_KIND_OPAQUE: return 64;
-  default: return 1;
-  }
-}
+static int64_t work_per_element(lower *L) { return nnc_lw_work_per_element(L->nd); }
 
 static int lanes_of(const nnc_lower_opts *o) {
   int lanes = o->lanes > 0 ? o->lanes : DEFAULT_LANES;
@@ -923,14 +840,44 @@ static bool copy_call(builder *B, const nnc_module *m, const nnc_node *v, int ds
   return true;
 }
 
-nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, const nnc_graph *g, const nnc_mem_layout *layout,
-                                const nnc_lower_opts *o, nnc_diags *d) {
+static nnc_lprogram *new_program(nnc_arena *a, const nnc_module *m, const nnc_graph *g, const nnc_mem_layout *layout,
+                                 nnc_diags *d) {
   nnc_mem_plan *P = nnc_mem_plan_program(a, m, g, layout, d);
   if (!P) return NULL;
   nnc_lprogram *p = nnc_arena_alloc(a, sizeof *p);
   p->name = g->name;
   p->graph = g;
   p->plan = P;
+  return p;
+}
+
+/* The copies of outputs and state outputs that are not computed in place, then the scratch
+ * plan over the calls. */
+static nnc_lprogram *finish_program(builder *B, const nnc_module *m, const nnc_mem_layout *layout,
+                                    const nnc_lower_opts *o, nnc_diags *d) {
+  nnc_lprogram *p = B->p;
+  const nnc_graph *g = p->graph;
+  bool ok = true;
+  for (int j = 0; j < g->noutputs && ok; j++)
+    ok = copy_call(B, m, g->outputs[j].value, nnc_mem_find(layout, g->outputs[j].name),
+                   nnc_arena_printf(B->a, "output %s", g->outputs[j].name), o, d);
+  for (int j = 0; j < g->nstate && ok; j++) {
+    int dst = nnc_mem_find(layout, g->state_outputs[j].name);
+    if (dst >= 0 && layout->bufs[dst].kind != NNC_MEM_PARAM) dst = -1;
+    ok = copy_call(B, m, g->state_outputs[j].value, dst, nnc_arena_printf(B->a, "state %s", g->state_outputs[j].name), o, d);
+  }
+  return ok && nnc_mem_plan_lowered(p, d) ? p : NULL; /* scratch packed by liveness over the calls */
+}
+
+nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, const nnc_graph *g, const nnc_mem_layout *layout,
+                                const nnc_lower_opts *o, nnc_diags *d) {
+  if (o->fuse) {
+    const nnc_graph *s = nnc_simplify_graph(a, g);
+    return nnc_lower_program_fused(a, m, nnc_fuse_program(a, s), layout, o, d);
+  }
+  nnc_lprogram *p = new_program(a, m, g, layout, d);
+  if (!p) return NULL;
+  const nnc_mem_plan *P = p->plan;
   builder B = {.a = a, .p = p};
   bool ok = true;
   for (int i = 0; i < g->nnodes && ok; i++) {
@@ -939,15 +886,36 @@ nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, const nnc_gra
     if (nd->op == NNC_OP_reshape && P->node_buf[i] == nnc_mem_node_buffer(P, nd->inputs[0])) continue; /* a view */
     ok = lower_node_call(&B, m, nd, o, d);
   }
-  for (int j = 0; j < g->noutputs && ok; j++)
-    ok = copy_call(&B, m, g->outputs[j].value, nnc_mem_find(layout, g->outputs[j].name),
-                   nnc_arena_printf(a, "output %s", g->outputs[j].name), o, d);
-  for (int j = 0; j < g->nstate && ok; j++) {
-    int dst = nnc_mem_find(layout, g->state_outputs[j].name);
-    if (dst >= 0 && layout->bufs[dst].kind != NNC_MEM_PARAM) dst = -1;
-    ok = copy_call(&B, m, g->state_outputs[j].value, dst, nnc_arena_printf(a, "state %s", g->state_outputs[j].name), o, d);
-  }
-  return ok && nnc_mem_plan_lowered(p, d) ? p : NULL; /* scratch packed by liveness over the calls */
+  return ok ? finish_program(&B, m, layout, o, d) : NULL;
+}
+
+/* One call per group: its outputs' buffers, then its inputs' (scalar sources are arguments). */
+static bool lower_group_call(builder *B, const nnc_module *m, const nnc_fusion_plan *plan, int gi,
+                             const nnc_lower_opts *o, nnc_diags *d) {
+  const nnc_fuse_group *G = &plan->groups[gi];
+  const nnc_mem_plan *P = B->p->plan;
+  nnc_kernel *k = nnc_lower_group(B->a, m, plan, gi, o, d);
+  if (!k) return false;
+  int *bufs = nnc_arena_alloc(B->a, sizeof *bufs * (size_t)(G->noutputs + G->ninputs + 1)), nb = 0;
+  for (int j = 0; j < G->noutputs; j++) bufs[nb++] = nnc_mem_node_buffer(P, G->outputs[j]);
+  for (int j = 0; j < G->ninputs; j++)
+    if (G->inputs[j]->op != NNC_OP_scalar) bufs[nb++] = nnc_mem_node_buffer(P, G->inputs[j]);
+  for (int j = 0; j < nb; j++)
+    if (bufs[j] < 0) return nnc_error(d, G->anchor->loc, "lowering: a value of a fused group has no buffer"), false;
+  add_call(B, k, G->anchor, nnc_arena_printf(B->a, "%s group of %%%d = %s (%d nodes)", nnc_fuse_kind_name(G->kind),
+                                             G->anchor->id, nnc_ops[G->anchor->op].name, G->nmembers),
+           bufs, nb);
+  return true;
+}
+
+nnc_lprogram *nnc_lower_program_fused(nnc_arena *a, const nnc_module *m, const nnc_fusion_plan *plan,
+                                      const nnc_mem_layout *layout, const nnc_lower_opts *o, nnc_diags *d) {
+  nnc_lprogram *p = new_program(a, m, plan->graph, layout, d);
+  if (!p) return NULL;
+  builder B = {.a = a, .p = p};
+  bool ok = true;
+  for (int gi = 0; gi < plan->ngroups && ok; gi++) ok = lower_group_call(&B, m, plan, gi, o, d);
+  return ok ? finish_program(&B, m, layout, o, d) : NULL;
 }
 
 void nnc_lower_print(FILE *out, const nnc_lprogram *p) {
@@ -960,3 +928,35 @@ void nnc_lower_print(FILE *out, const nnc_lprogram *p) {
     fprintf(out, ")  # %s\n", c->what);
   }
 }
+
+/* --- shared with passes/lower_group.c (lower_impl.h) ------------------------------------------- */
+
+element_fn nnc_lw_element_builder(nnc_op op) { return element_builder(op); }
+nnc_lexpr *nnc_lw_elementwise_value(lower *L, const nnc_node *nd, nnc_lexpr **v) { return elementwise_value(L, nd, v); }
+nnc_lexpr *nnc_lw_load_flat(lower *L, int j, nnc_lexpr *f, int lanes, nnc_lexpr *mask) {
+  return load_flat(L, j, f, lanes, mask);
+}
+nnc_lexpr *nnc_lw_const_value(lower *L, const nnc_node *nd) { return cst(L, nnc_lt(nd->type.dtype, 1), const_value(nd)); }
+nnc_lexpr *nnc_lw_reduce_init(lower *L, nnc_dtype dt, bool is_max) { return reduce_init(L, dt, is_max); }
+nnc_lexpr *nnc_lw_combine(lower *L, nnc_lexpr *acc, nnc_lexpr *x, bool is_max) { return combine(L, acc, x, is_max); }
+bool nnc_lw_reduced_axis(const nnc_node *nd, int k) { return reduced_axis(nd, k); }
+void nnc_lw_cpu_nest(lower *L, nnc_lstmt *blk, const nnc_type *t, int64_t work, element_fn fn) {
+  cpu_nest(L, blk, t, work, fn);
+}
+void nnc_lw_gpu_flat(lower *L, nnc_lstmt *blk, const nnc_type *t, element_fn fn) { gpu_flat(L, blk, t, fn); }
+nnc_lstmt *nnc_lw_serial_loops(lower *L, nnc_lstmt *blk, int count, nnc_lexpr *const *ext, nnc_lexpr **vars_out) {
+  return serial_loops(L, blk, count, ext, vars_out);
+}
+bool nnc_lw_wants_parallel(lower *L, const nnc_type *t, int64_t work) { return wants_parallel(L, t, work); }
+int64_t nnc_lw_work_per_element(const nnc_node *nd) {
+  switch (nnc_ops[nd->op].kind) {
+  case NNC_KIND_REDUCE: case NNC_KIND_CONTRACTION: case NNC_KIND_OPAQUE: return 64;
+  default: return 1;
+  }
+}
+int nnc_lw_lanes(const nnc_lower_opts *o) { return lanes_of(o); }
+const char *nnc_lw_kernel_comment(nnc_arena *a, const nnc_node *nd) { return kernel_comment(a, nd); }
+bool nnc_lw_operand_index(lower *L, const nnc_node *nd, nnc_lexpr *const *idx, nnc_lexpr **ai, nnc_lexpr **inside) {
+  return operand_index(L, nd, idx, ai, inside);
+}
+nnc_lexpr *nnc_lw_pad_fill(lower *L, const nnc_node *nd, nnc_lexpr *inside, nnc_lexpr *v) { return pad_fill(L, nd, inside, v); }
