@@ -79,6 +79,12 @@ typedef struct nnc_cg_llvm_jit nnc_cg_llvm_jit;
  * never see half an entry; each carries its size and a hash of its bytes, checked on read.
  * libm and libc symbols resolve in the process. NULL with a message. */
 nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *, const nnc_cg_llvm_jit_opts *, char *err, size_t cap);
+/* Where a compilation's time went, in seconds: hashing the module and reading the cache, LLVM's
+ * optimizer and code generator (both 0 on a cache hit), and linking the object into the process. */
+typedef struct nnc_cg_llvm_jit_times {
+  double cache_s, optimize_s, codegen_s, link_s;
+} nnc_cg_llvm_jit_times;
+nnc_cg_llvm_jit_times nnc_cg_llvm_jit_timing(const nnc_cg_llvm_jit *);
 /* The address of a function of the module, or NULL. */
 void *nnc_cg_llvm_jit_sym(nnc_cg_llvm_jit *, const char *name);
 nnc_cg_llvm_cache_result nnc_cg_llvm_jit_cache_result(const nnc_cg_llvm_jit *);

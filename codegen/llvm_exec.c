@@ -1,10 +1,10 @@
 /* The LLVM backend behind the executor interface: lower, emit one module, JIT, call. */
 #include "codegen/llvm_exec.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codegen/c_program.h"
 #include "runtime/abi.h"
@@ -20,32 +20,13 @@ typedef struct llvm_exec {
   int nprogs;
   uint8_t *scratch;
   nnc_rt rt;
+  nnc_llvm_exec_times times;
 } llvm_exec;
 
-/* --- parallel_for: two threads over a static split ------------------------------------------------ */
-
-typedef struct half {
-  nnc_abi_body body;
-  void *env;
-  int64_t lo, hi;
-} half;
-
-static void *run_half(void *arg) {
-  half *h = arg;
-  if (h->lo < h->hi) h->body(h->env, h->lo, h->hi);
-  return NULL;
-}
-
-static void parallel_for_2(void *pool, int64_t n, nnc_abi_body body, void *env) {
-  (void)pool;
-  half h[2] = {{body, env, 0, n / 2}, {body, env, n / 2, n}};
-  pthread_t t;
-  if (pthread_create(&t, NULL, run_half, &h[1]) != 0) {
-    body(env, 0, n); /* no thread: the same iterations, serially */
-    return;
-  }
-  run_half(&h[0]);
-  pthread_join(t, NULL);
+static double seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* --- building -------------------------------------------------------------------------------------- */
@@ -76,6 +57,7 @@ static nnc_cg_llvm_module *emit_module(llvm_exec *x, const nnc_module *m, const 
   nnc_diags d;
   nnc_diags_init(&d, df ? df : stderr);
   bool ok = true;
+  double t0 = seconds();
   for (int i = 0; ok && i < nnc_module_program_count(m) && x->nprogs < MAX_PROGRAMS; i++) {
     const nnc_graph *g = nnc_module_program(m, i);
     if (strcmp(g->name, "forward") == 0) continue;
@@ -88,12 +70,15 @@ static nnc_cg_llvm_module *emit_module(llvm_exec *x, const nnc_module *m, const 
     x->names[x->nprogs] = g->name;
     progs[x->nprogs++] = p;
   }
+  double t1 = seconds();
+  x->times.lower_s = t1 - t0;
   nnc_cg_llvm_module *mod = ok ? nnc_cg_llvm_module_new(m->name, NULL, err, cap) : NULL;
   if (mod && !nnc_cg_llvm_program(mod, m->name, progs, x->nprogs, &d)) {
     nnc_cg_llvm_module_free(mod);
     mod = NULL;
     ok = false;
   }
+  x->times.emit_s = seconds() - t1;
   if (df) fclose(df);
   if (!ok) snprintf(err, cap, "lowering or LLVM emission failed: %s", msg ? msg : "");
   free(msg);
@@ -109,6 +94,7 @@ static bool build(llvm_exec *x, const nnc_module *m, const nnc_rt_model *rm, con
   if (!mod) return false;
   x->jit = nnc_cg_llvm_jit_new(mod, &o->jit, err, cap);
   if (!x->jit) return false;
+  x->times.jit = nnc_cg_llvm_jit_timing(x->jit);
   char id[256], sym[512];
   nnc_cg_c_ident(m->name, id, sizeof id);
   for (int i = 0; i < x->nprogs; i++) {
@@ -151,7 +137,7 @@ nnc_rt_executor *nnc_llvm_exec_new(const nnc_module *m, const nnc_rt_model *rm, 
   llvm_exec *x = nnc_xcalloc(1, sizeof *x);
   x->base = (nnc_rt_executor){.name = "llvm", .run = llvm_run, .destroy = llvm_destroy};
   x->arena = nnc_arena_new();
-  x->rt = (nnc_rt){.abi_version = NNC_ABI_VERSION, .parallel_for = o->threads >= 2 ? parallel_for_2 : NULL};
+  x->rt = o->rt ? *o->rt : (nnc_rt){.abi_version = NNC_ABI_VERSION};
   if (!build(x, m, rm, o, err, cap)) {
     llvm_destroy(&x->base);
     return NULL;
@@ -162,3 +148,5 @@ nnc_rt_executor *nnc_llvm_exec_new(const nnc_module *m, const nnc_rt_model *rm, 
 nnc_cg_llvm_cache_result nnc_llvm_exec_cache_result(const nnc_rt_executor *e) {
   return nnc_cg_llvm_jit_cache_result(((const llvm_exec *)e)->jit);
 }
+
+nnc_llvm_exec_times nnc_llvm_exec_timing(const nnc_rt_executor *e) { return ((const llvm_exec *)e)->times; }

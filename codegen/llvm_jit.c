@@ -32,6 +32,7 @@
 struct nnc_cg_llvm_jit {
   LLVMOrcLLJITRef jit;
   nnc_cg_llvm_cache_result cache;
+  nnc_cg_llvm_jit_times times;
   char path[4200];
 };
 
@@ -160,12 +161,23 @@ static bool take_error(LLVMErrorRef e, const char *what, char *err, size_t cap) 
   return false;
 }
 
+static double seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* The module's object file (optimized), as a memory buffer. */
-static LLVMMemoryBufferRef compile_object(nnc_cg_llvm_module *m, char *err, size_t cap) {
+static LLVMMemoryBufferRef compile_object(nnc_cg_llvm_module *m, nnc_cg_llvm_jit_times *t, char *err, size_t cap) {
+  double t0 = seconds();
   if (!nnc_llvm_optimize(m, err, cap)) return NULL;
+  double t1 = seconds();
+  t->optimize_s = t1 - t0;
   LLVMMemoryBufferRef buf = NULL;
   char *msg = NULL;
-  if (LLVMTargetMachineEmitToMemoryBuffer(m->tm, m->mod, LLVMObjectFile, &msg, &buf)) {
+  bool failed = LLVMTargetMachineEmitToMemoryBuffer(m->tm, m->mod, LLVMObjectFile, &msg, &buf);
+  t->codegen_s = seconds() - t1;
+  if (failed) {
     snprintf(err, cap, "LLVM code generation failed: %s", msg ? msg : "");
     LLVMDisposeMessage(msg);
     return NULL;
@@ -199,6 +211,7 @@ nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *m, const nnc_cg_llvm_ji
   if (!nnc_llvm_verify(m, err, cap)) goto fail;
   j->cache = NNC_LLVM_CACHE_OFF;
   key128 key = {0, 0};
+  double t0 = seconds();
   if (cached) {
     key = module_key(m);
     snprintf(j->path, sizeof j->path, "%s/%016llx%016llx.o", dir, (unsigned long long)key.a, (unsigned long long)key.b);
@@ -213,8 +226,9 @@ nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *m, const nnc_cg_llvm_ji
       j->cache = corrupt ? NNC_LLVM_CACHE_CORRUPT : NNC_LLVM_CACHE_MISS;
     }
   }
+  j->times.cache_s = seconds() - t0;
   if (!obj) {
-    obj = compile_object(m, err, cap);
+    obj = compile_object(m, &j->times, err, cap);
     if (!obj) goto fail;
     /* a cache that cannot be written is no error: the code still runs */
     if (cached && !write_entry(dir, j->path, key, LLVMGetBufferStart(obj), LLVMGetBufferSize(obj)))
@@ -222,7 +236,9 @@ nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *m, const nnc_cg_llvm_ji
   }
   nnc_cg_llvm_module_free(m);
   m = NULL;
+  double t1 = seconds();
   if (!start_jit(j, obj, err, cap)) goto fail;
+  j->times.link_s = seconds() - t1;
   return j;
 fail:
   nnc_cg_llvm_module_free(m);
@@ -241,6 +257,8 @@ void *nnc_cg_llvm_jit_sym(nnc_cg_llvm_jit *j, const char *name) {
 }
 
 nnc_cg_llvm_cache_result nnc_cg_llvm_jit_cache_result(const nnc_cg_llvm_jit *j) { return j->cache; }
+
+nnc_cg_llvm_jit_times nnc_cg_llvm_jit_timing(const nnc_cg_llvm_jit *j) { return j->times; }
 
 const char *nnc_cg_llvm_jit_cache_path(const nnc_cg_llvm_jit *j) { return j->cache == NNC_LLVM_CACHE_OFF ? "" : j->path; }
 

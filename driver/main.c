@@ -11,14 +11,18 @@
 #include "driver/compile.h"
 #include "driver/cuda_cmd.h"
 #include "driver/emit_c.h"
+#include "driver/executor.h"
 #ifdef NNC_WITH_LLVM
 #include "driver/emit_llvm.h"
 #endif
+#include "driver/emit_loops.h"
 #include "driver/fusion_cmd.h"
+#include "driver/layout.h"
 #include "driver/memplan_cmd.h"
 #include "driver/options.h"
 #include "driver/sample_cmd.h"
 #include "ir/ir.h"
+#include "passes/programs.h"
 
 static const char usage_text[] =
     "usage: nnc FILE [options]\n"
@@ -34,8 +38,10 @@ static const char usage_text[] =
     "  --emit llvm|asm|obj -o FILE  the programs as one LLVM module for this machine (docs/llvm.md)\n"
     "  --emit cuda          print every program's kernels as CUDA C with the GPU schedule (docs/cuda.md)\n"
     "  --emit kernels       print each program's fused kernels: anchor, nodes, source lines\n"
+    "  --emit loops         print each program's loop IR kernels (CPU schedule) and calls\n"
     "  --emit dot           print the programs as Graphviz, each kernel a cluster\n"
-    "  --stats              print nodes, kernels and bytes per step, before and after fusion\n"
+    "  --stats              print nodes, kernels and bytes per step, before and after fusion,\n"
+    "                       then compile the programs and print the time of each phase\n"
     "  --memory-plan        print every program's memory plan: buffers, offsets, live steps,\n"
     "                       the scratch size, the naive sum and the lower bound (docs/memory.md)\n"
     "  --train              train the model on its data (the train block, or --data)\n"
@@ -45,6 +51,7 @@ static const char usage_text[] =
     "  --set NAME=VALUE     override a hyperparameter or a train-block field (repeatable)\n"
     "  --batch N            the compiled batch size B_max (default: the train block's, else 64)\n"
     "  --passes LIST        run graph passes first: dce, cse, fold, algebra, simplify\n"
+    "  --no-fusion          --emit c / loops: one kernel per node instead of one per fused group\n"
     "  --mode MODE          the forward graph --emit ir shows: train (default), eval, predict\n"
     "\n"
     "training (each overrides the train block; see docs/training.md):\n"
@@ -58,8 +65,10 @@ static const char usage_text[] =
     "  --seed N             seed of initialization, shuffling and dropout\n"
     "  --data PATH          the data source's path (its kind comes from the train block)\n"
     "  --val-split F        hold out the last fraction F of the training set for evaluation\n"
-    "  --threads N          worker threads (default: all cores)\n"
-    "  --target NAME        executor: interp (the reference interpreter), cuda (needs a CUDA device)\n"
+    "  --threads N          worker threads, the calling thread included (default: all cores);\n"
+    "                       results do not depend on it\n"
+    "  --target NAME        executor: llvm (native code through the LLVM JIT, the default),\n"
+    "                       interp (the reference interpreter), cuda (needs a CUDA device)\n"
     "  --max-steps N        stop after N training steps\n"
     "  --log FILE           write metrics as CSV\n"
     "  --plot FILE          draw loss and accuracy curves as SVG\n"
@@ -136,7 +145,7 @@ enum {
   OPT_CHECK = 256, OPT_EMIT, OPT_TRAIN, OPT_EVAL, OPT_SET, OPT_BATCH, OPT_MODE, OPT_VERSION,
   OPT_EPOCHS, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_SEED, OPT_DATA,
   OPT_VAL_SPLIT, OPT_THREADS, OPT_TARGET, OPT_MAX_STEPS, OPT_LOG, OPT_PLOT, OPT_SAVE,
-  OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET, OPT_DEVICES, OPT_PASSES, OPT_STATS, OPT_MEMORY_PLAN,
+  OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET, OPT_DEVICES, OPT_PASSES, OPT_STATS, OPT_MEMORY_PLAN, OPT_NO_FUSION,
   OPT_SAMPLE, OPT_PROMPT, OPT_TEMPERATURE,
 };
 
@@ -157,7 +166,7 @@ static const struct option longopts[] = {
     {"load", required_argument, 0, OPT_LOAD},      {"quiet", no_argument, 0, OPT_QUIET},
     {"devices", no_argument, 0, OPT_DEVICES},
     {"passes", required_argument, 0, OPT_PASSES},  {"stats", no_argument, 0, OPT_STATS},
-    {"memory-plan", no_argument, 0, OPT_MEMORY_PLAN},
+    {"memory-plan", no_argument, 0, OPT_MEMORY_PLAN}, {"no-fusion", no_argument, 0, OPT_NO_FUSION},
     {"sample", required_argument, 0, OPT_SAMPLE},  {"prompt", required_argument, 0, OPT_PROMPT},
     {"temperature", required_argument, 0, OPT_TEMPERATURE},
     {0, 0, 0, 0},
@@ -182,8 +191,8 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     o->emit_train = true; /* with --emit ir: print the training programs */
     return o->action == NNC_ACTION_EMIT || set_action(o, NNC_ACTION_TRAIN, "--train");
   case OPT_EMIT:
-    if (strcmp(arg, "kernels") == 0 || strcmp(arg, "dot") == 0) {
-      o->emit = arg[0] == 'k' ? NNC_EMIT_KERNELS : NNC_EMIT_DOT;
+    if (strcmp(arg, "kernels") == 0 || strcmp(arg, "dot") == 0 || strcmp(arg, "loops") == 0) {
+      o->emit = arg[0] == 'k' ? NNC_EMIT_KERNELS : arg[0] == 'd' ? NNC_EMIT_DOT : NNC_EMIT_LOOPS;
       return set_action(o, NNC_ACTION_EMIT, "--emit");
     }
     if (strcmp(arg, "llvm") == 0 || strcmp(arg, "asm") == 0 || strcmp(arg, "obj") == 0) {
@@ -196,7 +205,7 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
 #endif
     }
     if (strcmp(arg, "ir") != 0 && strcmp(arg, "c") != 0 && strcmp(arg, "cuda") != 0) {
-      usage_error("unknown --emit kind '%s' (available: ir, c, cuda, kernels, dot, llvm, asm, obj)", arg);
+      usage_error("unknown --emit kind '%s' (available: ir, c, cuda, kernels, dot, loops, llvm, asm, obj)", arg);
       return false;
     }
     o->emit = strcmp(arg, "c") == 0 ? NNC_EMIT_C : strcmp(arg, "cuda") == 0 ? NNC_EMIT_CUDA : NNC_EMIT_IR;
@@ -210,6 +219,7 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     return false;
   case OPT_STATS: return set_action(o, NNC_ACTION_STATS, "--stats");
   case OPT_MEMORY_PLAN: return set_action(o, NNC_ACTION_MEMPLAN, "--memory-plan");
+  case OPT_NO_FUSION: o->no_fusion = true; return true;
   case OPT_MODE:
     if (strcmp(arg, "train") == 0) o->mode = NNC_MODE_TRAIN;
     else if (strcmp(arg, "eval") == 0) o->mode = NNC_MODE_EVAL;
@@ -278,7 +288,16 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
       o->target = arg;
       return true;
     }
-    usage_error("unknown --target '%s' (available: interp, cuda)", arg);
+    if (strcmp(arg, "llvm") == 0) {
+#ifdef NNC_WITH_LLVM
+      o->target = arg;
+      return true;
+#else
+      usage_error("--target %s: this nnc was built without the LLVM backend (NNC_WITH_LLVM=OFF)", arg);
+      return false;
+#endif
+    }
+    usage_error("unknown --target '%s' (available: llvm, interp, cuda)", arg);
     return false;
   case OPT_SCHEDULE: o->schedule = arg; return true;
   case OPT_DATA: o->data = arg; return true;
@@ -424,7 +443,7 @@ static int write_output(const nnc_options *o, const nnc_module *m) {
  * shows one forward graph unless --train asks for the training programs. */
 static bool wants_programs(const nnc_options *o) {
   return o->action != NNC_ACTION_EMIT || o->emit_train || o->emit == NNC_EMIT_C || o->emit == NNC_EMIT_CUDA ||
-         o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT || o->emit >= NNC_EMIT_LLVM;
+         o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT || o->emit == NNC_EMIT_LOOPS || o->emit >= NNC_EMIT_LLVM;
 }
 
 /* --emit llvm|asm|obj (driver/emit_llvm.c, built with NNC_WITH_LLVM). */
@@ -437,6 +456,22 @@ static int emit_llvm(const nnc_module *m, const nnc_options *o) {
 #endif
 }
 
+/* --stats, after the graph figures: compile the programs for the target and say where the time went. */
+static int stats_compile(const nnc_module *m, const nnc_options *o, nnc_driver_front_times ft) {
+  if (!nnc_module_find_program(m, "predict")) return NNC_EXIT_OK; /* a lone graph (.ir) has no programs to run */
+  char err[1024];
+  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
+  nnc_rt_executor *e = rm ? nnc_driver_executor_new(m, rm, o, err, sizeof err) : NULL;
+  FILE *out = stdout;
+  if (o->output && !(out = fopen(o->output, "a"))) out = stdout;
+  if (e) nnc_driver_print_compile_times(out, e, ft);
+  else fprintf(stderr, "nnc: error: %s\n", err);
+  if (out != stdout) fclose(out);
+  if (e) e->destroy(e);
+  nnc_layout_free(rm);
+  return e ? NNC_EXIT_OK : NNC_EXIT_MODEL_ERROR;
+}
+
 static int run(const nnc_options *o) {
   if (o->target && strcmp(o->target, "cuda") == 0 && nnc_cmd_check_cuda() != NNC_EXIT_OK) return NNC_EXIT_ENVIRONMENT;
   nnc_diags d;
@@ -444,7 +479,9 @@ static int run(const nnc_options *o) {
   nnc_source src;
   if (!nnc_source_read(&src, o->input, &d)) return NNC_EXIT_MODEL_ERROR;
   bool is_ir = ends_with(o->input, ".ir");
+  double t0 = nnc_driver_seconds();
   nnc_module *m = is_ir ? nnc_parse_module(&src, &d) : nnc_driver_compile(&src, o, wants_programs(o), &d);
+  nnc_driver_front_times ft = {.front_s = nnc_driver_seconds() - t0, .passes_s = -1};
   int status = NNC_EXIT_MODEL_ERROR;
   if (m && d.nerrors == 0 && o->action != NNC_ACTION_STATS) nnc_driver_run_passes(m, o, &d);
   if (m && d.nerrors == 0) {
@@ -457,10 +494,16 @@ static int run(const nnc_options *o) {
       status = o->emit >= NNC_EMIT_LLVM   ? emit_llvm(m, o)
                : o->emit == NNC_EMIT_C    ? nnc_cmd_emit_c(m, o)
                : o->emit == NNC_EMIT_CUDA ? nnc_cmd_emit_cuda(m, o)
+               : o->emit == NNC_EMIT_LOOPS ? nnc_cmd_emit_loops(m, o)
                : o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT ? nnc_cmd_emit_fusion(m, o, o->emit == NNC_EMIT_DOT)
                                           : write_output(o, m);
       break;
-    case NNC_ACTION_STATS: status = nnc_cmd_stats(m, o, &d); break;
+    case NNC_ACTION_STATS:
+      t0 = nnc_driver_seconds();
+      status = nnc_cmd_stats(m, o, &d);
+      ft.passes_s = nnc_driver_seconds() - t0;
+      if (status == NNC_EXIT_OK) status = stats_compile(m, o, ft);
+      break;
     case NNC_ACTION_MEMPLAN: status = nnc_cmd_memory_plan(m, o, &d); break;
     default: status = write_output(o, m); break;
     }

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "driver/exec_interp.h"
+#include "driver/executor.h"
 #include "driver/layout.h"
 #include "passes/programs.h"
 #include "runtime/checkpoint.h"
@@ -144,9 +144,13 @@ int nnc_cmd_sample(nnc_module *m, const nnc_options *o) {
   else if (!nnc_rt_checkpoint_load(path, rm, persist, NNC_RT_LOAD_WEIGHTS, NULL, err, sizeof err))
     fprintf(stderr, "nnc: error: %s\n", err);
   else {
-    nnc_rt_executor *ex = nnc_exec_interp_new(m, rm);
-    status = nnc_sample_text(m, rm, ex, persist, &vocab, o, seed, stdout);
-    ex->destroy(ex);
+    nnc_rt_executor *ex = nnc_driver_executor_new(m, rm, o, err, sizeof err);
+    if (ex) {
+      status = nnc_sample_text(m, rm, ex, persist, &vocab, o, seed, stdout);
+      ex->destroy(ex);
+    } else {
+      fprintf(stderr, "nnc: error: %s\n", err);
+    }
   }
   free(persist);
   nnc_layout_free(rm);

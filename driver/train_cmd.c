@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "driver/commands.h"
-#include "driver/exec_interp.h"
+#include "driver/executor.h"
 #include "driver/layout.h"
 #include "driver/sample_cmd.h"
 #include "passes/programs.h"
@@ -377,7 +377,10 @@ static int session_open(session *s, nnc_module *m, const nnc_options *o) {
   }
   if (!load_data(m, o, &s->io, s->seed, &s->ds, &s->eval_name)) return NNC_EXIT_MODEL_ERROR;
   s->persist = alloc_region(s->rm->persist_bytes);
-  s->ex = nnc_exec_interp_new(m, s->rm);
+  if (!(s->ex = nnc_driver_executor_new(m, s->rm, o, err, sizeof err))) {
+    report(err);
+    return NNC_EXIT_MODEL_ERROR;
+  }
   return NNC_EXIT_OK;
 }
 

@@ -14,6 +14,7 @@
 #include "driver/exec_interp.h"
 #include "driver/layout.h"
 #include "ir/compare.h"
+#include "runtime/pool.h"
 
 enum { BATCH = 8, TRAIN_STEPS = 5 };
 
@@ -123,9 +124,11 @@ int main(int argc, char **argv) {
   nnc_rt_executor *ref = nnc_exec_interp_new(m, rm);
   char cache[] = "/tmp/nnc_backend_llvm_XXXXXX";
   CHECK(mkdtemp(cache) != NULL);
+  nnc_rt_pool *pool = nnc_rt_pool_new(2);
+  nnc_rt rt2 = nnc_rt_pool_rt(pool);
   const nnc_llvm_exec_opts variants[] = {
-      {.lower = {.target = NNC_LOWER_CPU}, .threads = 1, .jit = {.cache_dir = cache}},
-      {.lower = {.target = NNC_LOWER_CPU, .lanes = 1}, .threads = 2, .jit = {.cache_dir = cache}}};
+      {.lower = {.target = NNC_LOWER_CPU}, .jit = {.cache_dir = cache}},
+      {.lower = {.target = NNC_LOWER_CPU, .lanes = 1}, .rt = &rt2, .jit = {.cache_dir = cache}}};
   const char *tags[] = {"llvm", "llvm-scalar-2threads"};
   for (int v = 0; v < 2; v++) {
     nnc_rt_executor *c = nnc_llvm_exec_new(m, rm, &variants[v], err, sizeof err);
@@ -149,6 +152,7 @@ int main(int argc, char **argv) {
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cache);
   ref->destroy(ref);
+  nnc_rt_pool_free(pool);
   free(persist0), free(io0);
   nnc_layout_free(rm);
   nnc_module_free(m);
