@@ -1,11 +1,15 @@
 /* The C printer (codegen/c.h): loop IR -> C99 with vector extensions.
  *
  * Scalars map to C types (f32 float, i32 int32_t, u8 uint8_t, i64 int64_t, bool int). A vector
- * type TxL is `nnc_TxL`, a GCC/Clang `vector_size` type; a boolx L mask is `nnc_mxL`, 32-bit
- * lanes holding -1 or 0. Vector + - * / use the C operators; everything else goes through
- * small lane-wise helpers from the prelude (`nnc_fma_f32x16`, `nnc_ldm_f32x16`, ...) that
- * compilers turn into vector instructions. Loads and stores go through memcpy, so nothing
- * assumes alignment. Unrolled loops are unrolled here, with the loop variable a constant. */
+ * type TxL is `nnc_TxL`, a GCC/Clang `vector_size` type; a boolxL mask is `nnc_mxL`, 32-bit
+ * lanes holding -1 or 0. Vectors use the compilers' native vector operations: + - * / & | ~
+ * as C operators, comparisons as vector comparisons, select/min/max as bitwise blends (C has no
+ * vector ?:), conversions as __builtin_convertvector, fma as a contracted a * b + c under clang
+ * with FMA hardware (lane-wise fmaf elsewhere, which gcc vectorizes). Those sit in one-line
+ * always-inline prelude helpers (`nnc_sel_f32x8`, `nnc_lt_f32x8`). Only math, integer division,
+ * saturating f32 -> int casts, reductions and partially masked accesses go lane by lane. Loads
+ * and stores go through memcpy, so nothing assumes alignment. Unrolled loops are unrolled here,
+ * with the loop variable a constant. */
 #include "codegen/c.h"
 
 #include <math.h>
