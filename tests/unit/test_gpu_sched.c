@@ -3,7 +3,10 @@
  * serial blocks and parallel blocks) compiled with cc, and match the interpreter on ragged and
  * round shapes; the softmax's CPU schedule runs through the C printer. Also: the emulator's
  * rules (shuffle partners, variables across barriers, LOCAL per thread, rejections) on small
- * hand-built kernels. --bench prints the CPU softmax's throughput on 1000x1000. */
+ * hand-built kernels. The schedules the lowering picks for graph nodes (nnc_gpu_sched_node):
+ * conv2d and both gradients with stride, padding, dilation and groups, batched, weight-gradient
+ * and leading-axis matmuls, row reductions over suffixes of the axes, each at n = B_max and a
+ * smaller n against the interpreter. --bench prints the CPU softmax's throughput on 1000x1000. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,7 +163,7 @@ typedef void (*mm_fn)(const nnc_rt *, float *, const float *, const float *, int
 
 static void check_matmul(int64_t M, int64_t N, int64_t K, bool ta, bool tb, int64_t batch_max, int64_t n) {
   nnc_arena *a = nnc_arena_new();
-  nnc_gpu_matmul_shape s = {M, N, K, ta, tb, batch_max};
+  nnc_gpu_matmul_shape s = {.M = M, .N = N, .K = K, .trans_a = ta, .trans_b = tb, .batch_max = batch_max};
   nnc_kernel *k = nnc_gpu_matmul_kernel(a, "mm", &s);
   CHECK(k != NULL);
   if (!k || !verify(k)) return nnc_arena_free(a);
@@ -200,10 +203,20 @@ static void test_matmul(void) {
   check_matmul(10, 70, 33, false, false, 8, 7); /* rows n*10 at run time */
   check_matmul(10, 70, 33, false, true, 8, 1);
   nnc_arena *a = nnc_arena_new();
-  nnc_gpu_matmul_shape bad = {10, 10, 10, true, false, 4};
+  nnc_gpu_matmul_shape bad = {.M = 10, .N = 10, .K = 10, .trans_a = true, .batch_max = 4};
   CHECK(nnc_gpu_matmul_kernel(a, "mm", &bad) == NULL);
-  nnc_gpu_matmul_shape zero = {0, 10, 10, false, false, 0};
+  nnc_gpu_matmul_shape zero = {.M = 0, .N = 10, .K = 10};
   CHECK(nnc_gpu_matmul_kernel(a, "mm", &zero) == NULL);
+  nnc_gpu_matmul_shape kb = {.M = 10, .N = 10, .K = 10, .trans_b = true, .batch_max = 4, .batch = NNC_GPU_BATCH_K};
+  CHECK(nnc_gpu_matmul_kernel(a, "mm", &kb) == NULL); /* batched K needs A transposed, B not */
+  kb.trans_b = false, kb.trans_a = true, kb.mats = 3;
+  CHECK(nnc_gpu_matmul_kernel(a, "mm", &kb) == NULL); /* batched K with several products */
+  nnc_gpu_conv_shape cbad = {.images = 1, .C = 3, .H = 4, .W = 4, .O = 4, .KH = 5, .KW = 5, .sy = 1, .sx = 1, .dy = 1, .dx = 1, .groups = 1};
+  CHECK(nnc_gpu_conv2d_kernel(a, "cv", NNC_GPU_CONV_FORWARD, &cbad) == NULL); /* the window exceeds the image */
+  cbad.KH = cbad.KW = 3, cbad.groups = 2;
+  CHECK(nnc_gpu_conv2d_kernel(a, "cv", NNC_GPU_CONV_FORWARD, &cbad) == NULL); /* 2 groups do not divide 3 channels */
+  nnc_gpu_reduce_shape rbad = {.rows = 3, .cols = 4, .cols_batched = true, .batch_max = 4};
+  CHECK(nnc_gpu_row_reduce_kernel(a, "r", &rbad) == NULL); /* batched columns of several rows */
   nnc_arena_free(a);
 }
 
@@ -250,6 +263,204 @@ static void test_softmax(void) {
   CHECK(nnc_gpu_softmax_kernel(a, "sm", 0, 4, 0) == NULL);
   CHECK(nnc_cpu_softmax_kernel(a, "sm", 4, 4, 0, 12) == NULL);
   nnc_arena_free(a);
+}
+
+
+/* --- graph nodes through nnc_gpu_sched_node: conv2d and its gradients, batched matmuls, row
+ * reductions, each against the interpreter at n = B_max and a smaller n ----------------------- */
+
+static double worst_conv, worst_reduce, worst_node_mm;
+
+static nnc_node *typed_input(nnc_graph *g, const char *name, int rank, const int64_t *dims, int batch_axis) {
+  nnc_node *n = nnc_node_new(g, NNC_OP_input, 0, NULL, (nnc_loc){0});
+  n->type = nnc_type_make(NNC_F32, rank, dims, batch_axis);
+  n->name = name;
+  return n;
+}
+
+static nnc_node *typed_op(nnc_graph *g, nnc_op o, nnc_node *x, nnc_node *y) {
+  nnc_node *in[2] = {x, y};
+  return nnc_node_new(g, o, y ? 2 : 1, in, (nnc_loc){0});
+}
+
+static bool infer(nnc_node *n) {
+  char err[256];
+  bool ok = nnc_infer_type(n, err, sizeof err);
+  CHECK_MSG(ok, "reference node: %s", err);
+  return ok;
+}
+
+typedef void (*node_fn)(const nnc_rt *, float *, const float *, const float *, int64_t);
+
+/* The schedule of node nd (inputs x, optional y) emulated (serial and parallel blocks) and
+ * compared with the interpreter at batch n = B_max and, when B_max > 1, n = n2; `what` names
+ * the case. */
+static void check_node(nnc_module *m, nnc_graph *g, nnc_node *nd, int64_t n2, const char *what, double *worst) {
+  nnc_arena *a = nnc_arena_new();
+  nnc_kernel *k = nnc_gpu_sched_node(a, m, nd);
+  CHECK_MSG(k != NULL, "%s: no GPU schedule", what);
+  if (!k || !verify(k)) return nnc_arena_free(a);
+  CHECK_MSG(strstr(k->comment, "shared memory") != NULL, "%s: %s", what, k->comment);
+  int nin = nd->ninputs;
+  char wrapper[512];
+  snprintf(wrapper, sizeof wrapper,
+           "void run(const nnc_rt *rt, float *o, const float *x, const float *y, int64_t n) { (void)y; (void)n; %s(rt, o, x%s%s); }",
+           k->name, nin > 1 ? ", y" : "", k->uses_scalar[NNC_LSC_N] ? ", n" : "");
+  for (int par = 0; par < 2; par++) {
+    nnc_cg_lib *lib = compile(a, k, par == 1, wrapper, NULL);
+    if (!lib) break;
+    node_fn run = (node_fn)(uintptr_t)nnc_cg_cc_sym(lib, "run");
+    int64_t ns[2] = {m->batch_max, n2};
+    for (int r = 0; r < (m->batch_max > 1 ? 2 : 1); r++) {
+      int64_t n = ns[r];
+      float *in[2] = {NULL, NULL};
+      nnc_tensor t[2];
+      nnc_interp_binding bind[2];
+      for (int j = 0; j < nin; j++) {
+        const nnc_node *x = nd->inputs[j];
+        t[j] = (nnc_tensor){x->type, n, false, NULL};
+        t[j].data = in[j] = random_floats(nnc_tensor_elements(&t[j]), (uint32_t)(11 + j), 1.0f);
+        bind[j] = (nnc_interp_binding){x->name, &t[j]};
+      }
+      nnc_tensor out = {0};
+      nnc_interp_env env = {n, bind, nin};
+      char err[512];
+      bool ok = nnc_interp_run(m, g, NNC_INTERP_F32, &env, &out, NULL, err, sizeof err);
+      CHECK_MSG(ok, "%s: interpreter: %s", what, err);
+      int64_t count = ok ? nnc_tensor_elements(&out) : 0;
+      float *got = nnc_xcalloc((size_t)(count > 0 ? count : 1), sizeof *got);
+      for (int64_t i = 0; i < count; i++) got[i] = NAN; /* every element must be written */
+      nnc_rt rt = {NNC_ABI_VERSION, NULL, NULL};
+      if (ok) run(&rt, got, in[0], in[1], n);
+      char full[300];
+      snprintf(full, sizeof full, "%s n=%lld (%s blocks)", what, (long long)n, par ? "parallel" : "serial");
+      if (ok) compare(full, got, out.data, 1, count, 1e-5, 1e-5, worst);
+      free(got), free(in[0]), free(in[1]), free(out.data);
+    }
+    nnc_cg_cc_close(lib);
+  }
+  nnc_arena_free(a);
+}
+
+typedef struct conv_case {
+  int64_t N, C, H, W, O, KH, KW, sy, sx, py, px, dy, dx, groups, bmax; /* bmax 0: no batch axis */
+} conv_case;
+
+static void set_conv_attrs(nnc_node *n, const conv_case *c) {
+  nnc_node_set_ints(n, NNC_ATTR_stride, 2, (int64_t[]){c->sy, c->sx});
+  nnc_node_set_ints(n, NNC_ATTR_padding, 2, (int64_t[]){c->py, c->px});
+  nnc_node_set_ints(n, NNC_ATTR_dilation, 2, (int64_t[]){c->dy, c->dx});
+  nnc_node_set_int(n, NNC_ATTR_groups, c->groups);
+}
+
+/* conv2d, conv2d_input_grad and conv2d_weight_grad of one geometry, at n = B_max and n = 1. */
+static void check_conv(const conv_case *c) {
+  for (int which = 0; which < 3; which++) {
+    nnc_module *m = nnc_module_new("conv");
+    m->batch_max = c->bmax > 0 ? c->bmax : 1;
+    nnc_graph *g = nnc_graph_new(m->arena, "forward");
+    int ba = c->bmax > 0 ? 0 : -1;
+    nnc_node *x = typed_input(g, "x", 4, (int64_t[]){c->N, c->C, c->H, c->W}, ba);
+    nnc_node *w = typed_input(g, "w", 4, (int64_t[]){c->O, c->C / c->groups, c->KH, c->KW}, -1);
+    nnc_node *y = typed_op(g, NNC_OP_conv2d, x, w);
+    set_conv_attrs(y, c);
+    if (!infer(y)) return nnc_module_free(m);
+    nnc_node *nd = y;
+    if (which > 0) {
+      nnc_node *dy = typed_input(g, "dy", 4, y->type.dims, ba);
+      nd = typed_op(g, which == 1 ? NNC_OP_conv2d_input_grad : NNC_OP_conv2d_weight_grad, dy, which == 1 ? w : x);
+      set_conv_attrs(nd, c);
+      if (which == 1) nnc_node_set_ints(nd, NNC_ATTR_in_shape, 2, (int64_t[]){c->H, c->W});
+      else nnc_node_set_ints(nd, NNC_ATTR_kernel, 2, (int64_t[]){c->KH, c->KW});
+      if (!infer(nd)) return nnc_module_free(m);
+    }
+    nnc_graph_add_output(g, "out", nd);
+    char what[256];
+    static const char *const names[] = {"conv2d", "conv2d_input_grad", "conv2d_weight_grad"};
+    snprintf(what, sizeof what, "%s %lldx%lldx%lldx%lld * %lldx%lldx%lld stride %lldx%lld pad %lldx%lld dil %lldx%lld groups %lld",
+             names[which], (long long)c->N, (long long)c->C, (long long)c->H, (long long)c->W, (long long)c->O,
+             (long long)c->KH, (long long)c->KW, (long long)c->sy, (long long)c->sx, (long long)c->py, (long long)c->px,
+             (long long)c->dy, (long long)c->dx, (long long)c->groups);
+    check_node(m, g, nd, 1, what, &worst_conv);
+    nnc_module_free(m);
+  }
+}
+
+static void test_conv(void) {
+  static const conv_case cases[] = {
+      {1, 3, 7, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3},    /* same padding, batched */
+      {1, 4, 9, 8, 6, 3, 2, 2, 1, 1, 0, 1, 2, 2, 2},    /* stride, dilation, 2 groups */
+      {2, 4, 10, 10, 4, 3, 3, 2, 2, 2, 2, 2, 2, 4, 0},  /* depthwise, no batch axis */
+      {1, 70, 9, 9, 65, 1, 1, 1, 1, 0, 0, 1, 1, 1, 2},  /* 1x1: several tiles along M and K */
+      {1, 1, 28, 28, 8, 5, 5, 1, 1, 2, 2, 1, 1, 1, 2},  /* one input channel, several tiles along N */
+      {1, 2, 5, 6, 3, 2, 3, 3, 2, 0, 1, 1, 1, 1, 2},    /* a stride that skips input rows */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_conv(&cases[i]);
+}
+
+/* matmul nodes: [B*m, K] x [K, N], the weight gradient x^T dy over the batch, leading batch
+ * axes with a shared or a per-product B. */
+static void check_mm_node(int ra, const int64_t *ad, int aba, int rb, const int64_t *bd, int bba, bool ta, bool tb,
+                          int64_t bmax, const char *what) {
+  nnc_module *m = nnc_module_new("mm");
+  m->batch_max = bmax;
+  nnc_graph *g = nnc_graph_new(m->arena, "forward");
+  nnc_node *x = typed_input(g, "x", ra, ad, aba), *y = typed_input(g, "y", rb, bd, bba);
+  nnc_node *mm = typed_op(g, NNC_OP_matmul, x, y);
+  if (ta) nnc_node_set_int(mm, NNC_ATTR_trans_a, 1);
+  if (tb) nnc_node_set_int(mm, NNC_ATTR_trans_b, 1);
+  if (infer(mm)) {
+    nnc_graph_add_output(g, "out", mm);
+    check_node(m, g, mm, bmax - 1, what, &worst_node_mm);
+  }
+  nnc_module_free(m);
+}
+
+static void test_matmul_nodes(void) {
+  check_mm_node(2, (int64_t[]){3, 33}, 0, 2, (int64_t[]){33, 70}, -1, false, false, 4, "matmul rows n*3");
+  check_mm_node(2, (int64_t[]){1, 33}, 0, 2, (int64_t[]){70, 33}, -1, false, true, 4, "matmul rows n, b transposed");
+  check_mm_node(2, (int64_t[]){5, 70}, 0, 2, (int64_t[]){5, 10}, 0, true, false, 4, "weight gradient: K n*5");
+  check_mm_node(4, (int64_t[]){1, 2, 9, 8}, 0, 4, (int64_t[]){1, 2, 8, 9}, 0, false, false, 3, "attention scores");
+  check_mm_node(4, (int64_t[]){1, 2, 9, 9}, 0, 4, (int64_t[]){1, 2, 9, 8}, 0, false, false, 3, "attention values");
+  check_mm_node(3, (int64_t[]){1, 5, 8}, 0, 3, (int64_t[]){1, 5, 9}, 0, true, false, 3, "batched, a transposed");
+  check_mm_node(3, (int64_t[]){1, 70, 8}, 0, 2, (int64_t[]){8, 9}, -1, false, false, 3, "batched, shared b");
+  check_mm_node(3, (int64_t[]){2, 30, 8}, -1, 3, (int64_t[]){2, 9, 8}, -1, false, true, 2, "no batch axis, 2 products");
+}
+
+static void check_reduce_node(nnc_op op, int rank, const int64_t *dims, int ba, int naxes, const int64_t *axes, int64_t bmax,
+                              const char *what) {
+  nnc_module *m = nnc_module_new("red");
+  m->batch_max = bmax;
+  nnc_graph *g = nnc_graph_new(m->arena, "forward");
+  nnc_node *x = typed_input(g, "x", rank, dims, ba);
+  nnc_node *r = typed_op(g, op, x, NULL);
+  nnc_node_set_ints(r, NNC_ATTR_axes, naxes, axes);
+  if (infer(r)) {
+    nnc_graph_add_output(g, "out", r);
+    check_node(m, g, r, 1, what, &worst_reduce);
+  }
+  nnc_module_free(m);
+}
+
+static void test_reduce_nodes(void) {
+  for (int mx = 0; mx < 2; mx++) {
+    nnc_op op = mx ? NNC_OP_reduce_max : NNC_OP_reduce_sum;
+    check_reduce_node(op, 2, (int64_t[]){1, 10}, 0, 1, (int64_t[]){1}, 5, mx ? "max of rows of 10" : "sum of rows of 10");
+    check_reduce_node(op, 2, (int64_t[]){3, 1000}, -1, 1, (int64_t[]){1}, 1, mx ? "max of rows of 1000" : "sum of rows of 1000");
+    check_reduce_node(op, 3, (int64_t[]){1, 7, 33}, 0, 2, (int64_t[]){1, 2}, 3, mx ? "max over two axes" : "sum over two axes");
+    check_reduce_node(op, 1, (int64_t[]){1}, 0, 1, (int64_t[]){0}, 7, mx ? "max over the batch" : "sum over the batch");
+    check_reduce_node(op, 2, (int64_t[]){4, 2000}, -1, 1, (int64_t[]){1}, 1, mx ? "max of rows of 2000" : "sum of rows of 2000");
+  }
+  /* not a suffix of the axes: the flat schedule */
+  nnc_module *m = nnc_module_new("red");
+  m->batch_max = 2;
+  nnc_graph *g = nnc_graph_new(m->arena, "forward");
+  nnc_node *r = typed_op(g, NNC_OP_reduce_sum, typed_input(g, "x", 2, (int64_t[]){1, 10}, 0), NULL);
+  nnc_node_set_ints(r, NNC_ATTR_axes, 1, (int64_t[]){0});
+  nnc_arena *a = nnc_arena_new();
+  if (infer(r)) CHECK(nnc_gpu_sched_node(a, m, r) == NULL);
+  nnc_arena_free(a);
+  nnc_module_free(m);
 }
 
 /* --- the emulator's rules on small kernels ------------------------------------------------------ */
@@ -392,7 +603,11 @@ int main(int argc, char **argv) {
   test_rejections();
   test_matmul();
   test_softmax();
-  printf("largest |a - b| against the interpreter: gpu matmul %.3g, gpu softmax %.3g, cpu softmax %.3g\n", worst_matmul, worst_softmax,
-         worst_softmax_cpu);
+  test_conv();
+  test_matmul_nodes();
+  test_reduce_nodes();
+  printf("largest |a - b| against the interpreter: gpu matmul %.3g, gpu softmax %.3g, cpu softmax %.3g, conv %.3g, matmul "
+         "nodes %.3g, reductions %.3g\n",
+         worst_matmul, worst_softmax, worst_softmax_cpu, worst_conv, worst_node_mm, worst_reduce);
   return check_summary();
 }
