@@ -49,6 +49,12 @@ bool nnc_cg_llvm_kernel(nnc_cg_llvm_module *, const nnc_kernel *, nnc_diags *);
 bool nnc_cg_llvm_program(nnc_cg_llvm_module *, const char *model, nnc_lprogram *const *progs, int nprogs,
                          nnc_diags *);
 
+/* With on, nnc_cg_llvm_program also emits per program
+ *     int <model>_<program>_call(const nnc_rt *, const nnc_args *, int64_t i)
+ * which runs only kernel call i of the program (the entry's argument checks are the caller's):
+ * how --check-kernels compares each kernel's output with the interpreter. Off by default. */
+void nnc_cg_llvm_module_call_entries(nnc_cg_llvm_module *, bool on);
+
 typedef enum { NNC_LLVM_EMIT_IR, NNC_LLVM_EMIT_ASM, NNC_LLVM_EMIT_OBJ } nnc_cg_llvm_emit_kind;
 
 /* Optimizes the module (default<O3> for its target) and writes it to path: LLVM IR text,

@@ -17,6 +17,8 @@ typedef struct llvm_exec {
   nnc_cg_llvm_jit *jit;
   const char *names[MAX_PROGRAMS];
   nnc_abi_entry entries[MAX_PROGRAMS];
+  int (*calls[MAX_PROGRAMS])(const nnc_rt *, const nnc_args *, int64_t);
+  nnc_lprogram *lprogs[MAX_PROGRAMS];
   int nprogs;
   uint8_t *scratch;
   nnc_rt rt;
@@ -68,11 +70,13 @@ static nnc_cg_llvm_module *emit_module(llvm_exec *x, const nnc_module *m, const 
     }
     if (p->plan->scratch_bytes > *scratch) *scratch = p->plan->scratch_bytes;
     x->names[x->nprogs] = g->name;
+    x->lprogs[x->nprogs] = p;
     progs[x->nprogs++] = p;
   }
   double t1 = seconds();
   x->times.lower_s = t1 - t0;
   nnc_cg_llvm_module *mod = ok ? nnc_cg_llvm_module_new(m->name, NULL, err, cap) : NULL;
+  if (mod) nnc_cg_llvm_module_call_entries(mod, o->call_entries);
   if (mod && !nnc_cg_llvm_program(mod, m->name, progs, x->nprogs, &d)) {
     nnc_cg_llvm_module_free(mod);
     mod = NULL;
@@ -101,6 +105,10 @@ static bool build(llvm_exec *x, const nnc_module *m, const nnc_rt_model *rm, con
     snprintf(sym, sizeof sym, "%s_%s", id, x->names[i]);
     *(void **)&x->entries[i] = nnc_cg_llvm_jit_sym(x->jit, sym);
     if (!x->entries[i]) return snprintf(err, cap, "the compiled model has no %s", sym), false;
+    if (!o->call_entries) continue;
+    snprintf(sym, sizeof sym, "%s_%s_call", id, x->names[i]);
+    *(void **)&x->calls[i] = nnc_cg_llvm_jit_sym(x->jit, sym);
+    if (!x->calls[i]) return snprintf(err, cap, "the compiled model has no %s", sym), false;
   }
   if (posix_memalign((void **)&x->scratch, NNC_ABI_ALIGN, (size_t)(scratch > 0 ? scratch : NNC_ABI_ALIGN)) != 0)
     return snprintf(err, cap, "out of memory for %lld bytes of scratch", (long long)scratch), false;
@@ -150,3 +158,33 @@ nnc_cg_llvm_cache_result nnc_llvm_exec_cache_result(const nnc_rt_executor *e) {
 }
 
 nnc_llvm_exec_times nnc_llvm_exec_timing(const nnc_rt_executor *e) { return ((const llvm_exec *)e)->times; }
+
+static int program_index(const llvm_exec *x, const char *program) {
+  for (int i = 0; i < x->nprogs; i++)
+    if (strcmp(x->names[i], program) == 0) return i;
+  return -1;
+}
+
+const nnc_lprogram *nnc_llvm_exec_lprogram(const nnc_rt_executor *e, const char *program) {
+  const llvm_exec *x = (const llvm_exec *)e;
+  int i = program_index(x, program);
+  return i < 0 ? NULL : x->lprogs[i];
+}
+
+bool nnc_llvm_exec_call(nnc_rt_executor *e, const char *program, int64_t i, uint8_t *persist, uint8_t *io,
+                        const nnc_rt_call *call, char *err, size_t cap) {
+  llvm_exec *x = (llvm_exec *)e;
+  int p = program_index(x, program);
+  if (p < 0 || !x->calls[p] || i < 0 || i >= x->lprogs[p]->ncalls || call->n < 1 ||
+      call->n > x->lprogs[p]->plan->layout->batch_max) {
+    snprintf(err, cap, "%s: no kernel call %lld to run alone", program, (long long)i);
+    return false;
+  }
+  nnc_args a = {.persist = persist, .io = io, .scratch = x->scratch, .n = call->n, .lr = call->lr,
+                .step = (uint64_t)(uint32_t)call->step, .seed = call->seed};
+  int rc = x->calls[p](&x->rt, &a, i);
+  if (rc != NNC_ABI_OK) snprintf(err, cap, "%s call %lld returned %d", program, (long long)i, rc);
+  return rc == NNC_ABI_OK;
+}
+
+uint8_t *nnc_llvm_exec_scratch(const nnc_rt_executor *e) { return ((const llvm_exec *)e)->scratch; }

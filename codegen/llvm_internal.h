@@ -19,6 +19,7 @@ struct nnc_cg_llvm_module {
   char *triple, *cpu, *features;
   int vector_bits;
   bool optimized;
+  bool call_entries;  /* nnc_cg_llvm_program also emits <model>_<program>_call (codegen/llvm.h) */
 };
 
 /* Function attributes every function carries (target, prefer-vector-width, nounwind). */

@@ -62,6 +62,34 @@ static LLVMValueRef field(entry_cx *c, LLVMValueRef args, unsigned i, LLVMTypeRe
   return LLVMBuildLoad2(c->b, t, LLVMBuildStructGEP2(c->b, c->args_t, args, i, ""), name);
 }
 
+/* Kernel call i of program p, with pointers at the plan's offsets in the regions P, IO, S. */
+static bool emit_call(entry_cx *c, const nnc_lprogram *p, const unique_kernels *u, int pi, int i, LLVMValueRef rt,
+                      LLVMValueRef P, LLVMValueRef IO, LLVMValueRef S, const LLVMValueRef *scalars, nnc_diags *d) {
+  const nnc_lcall *call = &p->calls[i];
+  int ki = u->index[pi][call->kernel];
+  const nnc_kernel *k = u->list[ki];
+  LLVMValueRef argv[600];
+  int na = 0;
+  argv[na++] = rt;
+  int nparam_bufs = 0;
+  for (int j = 0; j < k->nbufs; j++) nparam_bufs += k->bufs[j]->scope == NNC_SCOPE_GLOBAL || k->bufs[j]->scope == NNC_SCOPE_SCRATCH;
+  if (nparam_bufs != call->nbufs || call->nbufs > 500) {
+    nnc_error(d, (nnc_loc){0}, "LLVM backend: kernel %s: %d buffer parameters, bound to %d buffers (kernel-local scratch is not planned)",
+              k->name, nparam_bufs, call->nbufs);
+    return false;
+  }
+  for (int j = 0; j < call->nbufs; j++) {
+    const nnc_mem_buffer *b = &p->plan->bufs[call->bufs[j]];
+    LLVMValueRef base = b->region == NNC_MEM_PERSIST ? P : b->region == NNC_MEM_IO ? IO : S;
+    LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)b->offset, 0);
+    argv[na++] = LLVMBuildGEP2(c->b, c->i8, base, &off, 1, "");
+  }
+  for (int s = 0; s < NNC_LSC_COUNT; s++)
+    if (k->uses_scalar[s]) argv[na++] = scalars[s];
+  LLVMBuildCall2(c->b, LLVMGlobalGetValueType(u->fn[ki]), u->fn[ki], argv, (unsigned)na, "");
+  return true;
+}
+
 static bool entry_function(entry_cx *c, const char *model, const nnc_lprogram *p, const unique_kernels *u, int pi,
                            nnc_diags *d) {
   char id[256], name[600];
@@ -87,33 +115,47 @@ static bool entry_function(entry_cx *c, const char *model, const nnc_lprogram *p
   LLVMValueRef scalars[NNC_LSC_COUNT] = {
       n, field(c, args, 4, c->f32, "lr"), LLVMBuildTrunc(c->b, field(c, args, 5, c->i64, ""), c->i32, "step"),
       LLVMBuildTrunc(c->b, field(c, args, 6, c->i64, ""), c->i32, "seed")};
-  for (int i = 0; i < p->ncalls; i++) {
-    const nnc_lcall *call = &p->calls[i];
-    int ki = u->index[pi][call->kernel];
-    const nnc_kernel *k = u->list[ki];
-    LLVMValueRef argv[600];
-    int na = 0;
-    argv[na++] = rt;
-    int nparam_bufs = 0;
-    for (int j = 0; j < k->nbufs; j++) nparam_bufs += k->bufs[j]->scope == NNC_SCOPE_GLOBAL || k->bufs[j]->scope == NNC_SCOPE_SCRATCH;
-    if (nparam_bufs != call->nbufs || call->nbufs > 500) {
-      nnc_error(d, (nnc_loc){0}, "LLVM backend: kernel %s: %d buffer parameters, bound to %d buffers (kernel-local scratch is not planned)",
-                k->name, nparam_bufs, call->nbufs);
-      return false;
-    }
-    for (int j = 0; j < call->nbufs; j++) {
-      const nnc_mem_buffer *b = &p->plan->bufs[call->bufs[j]];
-      LLVMValueRef base = b->region == NNC_MEM_PERSIST ? P : b->region == NNC_MEM_IO ? IO : S;
-      LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)b->offset, 0);
-      argv[na++] = LLVMBuildGEP2(c->b, c->i8, base, &off, 1, "");
-    }
-    for (int s = 0; s < NNC_LSC_COUNT; s++)
-      if (k->uses_scalar[s]) argv[na++] = scalars[s];
-    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(u->fn[ki]), u->fn[ki], argv, (unsigned)na, "");
-  }
+  for (int i = 0; i < p->ncalls; i++)
+    if (!emit_call(c, p, u, pi, i, rt, P, IO, S, scalars, d)) return false;
   LLVMBuildRet(c->b, LLVMConstInt(c->i32, NNC_ABI_OK, 0));
   return true;
 }
+
+/* int <model>_<program>_call(rt, args, i): kernel call i alone (a switch over the calls); 3 when i
+ * is out of range. */
+static bool call_entry_function(entry_cx *c, const char *model, const nnc_lprogram *p, const unique_kernels *u,
+                                int pi, nnc_diags *d) {
+  char id[256], name[600];
+  nnc_cg_c_ident(model, id, sizeof id);
+  snprintf(name, sizeof name, "%s_%s_call", id, p->name);
+  LLVMTypeRef params[3] = {c->ptr, c->ptr, c->i64};
+  c->fn = LLVMAddFunction(c->m->mod, name, LLVMFunctionType(c->i32, params, 3, 0));
+  nnc_llvm_fn_attrs(c->m, c->fn);
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->m->ctx, c->fn, "entry"));
+  LLVMValueRef rt = LLVMGetParam(c->fn, 0), args = LLVMGetParam(c->fn, 1), index = LLVMGetParam(c->fn, 2);
+  LLVMValueRef P = field(c, args, 0, c->ptr, "P"), IO = field(c, args, 1, c->ptr, "IO"), S = field(c, args, 2, c->ptr, "S");
+  LLVMValueRef scalars[NNC_LSC_COUNT] = {
+      field(c, args, 3, c->i64, "n"), field(c, args, 4, c->f32, "lr"),
+      LLVMBuildTrunc(c->b, field(c, args, 5, c->i64, ""), c->i32, "step"),
+      LLVMBuildTrunc(c->b, field(c, args, 6, c->i64, ""), c->i32, "seed")};
+  LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(c->m->ctx, c->fn, "bad");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->m->ctx, c->fn, "done");
+  LLVMValueRef sw = LLVMBuildSwitch(c->b, index, bad, (unsigned)p->ncalls);
+  for (int i = 0; i < p->ncalls; i++) {
+    LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(c->m->ctx, c->fn, "call");
+    LLVMAddCase(sw, LLVMConstInt(c->i64, (unsigned long long)i, 0), bb);
+    LLVMPositionBuilderAtEnd(c->b, bb);
+    if (!emit_call(c, p, u, pi, i, rt, P, IO, S, scalars, d)) return false;
+    LLVMBuildBr(c->b, done);
+  }
+  LLVMPositionBuilderAtEnd(c->b, bad);
+  LLVMBuildRet(c->b, LLVMConstInt(c->i32, NNC_ABI_ERR_ARGS, 0));
+  LLVMPositionBuilderAtEnd(c->b, done);
+  LLVMBuildRet(c->b, LLVMConstInt(c->i32, NNC_ABI_OK, 0));
+  return true;
+}
+
+void nnc_cg_llvm_module_call_entries(nnc_cg_llvm_module *m, bool on) { m->call_entries = on; }
 
 bool nnc_cg_llvm_program(nnc_cg_llvm_module *m, const char *model, nnc_lprogram *const *progs, int nprogs,
                          nnc_diags *d) {
@@ -134,6 +176,7 @@ bool nnc_cg_llvm_program(nnc_cg_llvm_module *m, const char *model, nnc_lprogram 
   LLVMTypeRef fields[7] = {c.ptr, c.ptr, c.ptr, c.i64, c.f32, c.i64, c.i64};
   c.args_t = LLVMStructTypeInContext(m->ctx, fields, 7, 0);
   for (int p = 0; p < nprogs && ok; p++) ok = entry_function(&c, model, progs[p], &u, p, d);
+  for (int p = 0; p < nprogs && ok && m->call_entries; p++) ok = call_entry_function(&c, model, progs[p], &u, p, d);
   LLVMDisposeBuilder(c.b);
   free_kernels(&u, nprogs);
   return ok;

@@ -10,5 +10,7 @@
 int nnc_cmd_train(nnc_module *m, const nnc_options *o);
 /* --eval: evaluates m's weights (--load / --resume) on the test split. */
 int nnc_cmd_eval(nnc_module *m, const nnc_options *o);
+/* --check-kernels: each kernel on the JIT against the interpreter (driver/check_kernels.c, LLVM only). */
+int nnc_cmd_check_kernels(nnc_module *m, const nnc_options *o);
 
 #endif

@@ -31,6 +31,8 @@ static const char usage_text[] =
     "\n"
     "actions (default: print a summary of the model):\n"
     "  --check              parse, elaborate, differentiate and verify; print nothing on success\n"
+    "  --check-kernels      run each kernel of every program on the LLVM JIT and on the interpreter\n"
+    "                       side by side; name the first kernel whose output differs\n"
     "  --emit ir            print the graph IR (typed graph with PyTorch parameter names);\n"
     "                       with --train, every program: train_step, eval_step, predict\n"
     "  --emit c -o DIR      write the model as standalone C: DIR/model.h, model.c, nnc_abi.h,\n"
@@ -146,7 +148,7 @@ enum {
   OPT_EPOCHS, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_SEED, OPT_DATA,
   OPT_VAL_SPLIT, OPT_THREADS, OPT_TARGET, OPT_MAX_STEPS, OPT_LOG, OPT_PLOT, OPT_SAVE,
   OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET, OPT_DEVICES, OPT_PASSES, OPT_STATS, OPT_MEMORY_PLAN, OPT_NO_FUSION,
-  OPT_SAMPLE, OPT_PROMPT, OPT_TEMPERATURE,
+  OPT_SAMPLE, OPT_PROMPT, OPT_TEMPERATURE, OPT_CHECK_KERNELS,
 };
 
 static const struct option longopts[] = {
@@ -168,7 +170,7 @@ static const struct option longopts[] = {
     {"passes", required_argument, 0, OPT_PASSES},  {"stats", no_argument, 0, OPT_STATS},
     {"memory-plan", no_argument, 0, OPT_MEMORY_PLAN}, {"no-fusion", no_argument, 0, OPT_NO_FUSION},
     {"sample", required_argument, 0, OPT_SAMPLE},  {"prompt", required_argument, 0, OPT_PROMPT},
-    {"temperature", required_argument, 0, OPT_TEMPERATURE},
+    {"temperature", required_argument, 0, OPT_TEMPERATURE}, {"check-kernels", no_argument, 0, OPT_CHECK_KERNELS},
     {0, 0, 0, 0},
 };
 
@@ -186,6 +188,13 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
   int64_t i;
   switch (c) {
   case OPT_CHECK: return set_action(o, NNC_ACTION_CHECK, "--check");
+  case OPT_CHECK_KERNELS:
+#ifdef NNC_WITH_LLVM
+    return set_action(o, NNC_ACTION_CHECK_KERNELS, "--check-kernels");
+#else
+    usage_error("%s: this nnc was built without the LLVM backend (NNC_WITH_LLVM=OFF)", "--check-kernels");
+    return false;
+#endif
   case OPT_EVAL: return set_action(o, NNC_ACTION_EVAL, "--eval");
   case OPT_TRAIN:
     o->emit_train = true; /* with --emit ir: print the training programs */
@@ -489,6 +498,9 @@ static int run(const nnc_options *o) {
     case NNC_ACTION_CHECK: status = NNC_EXIT_OK; break;
     case NNC_ACTION_TRAIN: status = nnc_cmd_train(m, o); break;
     case NNC_ACTION_EVAL: status = nnc_cmd_eval(m, o); break;
+#ifdef NNC_WITH_LLVM
+    case NNC_ACTION_CHECK_KERNELS: status = nnc_cmd_check_kernels(m, o); break;
+#endif
     case NNC_ACTION_SAMPLE: status = nnc_cmd_sample(m, o); break;
     case NNC_ACTION_EMIT:
       status = o->emit >= NNC_EMIT_LLVM   ? emit_llvm(m, o)

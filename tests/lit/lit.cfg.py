@@ -32,3 +32,8 @@ try:
     ctypes.CDLL("libcuda.so.1")
 except OSError:
     config.available_features.add("no-cuda-device")
+# Tests of the LLVM backend (REQUIRES: llvm) run where nnc was built with it (NNC_WITH_LLVM=ON).
+import subprocess
+_probe = subprocess.run([nnc, "--check-kernels", os.devnull], capture_output=True, text=True)
+if "without the LLVM backend" not in _probe.stderr:
+    config.available_features.add("llvm")
