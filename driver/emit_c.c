@@ -101,7 +101,7 @@ int nnc_cmd_emit_c(const nnc_module *m, const nnc_options *o) {
     fprintf(stderr, "nnc: error: %s\n", err);
     status = NNC_EXIT_MODEL_ERROR;
   }
-  nnc_lower_opts lo = {.target = NNC_LOWER_CPU};
+  nnc_lower_opts lo = {.target = NNC_LOWER_CPU, .fuse = !o->no_fusion};
   for (int i = 0; status == NNC_EXIT_OK && i < nnc_module_program_count(m) && e.nprogs < MAX_PROGRAMS; i++) {
     const nnc_graph *g = nnc_module_program(m, i);
     if (strcmp(g->name, "forward") == 0) continue;

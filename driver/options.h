@@ -16,6 +16,7 @@ enum {
 };
 
 typedef enum { NNC_EMIT_NONE, NNC_EMIT_IR, NNC_EMIT_C, NNC_EMIT_CUDA, NNC_EMIT_KERNELS, NNC_EMIT_DOT,
+              NNC_EMIT_LOOPS, /* before LLVM: kinds from LLVM on are the LLVM backend's */
               NNC_EMIT_LLVM, NNC_EMIT_ASM, NNC_EMIT_OBJ } nnc_emit_kind;
 typedef enum { NNC_ACTION_SUMMARY, NNC_ACTION_CHECK, NNC_ACTION_EMIT, NNC_ACTION_TRAIN, NNC_ACTION_EVAL,
               NNC_ACTION_STATS, NNC_ACTION_SAMPLE, NNC_ACTION_MEMPLAN, NNC_ACTION_CHECK_KERNELS } nnc_action;
@@ -27,6 +28,7 @@ typedef struct nnc_options {
   bool emit_train;            /* --emit ir --train: print the programs, train_step included */
   const char *output;         /* -o */
   const char *passes;         /* --passes: graph passes to run, comma-separated (docs/cli.md) */
+  bool no_fusion;             /* --no-fusion: --emit c / loops lower one kernel per node */
   nnc_mode mode;              /* --mode: which forward graph --emit ir shows */
   nnc_override *overrides;    /* --set */
   int noverrides;

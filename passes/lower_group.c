@@ -180,7 +180,14 @@ static nnc_lexpr *compute(gctx *c, const nnc_node *nd, at *p) {
     at q = at_flat_index(&nd->inputs[0]->type, at_flat(c, p), p->lanes, p->mask, c->flat_sites ? p->own : NULL);
     return value(c, nd->inputs[0], &q);
   }
-  case NNC_OP_broadcast: case NNC_OP_permute: case NNC_OP_slice: case NNC_OP_pad: {
+  case NNC_OP_broadcast:
+    if (nd->inputs[0]->type.rank == 0) { /* a scalar everywhere: a splat in a vector loop */
+      at q = at_scalar(&nd->inputs[0]->type);
+      q.lanes = p->lanes;
+      return value(c, nd->inputs[0], &q);
+    }
+    /* fall through */
+  case NNC_OP_permute: case NNC_OP_slice: case NNC_OP_pad: {
     nnc_lexpr *ai[NNC_MAX_RANK] = {0}, *inside;
     if (!nnc_lw_operand_index(L, nd, at_idx(c, p), ai, &inside)) return I(L, 0);
     at q = at_index(&nd->inputs[0]->type, ai, NULL);
@@ -210,7 +217,6 @@ static nnc_lexpr *value(gctx *c, const nnc_node *nd, at *p) {
   ginfo *gi = info_of(c, nd);
   if (!gi) return gfail(c, nd, "a value outside the group"), I(L, 0);
   if (gi->role == ROLE_SCALAR) return scalar_source(c, nd, p->lanes);
-  if (gi->role == ROLE_INPUT) return nnc_le_load(L->k, gi->buf, at_flat(c, p), p->lanes, p->lanes > 1 ? p->mask : NULL);
   if (gi->hoisted) return splat(c, var(L, gi->hoisted), p->lanes);
   if (gi->row) return splat(c, var(L, gi->row), p->lanes);
   if (nd->type.rank == 0 && p->lanes > 1) { /* a scalar in a vector loop */
@@ -218,6 +224,7 @@ static nnc_lexpr *value(gctx *c, const nnc_node *nd, at *p) {
     q.own = gi->role == ROLE_MEMBER && nd->type.rank == p->t->rank ? p->own : NULL;
     return splat(c, value(c, nd, &q), p->lanes);
   }
+  if (gi->role == ROLE_INPUT) return nnc_le_load(L->k, gi->buf, at_flat(c, p), p->lanes, p->lanes > 1 ? p->mask : NULL);
   if (gi->role == ROLE_MEMBER && p->own && gi->memo && gi->memo_site == p->own->id) return var(L, gi->memo);
   nnc_lexpr *e = compute(c, nd, p);
   if (gi->role != ROLE_MEMBER || !p->own) return e;
@@ -240,12 +247,12 @@ static void store_output(gctx *c, ginfo *gi, at *p) {
 static bool flat_only(gctx *c, const nnc_node *nd, const nnc_type *space) {
   ginfo *gi = info_of(c, nd);
   if (!gi) return false;
-  if (gi->role == ROLE_SCALAR || gi->hoisted || (nd->type.rank == 0 && space->rank > 0 && gi->role != ROLE_INPUT))
+  if (gi->role == ROLE_SCALAR || gi->hoisted || (nd->type.rank == 0 && space->rank > 0))
     return true;
   if (gi->role == ROLE_INPUT) return nnc_type_elements(&nd->type, 1) == nnc_type_elements(space, 1) &&
                                      (nd->type.batch_axis >= 0) == (space->batch_axis >= 0);
   nnc_op_kind kind = nnc_ops[nd->op].kind;
-  if (nd->op == NNC_OP_const) return true;
+  if (nd->op == NNC_OP_const || (nd->op == NNC_OP_broadcast && nd->inputs[0]->type.rank == 0)) return true;
   if (nd->op == NNC_OP_cmp && nd->inputs[0]->type.dtype != NNC_F32) return false; /* vector compares of ints: keep scalar */
   if (kind != NNC_KIND_UNARY && kind != NNC_KIND_BINARY && kind != NNC_KIND_TERNARY && nd->op != NNC_OP_reshape) return false;
   for (int j = 0; j < nd->ninputs; j++)

@@ -83,12 +83,12 @@ static inline nnc_lexpr *ravel(lower *L, const nnc_type *t, nnc_lexpr *const *id
 }
 
 static inline nnc_lexpr *total_elements(lower *L, const nnc_type *t) {
-  nnc_lexpr *e = I(L, 1);
+  nnc_lexpr *e = NULL;
   int64_t stat = 1;
   for (int i = 0; i < t->rank; i++)
     if (i == t->batch_axis) e = nnc_le_scalar(L->k, NNC_LSC_N), stat *= t->dims[i];
     else stat *= t->dims[i];
-  return mul_const(L, e, stat);
+  return e ? mul_const(L, e, stat) : I(L, stat);
 }
 
 /* Builds the statements of one result element at multi-index idx into blk. */

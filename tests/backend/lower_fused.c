@@ -2,7 +2,7 @@
  * group (nnc_lower_program_fused). Every fused kernel passes nnc_lk_verify under the CPU
  * schedule (scalar and 16 lanes) and the GPU schedule; then the fused programs, printed as C
  * and compiled, run against the reference interpreter on the unfused, unsimplified programs:
- * predict, eval_step and 3 train_steps at n = B_max = 4 and at n = 3, rtol 1e-5 forward and
+ * predict, eval_step and 3 train_steps at n = B_max = 8 and at n = 3, rtol 1e-5 forward and
  * 1e-4 once training has run (atol scaled to each tensor), the worst element reported. */
 #include <math.h>
 #include <stdlib.h>
@@ -18,7 +18,7 @@
 #include "passes/lower.h"
 #include "passes/simplify.h"
 
-enum { BATCH = 4, TRAIN_STEPS = 3 };
+enum { BATCH = 8, TRAIN_STEPS = 3 }; /* backend_c's batch and inputs */
 
 /* Off for models whose trained params are ill-conditioned in f32 (Adam's first steps turn the
  * sign of a gradient that is zero in exact arithmetic, e.g. an attention key bias, into +-lr):
