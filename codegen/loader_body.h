@@ -129,7 +129,7 @@ static int check_and_copy(const struct tensor_spec *s, const entry *e, const uns
   for (int k = 0; k < s->rank; k++)
     if (e->shape[k] != (uint64_t)s->shape[k]) return set_err(err, cap, "wrong shape", s->name), -1;
   if (e->offs[0] > e->offs[1] || e->offs[1] > size || e->offs[1] - e->offs[0] != (uint64_t)s->bytes)
-    return set_err(err, cap, "data offsets do not fit", s->name), -1;
+    return set_err(err, cap, "data offsets outside the file or of the wrong size (a truncated file?)", s->name), -1;
   memcpy(persist + s->offset, data + e->offs[0], s->bytes);
   return 0;
 }
@@ -161,7 +161,7 @@ static int read_header(cursor *c, const unsigned char *data, uint64_t size, uint
 
 static unsigned char *read_file(const char *path, size_t *size, char *err, size_t cap) {
   FILE *f = fopen(path, "rb");
-  if (!f) return set_err(err, cap, "cannot open", path), (unsigned char *)NULL;
+  if (!f) return set_err(err, cap, strerror(errno), path), (unsigned char *)NULL;
   unsigned char *buf = NULL;
   long len = -1;
   if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
@@ -186,7 +186,7 @@ static int load_weights(const char *path, uint8_t *persist, char *err, size_t ca
   unsigned char found[sizeof specs / sizeof specs[0]];
   memset(found, 0, sizeof found);
   if (hlen > size - 8 || hlen > 100000000) {
-    set_err(err, cap, "header length outside the file", path);
+    set_err(err, cap, "not a safetensors file (its header length is outside the file)", path);
   } else {
     cursor c = {(const char *)file + 8, (const char *)file + 8 + hlen};
     rc = read_header(&c, file + 8 + hlen, size - 8 - hlen, persist, found, err, cap);
