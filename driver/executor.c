@@ -57,7 +57,7 @@ static nnc_rt_executor *jit_new(const nnc_module *m, const nnc_rt_model *rm, con
   if (!x->pool) nnc_oom(sizeof(nnc_rt_pool *));
   x->threads = nnc_rt_pool_threads(x->pool);
   x->rt = nnc_rt_pool_rt(x->pool);
-  nnc_llvm_exec_opts eo = {.lower = {.target = NNC_LOWER_CPU}, .rt = &x->rt};
+  nnc_llvm_exec_opts eo = {.lower = {.target = NNC_LOWER_CPU, .fuse = !o->no_fusion}, .rt = &x->rt};
   x->inner = nnc_llvm_exec_new(m, rm, &eo, err, cap);
   if (!x->inner) {
     jit_destroy(&x->base);
