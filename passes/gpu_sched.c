@@ -104,21 +104,20 @@ static void load_tile(gemm *g, nnc_lstmt *blk, bool is_a, nnc_lexpr *t) {
   nnc_lvar *rc = let_var(k, body, is_a ? "arow" : "bcol", add(k, mul(k, V(k, is_a ? g->by : g->bx), I(k, T)), V(k, i)));
   nnc_lvar *kc = let_var(k, body, "kcol", add(k, mul(k, V(k, g->kt), I(k, KT)), V(k, kk)));
   nnc_lbuf *dst = is_a ? g->as : g->bs;
-  nnc_lexpr *at = add(k, mul(k, V(k, kk), I(k, T)), V(k, i));
-  nnc_lstmt *in = nnc_ls_block(k), *out = nnc_ls_block(k);
+  /* kk*64 + i, which is e itself when i = e % 64 */
+  nnc_lexpr *at = kf ? add(k, mul(k, V(k, kk), I(k, T)), V(k, i)) : V(k, e);
+  /* v = 0, overwritten where the element exists, then one store: a store per branch gave cc's
+   * bounds warning a path (threaded through the failed guard) it cannot rule out */
+  nnc_lvar *v = nnc_lk_var(k, "v", f32(1));
+  let(k, body, v, nnc_le_const(k, f32(1), 0));
+  nnc_lstmt *in = nnc_ls_block(k);
   nnc_lexpr *valid = NULL;
   nnc_lexpr *index = op->at(g, in, rc, kc, &valid);
   nnc_lstmt *load = nnc_ls_block(k);
-  push(k, load, nnc_ls_store(k, dst, at, nnc_le_load(k, op->buf, index, 1, NULL), NULL));
-  if (valid) {
-    nnc_lstmt *zero = nnc_ls_block(k);
-    push(k, zero, nnc_ls_store(k, dst, at, nnc_le_const(k, f32(1), 0), NULL));
-    push(k, in, nnc_ls_if(k, valid, load, zero));
-  } else {
-    push(k, in, load);
-  }
-  push(k, out, nnc_ls_store(k, dst, at, nnc_le_const(k, f32(1), 0), NULL));
-  push(k, body, nnc_ls_if(k, and_(k, lt(k, V(k, rc), is_a ? g->M : g->N), lt(k, V(k, kc), g->K)), in, out));
+  push(k, load, nnc_ls_assign(k, v, nnc_le_load(k, op->buf, index, 1, NULL)));
+  push(k, in, valid ? nnc_ls_if(k, valid, load, NULL) : load);
+  push(k, body, nnc_ls_if(k, and_(k, lt(k, V(k, rc), is_a ? g->M : g->N), lt(k, V(k, kc), g->K)), in, NULL));
+  push(k, body, nnc_ls_store(k, dst, at, V(k, v), NULL));
   push(k, blk, nnc_ls_for(k, l, I(k, 0), I(k, T * KT / NT), 1, NNC_LOOP_SERIAL, body));
 }
 
