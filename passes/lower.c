@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "fusion.h"
+#include "gpu_sched.h"
 #include "programs.h"
 #include "simplify.h"
 
@@ -763,13 +764,20 @@ static nnc_kernel *lower_with(nnc_arena *a, const nnc_module *m, const nnc_node 
   return L.k;
 }
 
+/* GPU target: a hand-written schedule (shared-memory tiles, block reductions; passes/gpu_sched.h)
+ * when one covers the node, with the flat kernel's buffers; NULL otherwise. */
+static nnc_kernel *gpu_schedule(nnc_arena *a, const nnc_module *m, const nnc_node *nd, const nnc_lower_opts *o) {
+  return o->target == NNC_LOWER_GPU ? nnc_gpu_sched_node(a, m, nd) : NULL;
+}
+
 nnc_kernel *nnc_lower_node(nnc_arena *a, const nnc_module *m, const nnc_node *nd, const nnc_lower_opts *o,
                            nnc_diags *d) {
   if (nnc_ops[nd->op].kind == NNC_KIND_SOURCE && nd->op != NNC_OP_nbatch) {
     nnc_error(d, nd->loc, "cannot lower %s: a source has no kernel", nnc_ops[nd->op].name);
     return NULL;
   }
-  return lower_with(a, m, nd, nd, &nd->type, o, d);
+  nnc_kernel *k = gpu_schedule(a, m, nd, o);
+  return k ? k : lower_with(a, m, nd, nd, &nd->type, o, d);
 }
 
 /* --- a program --------------------------------------------------------------------------------- */
@@ -889,12 +897,24 @@ nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, const nnc_gra
   return ok ? finish_program(&B, m, layout, o, d) : NULL;
 }
 
+/* A group that is its anchor alone, with the anchor's operands as its inputs: its kernel has the
+ * node's buffers, so a GPU schedule of the node serves. */
+static bool lone_anchor(const nnc_fuse_group *G) {
+  if (G->nmembers != 1 || G->ninlined != 0 || G->noutputs != 1 || G->outputs[0] != G->anchor ||
+      G->ninputs != G->anchor->ninputs)
+    return false;
+  for (int j = 0; j < G->ninputs; j++)
+    if (G->inputs[j] != G->anchor->inputs[j]) return false;
+  return true;
+}
+
 /* One call per group: its outputs' buffers, then its inputs' (scalar sources are arguments). */
 static bool lower_group_call(builder *B, const nnc_module *m, const nnc_fusion_plan *plan, int gi,
                              const nnc_lower_opts *o, nnc_diags *d) {
   const nnc_fuse_group *G = &plan->groups[gi];
   const nnc_mem_plan *P = B->p->plan;
-  nnc_kernel *k = nnc_lower_group(B->a, m, plan, gi, o, d);
+  nnc_kernel *k = lone_anchor(G) ? gpu_schedule(B->a, m, G->anchor, o) : NULL;
+  if (!k) k = nnc_lower_group(B->a, m, plan, gi, o, d);
   if (!k) return false;
   int *bufs = nnc_arena_alloc(B->a, sizeof *bufs * (size_t)(G->noutputs + G->ninputs + 1)), nb = 0;
   for (int j = 0; j < G->noutputs; j++) bufs[nb++] = nnc_mem_node_buffer(P, G->outputs[j]);
