@@ -1,15 +1,19 @@
 /* cuda_compile: GPU-scheduled kernels printed as CUDA C (codegen/cuda.c) compile through NVRTC
  * to PTX for compute_90 and pass `ptxas -arch=sm_90 -v`, whose registers and spills are
  * reported. Kernels: hand-built ones (an elementwise map with a bounds guard, a block reduction
- * with shuffles and shared memory, one using every vector form), the tiled matmul and softmax
- * schedules (passes/gpu_sched.h), and the GPU schedule of every program of every model
- * (passes/lower.c). Also: the printer's refusals, launch geometry, and the PTX disk cache.
+ * with shuffles and shared memory, one using every vector form), the schedules of
+ * passes/gpu_sched.h (tiled matmul, its weight-gradient form, conv2d and both gradients with
+ * stride, padding, dilation and groups, a row reduction, softmax), and the GPU schedule of every
+ * program of every model (passes/lower.c, which takes those schedules where they apply; every
+ * model must have some). Registers and spills are summed up per schedule. Also: the printer's
+ * refusals, launch geometry, and the PTX disk cache.
  *
  * No GPU is needed. Without NVRTC or ptxas the test skips (77), except under CI=true, where the
  * setup installs the toolkit and a missing one fails.
  *
  * `cuda_compile --print NAME` prints the CUDA C of one hand-built kernel or schedule (matmul,
- * softmax, reduce, elementwise, vector) for the lit tests. */
+ * softmax, reduce, elementwise, vector, conv, conv_dx, conv_dw, row_max, matmul_dw) for the lit
+ * tests. */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +169,21 @@ static nnc_kernel *matmul(nnc_arena *a) {
 
 static nnc_kernel *softmax(nnc_arena *a) { return nnc_gpu_softmax_kernel(a, "softmax_rows", 1, 1000, 16); }
 
+/* a strided, padded, dilated, grouped conv and its gradients: 8 images (n of them at run time) */
+static const nnc_gpu_conv_shape conv_geometry = {.images = 1, .C = 8, .H = 15, .W = 13, .O = 12, .KH = 3, .KW = 3, .sy = 2,
+                                                 .sx = 1, .py = 2, .px = 1, .dy = 2, .dx = 1, .groups = 2, .batch_max = 8};
+static nnc_kernel *conv_fwd(nnc_arena *a) { return nnc_gpu_conv2d_kernel(a, "conv_fwd", NNC_GPU_CONV_FORWARD, &conv_geometry); }
+static nnc_kernel *conv_dx(nnc_arena *a) { return nnc_gpu_conv2d_kernel(a, "conv_dx", NNC_GPU_CONV_INPUT_GRAD, &conv_geometry); }
+static nnc_kernel *conv_dw(nnc_arena *a) { return nnc_gpu_conv2d_kernel(a, "conv_dw", NNC_GPU_CONV_WEIGHT_GRAD, &conv_geometry); }
+static nnc_kernel *row_max(nnc_arena *a) {
+  nnc_gpu_reduce_shape s = {.rows = 10, .cols = 300, .rows_batched = true, .is_max = true, .batch_max = 16};
+  return nnc_gpu_row_reduce_kernel(a, "row_max", &s);
+}
+static nnc_kernel *matmul_dw(nnc_arena *a) { /* a weight gradient: K is the batch */
+  nnc_gpu_matmul_shape s = {.M = 784, .N = 128, .K = 1, .trans_a = true, .batch_max = 256, .batch = NNC_GPU_BATCH_K};
+  return nnc_gpu_matmul_kernel(a, "matmul_weight_grad", &s);
+}
+
 typedef struct named_kernel {
   const char *name;
   nnc_kernel *(*make)(nnc_arena *);
@@ -172,10 +191,35 @@ typedef struct named_kernel {
 
 static const named_kernel hand_kernels[] = {
     {"elementwise", elementwise}, {"reduce", block_reduce}, {"vector", vector_forms},
-    {"matmul", matmul},           {"softmax", softmax},
+    {"matmul", matmul},           {"softmax", softmax},  {"conv", conv_fwd},
+    {"conv_dx", conv_dx},         {"conv_dw", conv_dw},  {"row_max", row_max},
+    {"matmul_dw", matmul_dw},
 };
 
 /* --- NVRTC and ptxas ------------------------------------------------------------------------ */
+
+/* The schedules whose registers and spills are reported, told apart by the kernel comment the
+ * schedule writes (passes/gpu_sched.c); everything else is the lowering's flat schedule. */
+enum { SCHED_MATMUL, SCHED_CONV, SCHED_CONV_DX, SCHED_CONV_DW, SCHED_REDUCE, SCHED_SOFTMAX, SCHED_FLAT, SCHED_COUNT };
+static const char *const sched_names[SCHED_COUNT] = {
+    "matmul (64x64 tiles, 4x4 per thread)", "conv2d (implicit GEMM)", "conv2d input grad (implicit GEMM)",
+    "conv2d weight grad (implicit GEMM)", "row reduction (shuffles + shared)", "softmax (block reduction)",
+    "flat (one element per thread)"};
+
+typedef struct sched_stats {
+  int kernels, min_regs, max_regs, spilling, max_spill;
+} sched_stats;
+
+static int sched_of(const nnc_kernel *k) {
+  const char *c = k->comment ? k->comment : "";
+  if (strstr(c, "conv2d input gradient as an implicit GEMM")) return SCHED_CONV_DX;
+  if (strstr(c, "conv2d weight gradient as an implicit GEMM")) return SCHED_CONV_DW;
+  if (strstr(c, "conv2d as an implicit GEMM")) return SCHED_CONV;
+  if (strstr(c, "64x64 block tiles")) return SCHED_MATMUL;
+  if (strstr(c, "over rows of") && strstr(c, "softmax")) return SCHED_SOFTMAX;
+  if (strstr(c, "over rows of")) return SCHED_REDUCE;
+  return SCHED_FLAT;
+}
 
 typedef struct tools {
   nnc_cg_cuda_nvrtc *nv;
@@ -183,7 +227,33 @@ typedef struct tools {
   char tmp[256];
   int files;
   int kernels, max_regs, spilling;
+  nnc_kernel *const *current;  /* the kernels of the file being validated, for their schedules */
+  int ncurrent;
+  sched_stats sched[SCHED_COUNT];
 } tools;
+
+static void count_schedule(tools *T, const char *name, size_t len, int regs, int spill) {
+  int which = SCHED_FLAT;
+  for (int i = 0; i < T->ncurrent; i++)
+    if (strlen(T->current[i]->name) == len && !strncmp(T->current[i]->name, name, len)) which = sched_of(T->current[i]);
+  sched_stats *s = &T->sched[which];
+  if (!s->kernels || regs < s->min_regs) s->min_regs = regs;
+  if (regs > s->max_regs) s->max_regs = regs;
+  s->kernels++;
+  s->spilling += spill > 0;
+  if (spill > s->max_spill) s->max_spill = spill;
+}
+
+static void print_schedules(const tools *T) {
+  printf("%-38s %8s %10s %9s\n", "schedule", "kernels", "registers", "spilling");
+  for (int i = 0; i < SCHED_COUNT; i++) {
+    const sched_stats *s = &T->sched[i];
+    if (!s->kernels) continue;
+    char spill[32];
+    snprintf(spill, sizeof spill, s->spilling ? "%d (<= %d B)" : "0", s->spilling, s->max_spill);
+    printf("%-38s %8d %4d .. %-3d %9s\n", sched_names[i], s->kernels, s->min_regs, s->max_regs, spill);
+  }
+}
 
 static bool find_ptxas(char *out, size_t cap) {
   const char *env = getenv("NNC_PTXAS"), *home = getenv("CUDA_HOME");
@@ -220,6 +290,7 @@ static void parse_ptxas(tools *T, const char *what, const char *out) {
       stores = atoi(q);
     }
     T->kernels++;
+    count_schedule(T, p, (size_t)(end - p), regs, stores);
     if (regs > T->max_regs) T->max_regs = regs;
     if (stores > 0) {
       T->spilling++;
@@ -291,11 +362,16 @@ static void check_hand_kernels(tools *T) {
     char *src = print_kernels(&k, 1, &ok);
     CHECK_MSG(ok, "%s does not print", hand_kernels[i].name);
     CHECK(strstr(src, "extern \"C\" __global__") != NULL);
+    T->current = &k, T->ncurrent = 1;
     if (ok) CHECK_MSG(compile_and_validate(T, hand_kernels[i].name, src), "%s", hand_kernels[i].name);
+    T->ncurrent = 0;
     if (!strcmp(hand_kernels[i].name, "reduce") || !strcmp(hand_kernels[i].name, "softmax")) {
       CHECK(strstr(src, "__shfl_xor_sync(0xffffffffu") && strstr(src, "__shared__ float") && strstr(src, "__syncthreads()"));
     }
-    if (!strcmp(hand_kernels[i].name, "matmul")) CHECK(strstr(src, "__shared__ float") && strstr(src, "__syncthreads()"));
+    if (!strncmp(hand_kernels[i].name, "matmul", 6) || !strncmp(hand_kernels[i].name, "conv", 4))
+      CHECK(strstr(src, "__shared__ float") && strstr(src, "__syncthreads()"));
+    if (!strcmp(hand_kernels[i].name, "row_max"))
+      CHECK(strstr(src, "__shfl_xor_sync(0xffffffffu") && strstr(src, "__shared__ float") && strstr(src, "__syncthreads()"));
     free(src);
     nnc_arena_free(a);
   }
@@ -440,7 +516,12 @@ static void check_models(tools *T, const char *only) {
     char *text = print_kernels(ks, nk, &ok);
     CHECK_MSG(ok, "%s does not print", models[i]);
     int before = T->kernels;
+    T->current = ks, T->ncurrent = nk;
     if (ok) CHECK_MSG(compile_and_validate(T, models[i], text), "%s", models[i]);
+    T->ncurrent = 0;
+    int tiled = 0;
+    for (int j = 0; j < nk; j++) tiled += sched_of(ks[j]) != SCHED_FLAT;
+    CHECK_MSG(tiled > 0, "%s: no kernel took a shared-memory schedule", models[i]);
     printf("%-16s %4d kernels through NVRTC and ptxas\n", models[i], T->kernels - before);
     free(text);
     free(ks);
@@ -487,6 +568,7 @@ int main(int argc, char **argv) {
   check_cache(&T);
   check_models(&T, argc == 2 ? argv[1] : NULL);
   printf("%d kernels validated by ptxas: at most %d registers, %d spilling\n", T.kernels, T.max_regs, T.spilling);
+  print_schedules(&T);
   rmdir(T.tmp);
   nnc_cg_cuda_nvrtc_close(T.nv);
   return check_summary();
