@@ -19,6 +19,7 @@ static nnc_lexpr *mul(nnc_kernel *k, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le
 static nnc_lexpr *lt(nnc_kernel *k, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le_bin(k, NNC_LB_LT, a, b); }
 static nnc_lexpr *and_(nnc_kernel *k, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le_bin(k, NNC_LB_AND, a, b); }
 static nnc_lexpr *ceil_div(nnc_kernel *k, nnc_lexpr *a, int64_t d) {
+  if (a->kind == NNC_LE_INT && a->ival >= 0) return I(k, (a->ival + d - 1) / d); /* static sizes fold */
   return nnc_le_bin(k, NNC_LB_FLOORDIV, add(k, a, I(k, d - 1)), I(k, d));
 }
 
@@ -45,6 +46,12 @@ static nnc_lbuf *global(nnc_kernel *k, const char *name, int64_t size, bool batc
   nnc_lbuf *b = nnc_lk_buf(k, name, NNC_F32, NNC_SCOPE_GLOBAL, batched ? size * batch_max : size);
   b->batch_scaled = batched;
   return b;
+}
+
+/* A size for comments: 10, n, 10*n. */
+static const char *dim(nnc_arena *a, int64_t v, bool batched) {
+  if (!batched) return nnc_arena_printf(a, "%lld", (long long)v);
+  return v == 1 ? "n" : nnc_arena_printf(a, "%lld*n", (long long)v);
 }
 
 /* --- implicit GEMM: the matmul's tiles over operands given by address functions ---------------- */
@@ -256,12 +263,11 @@ nnc_kernel *nnc_gpu_matmul_kernel(nnc_arena *a, const char *name, const nnc_gpu_
   g.K = kb ? mul(k, nnc_le_scalar(k, NNC_LSC_N), I(k, s->K)) : I(k, s->K);
   g.mats = mb ? mul(k, nnc_le_scalar(k, NNC_LSC_N), I(k, mats)) : I(k, mats);
   build_gemm(&g);
-  k->comment = nnc_arena_printf(a, "matmul [%lld%s, %lld%s] x [%lld%s, %lld]%s%s%s: 64x64 block tiles, 16x16 threads with 4x4 "
-                                   "register tiles, K tiles of 16 in shared memory",
-                                (long long)s->M, rows ? "*n" : "", (long long)s->K, kb ? "*n" : "", (long long)s->K,
-                                kb ? "*n" : "", (long long)s->N, s->trans_a ? ", a transposed" : "",
-                                s->trans_b ? ", b transposed" : "",
-                                mb || mats > 1 ? nnc_arena_printf(a, ", %lld%s products", (long long)mats, mb ? "*n" : "") : "");
+  k->comment = nnc_arena_printf(a, "matmul [%s, %s] x [%s, %lld]%s%s%s: 64x64 block tiles, 16x16 threads with 4x4 register "
+                                   "tiles, K tiles of 16 in shared memory",
+                                dim(a, s->M, rows), dim(a, s->K, kb), dim(a, s->K, kb), (long long)s->N,
+                                s->trans_a ? ", a transposed" : "", s->trans_b ? ", b transposed" : "",
+                                mb || mats > 1 ? nnc_arena_printf(a, ", %s products", dim(a, mats, mb)) : "");
   nnc_lk_finish(k);
   return k;
 }
@@ -455,10 +461,10 @@ nnc_kernel *nnc_gpu_conv2d_kernel(nnc_arena *a, const char *name, nnc_gpu_conv_k
     break;
   }
   build_gemm(&g);
-  k->comment = nnc_arena_printf(a, "%s as an implicit GEMM: %lld%s images %lldx%lldx%lld, %lld filters %lldx%lld, stride %lldx%lld, "
+  k->comment = nnc_arena_printf(a, "%s as an implicit GEMM: %s images %lldx%lldx%lld, %lld filters %lldx%lld, stride %lldx%lld, "
                                    "padding %lldx%lld, dilation %lldx%lld, %lld groups; 64x64 block tiles, 16x16 threads with "
                                    "4x4 register tiles, K tiles of 16 gathered into shared memory",
-                                what[kind], (long long)s->images, nb ? "*n" : "", (long long)s->C, (long long)s->H,
+                                what[kind], dim(a, s->images, nb), (long long)s->C, (long long)s->H,
                                 (long long)s->W, (long long)s->O, (long long)s->KH, (long long)s->KW, (long long)s->sy,
                                 (long long)s->sx, (long long)s->py, (long long)s->px, (long long)s->dy, (long long)s->dx,
                                 (long long)s->groups);
@@ -528,9 +534,9 @@ nnc_kernel *nnc_gpu_row_reduce_kernel(nnc_arena *a, const char *name, const nnc_
   nnc_lstmt *tb = nnc_ls_block(k);
   push(k, tb, gpu_loop(k, t, I(k, T), NNC_LOOP_GPU_THREAD, 0, body));
   push(k, k->body, gpu_loop(k, r, rb ? mul(k, nnc_le_scalar(k, NNC_LSC_N), I(k, s->rows)) : I(k, s->rows), NNC_LOOP_GPU_BLOCK, 0, tb));
-  k->comment = nnc_arena_printf(a, "%s over rows of %lld%s: one block of %lld threads per row, warp shuffles, warp results in "
+  k->comment = nnc_arena_printf(a, "%s over rows of %s: one block of %lld threads per row, warp shuffles, warp results in "
                                    "shared memory",
-                                s->is_max ? "max" : "sum", (long long)s->cols, cb ? "*n" : "", (long long)T);
+                                s->is_max ? "max" : "sum", dim(a, s->cols, cb), (long long)T);
   nnc_lk_finish(k);
   return k;
 }
