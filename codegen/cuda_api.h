@@ -55,4 +55,25 @@ typedef CUresult (*cuDeviceGetName_fn)(char *name, int len, CUdevice);
 typedef CUresult (*cuDeviceGetAttribute_fn)(int *value, int attribute, CUdevice);
 typedef CUresult (*cuDeviceTotalMem_v2_fn)(size_t *bytes, CUdevice);
 
+/* Running programs (codegen/cuda_exec.c). */
+typedef struct CUctx_st *CUcontext;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUstream_st *CUstream;
+typedef unsigned long long CUdeviceptr;
+
+typedef CUresult (*cuDevicePrimaryCtxRetain_fn)(CUcontext *, CUdevice);
+typedef CUresult (*cuDevicePrimaryCtxRelease_v2_fn)(CUdevice);
+typedef CUresult (*cuCtxSetCurrent_fn)(CUcontext);
+typedef CUresult (*cuCtxSynchronize_fn)(void);
+typedef CUresult (*cuModuleLoadData_fn)(CUmodule *, const void *image);
+typedef CUresult (*cuModuleUnload_fn)(CUmodule);
+typedef CUresult (*cuModuleGetFunction_fn)(CUfunction *, CUmodule, const char *name);
+typedef CUresult (*cuMemAlloc_v2_fn)(CUdeviceptr *, size_t bytes);
+typedef CUresult (*cuMemFree_v2_fn)(CUdeviceptr);
+typedef CUresult (*cuMemcpyHtoD_v2_fn)(CUdeviceptr dst, const void *src, size_t bytes);
+typedef CUresult (*cuMemcpyDtoH_v2_fn)(void *dst, CUdeviceptr src, size_t bytes);
+typedef CUresult (*cuLaunchKernel_fn)(CUfunction, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                                      unsigned bz, unsigned shared_bytes, CUstream, void **params, void **extra);
+
 #endif

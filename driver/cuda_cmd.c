@@ -4,10 +4,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "codegen/cuda.h"
 #include "codegen/cuda_load.h"
+#include "codegen/cuda_program.h"
+#include "codegen/c_program.h"
 #include "passes/lower.h"
 
 /* --- the CPU -------------------------------------------------------------------------------- */
@@ -84,76 +87,144 @@ int nnc_cmd_devices(FILE *out) {
 int nnc_cmd_check_cuda(void) {
   nnc_cg_cuda_device dev;
   char why[512];
-  if (nnc_cg_cuda_devices(&dev, 1, NULL, why, sizeof why) > 0) {
-    /* A device is there; what runs on it is the CUDA executor's (docs/cuda.md, "Device execution"). */
-    fprintf(stderr, "nnc: error: --target cuda: programs do not run on CUDA devices yet (found %s, sm_%d%d); "
-                    "use --emit cuda to see the kernels\n", dev.name, dev.major, dev.minor);
-    return NNC_EXIT_ENVIRONMENT;
-  }
+  if (nnc_cg_cuda_devices(&dev, 1, NULL, why, sizeof why) > 0) return NNC_EXIT_OK; /* codegen/cuda_exec.h runs there */
   fprintf(stderr, "nnc: error: --target cuda: %s\n", why);
   return NNC_EXIT_ENVIRONMENT;
 }
 
-/* --- --emit cuda ---------------------------------------------------------------------------- */
+/* --- --emit cuda and --emit ptx --------------------------------------------------------------- */
 
-/* Kernels shared by several programs are printed once; names that repeat between programs
- * (node ids do) get the program's name. */
-static bool print_program(FILE *out, const nnc_lprogram *p, const nnc_kernel **done, int *ndone, nnc_diags *d) {
-  fprintf(out, "/* ---- program %s: %d kernels, %d calls ---- */\n\n", p->name, p->nkernels, p->ncalls);
-  bool ok = true;
-  for (int i = 0; i < p->nkernels; i++) {
-    nnc_kernel *k = p->kernels[i];
-    bool seen = false, clash = false;
-    for (int j = 0; j < *ndone && !seen; j++) {
-      bool same_name = strcmp(done[j]->name, k->name) == 0;
-      seen = same_name && done[j]->hash == k->hash && nnc_lk_equal(done[j], k);
-      clash |= same_name && !seen;
-    }
-    if (seen) continue;
-    if (clash) k->name = nnc_arena_printf(k->arena, "%s_%s", k->name, p->name);
-    ok &= nnc_cg_cuda_kernel(out, k, d);
-    done[(*ndone)++] = k;
+/* Every program but forward (the others' part), lowered with the GPU schedule, kernels named
+ * apart. NULL after reporting. */
+static nnc_lprogram **lower_programs(nnc_arena *a, const nnc_module *m, int *count, int *status, nnc_diags *d) {
+  char err[512];
+  nnc_mem_layout *L = nnc_mem_layout_module(a, m, err, sizeof err);
+  if (!L) {
+    fprintf(stderr, "nnc: error: %s\n", err);
+    *status = NNC_EXIT_MODEL_ERROR;
+    return NULL;
   }
-  return ok;
+  nnc_lower_opts lo = {.target = NNC_LOWER_GPU};
+  nnc_lprogram **progs = nnc_arena_alloc(a, sizeof *progs * (size_t)(nnc_module_program_count(m) + 1));
+  *count = 0;
+  for (int i = 0; i < nnc_module_program_count(m); i++) {
+    const nnc_graph *g = nnc_module_program(m, i);
+    if (strcmp(g->name, "forward") == 0) continue;
+    if (!(progs[(*count)++] = nnc_lower_program(a, m, g, L, &lo, d))) {
+      *status = NNC_EXIT_MODEL_ERROR;
+      return NULL;
+    }
+  }
+  nnc_cg_cuda_name_kernels(progs, *count);
+  return progs;
+}
+
+static int finish_output(FILE *out, const char *path, int status) {
+  bool failed = fflush(out) != 0 || ferror(out);
+  if (out != stdout) failed |= fclose(out) != 0;
+  if (failed && status == NNC_EXIT_OK) {
+    fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", path ? path : "standard output", strerror(errno));
+    status = NNC_EXIT_ENVIRONMENT;
+  }
+  return status;
 }
 
 int nnc_cmd_emit_cuda(const nnc_module *m, const nnc_options *o) {
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   nnc_arena *a = nnc_arena_new();
-  char err[512];
-  nnc_mem_layout *L = nnc_mem_layout_module(a, m, err, sizeof err);
-  if (!L) {
-    fprintf(stderr, "nnc: error: %s\n", err);
-    nnc_arena_free(a);
-    return NNC_EXIT_MODEL_ERROR;
-  }
+  int count = 0, status = NNC_EXIT_OK;
+  nnc_lprogram **progs = lower_programs(a, m, &count, &status, &d);
   FILE *out = stdout;
-  if (o->output && !(out = fopen(o->output, "w"))) {
+  if (progs && o->output && !(out = fopen(o->output, "w"))) {
     fprintf(stderr, "nnc: error: cannot write '%s': %s\n", o->output, strerror(errno));
     nnc_arena_free(a);
     return NNC_EXIT_ENVIRONMENT;
   }
-  nnc_lower_opts lo = {.target = NNC_LOWER_GPU};
-  const nnc_kernel **done = NULL;
-  int ndone = 0, status = NNC_EXIT_OK;
-  fprintf(out, "/* model %s (batch %lld): CUDA C for NVRTC, printed by nnc --emit cuda */\n", m->name,
-          (long long)m->batch_max);
-  nnc_cg_cuda_prelude(out);
-  for (int i = 0; status == NNC_EXIT_OK && i < nnc_module_program_count(m); i++) {
-    const nnc_graph *g = nnc_module_program(m, i);
-    if (strcmp(g->name, "forward") == 0) continue;
-    nnc_lprogram *p = nnc_lower_program(a, m, g, L, &lo, &d);
-    if (p) done = nnc_xrealloc(done, sizeof *done * (size_t)(ndone + p->nkernels + 1));
-    if (!p || !print_program(out, p, done, &ndone, &d)) status = NNC_EXIT_MODEL_ERROR;
+  if (progs) {
+    if (!nnc_cg_cuda_model_file(out, m->name, m->batch_max, progs, count, &d)) status = NNC_EXIT_MODEL_ERROR;
+    status = finish_output(out, o->output, status);
   }
-  free(done);
-  bool failed = fflush(out) != 0 || ferror(out);
-  if (out != stdout) failed |= fclose(out) != 0;
-  if (failed && status == NNC_EXIT_OK) {
-    fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", o->output ? o->output : "standard output", strerror(errno));
+  nnc_arena_free(a);
+  return status;
+}
+
+/* DIR/name: written through fn(f), reported on failure. */
+static bool write_file(const char *dir, const char *name, void (*fn)(FILE *, void *), void *ctx) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  if (!f) return fprintf(stderr, "nnc: error: cannot write '%s': %s\n", path, strerror(errno)), false;
+  fn(f, ctx);
+  return finish_output(f, path, NNC_EXIT_OK) == NNC_EXIT_OK;
+}
+
+typedef struct ptx_job {
+  const nnc_module *m;
+  nnc_lprogram **progs;
+  int count;
+  const char *text;
+  nnc_diags *d;
+  bool ok;
+} ptx_job;
+
+static void put_text(FILE *f, void *ctx) { fputs(((ptx_job *)ctx)->text, f); }
+static void put_abi(FILE *f, void *ctx) { (void)ctx, fputs(nnc_cg_abi_text, f); }
+static void put_source(FILE *f, void *ctx) {
+  ptx_job *j = ctx;
+  j->ok = nnc_cg_cuda_launcher_source(f, j->m->name, j->progs, j->count, j->d);
+}
+static void put_header(FILE *f, void *ctx) {
+  ptx_job *j = ctx;
+  nnc_cg_cuda_launcher_header(f, j->m->name, j->progs[0]->plan->layout, j->progs, j->count);
+}
+static void put_main(FILE *f, void *ctx) { nnc_cg_cuda_launcher_main(f, ((ptx_job *)ctx)->m->name); }
+
+int nnc_cmd_emit_ptx(const nnc_module *m, const nnc_options *o) {
+  if (!o->output) {
+    fprintf(stderr, "nnc: error: --emit ptx writes a directory: give it with -o DIR\n");
+    return NNC_EXIT_USAGE;
+  }
+  nnc_diags d;
+  nnc_diags_init(&d, stderr);
+  nnc_arena *a = nnc_arena_new();
+  int count = 0, status = NNC_EXIT_OK;
+  nnc_lprogram **progs = lower_programs(a, m, &count, &status, &d);
+  char *cu = NULL;
+  size_t len = 0;
+  FILE *f = progs ? open_memstream(&cu, &len) : NULL;
+  if (f && !nnc_cg_cuda_model_file(f, m->name, m->batch_max, progs, count, &d)) status = NNC_EXIT_MODEL_ERROR;
+  if (f) fclose(f);
+  char err[1024], arch[32];
+  nnc_cg_cuda_ptx ptx = {0};
+  nnc_cg_cuda_nvrtc *nv = NULL;
+  if (status == NNC_EXIT_OK && !(nv = nnc_cg_cuda_nvrtc_open(err, sizeof err))) {
+    fprintf(stderr, "nnc: error: --emit ptx: %s\n", err);
     status = NNC_EXIT_ENVIRONMENT;
   }
+  nnc_cg_cuda_arch(arch, sizeof arch);
+  if (nv && !nnc_cg_cuda_compile(nv, cu, "model.cu", arch, true, &ptx, err, sizeof err)) {
+    fprintf(stderr, "nnc: error: --emit ptx: NVRTC: %s\n%s", err, ptx.log ? ptx.log : "");
+    status = NNC_EXIT_MODEL_ERROR;
+  }
+  if (status == NNC_EXIT_OK && mkdir(o->output, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "nnc: error: cannot create '%s': %s\n", o->output, strerror(errno));
+    status = NNC_EXIT_ENVIRONMENT;
+  }
+  if (status == NNC_EXIT_OK) {
+    ptx_job j = {.m = m, .progs = progs, .count = count, .d = &d, .ok = true};
+    bool ok = true;
+    j.text = ptx.text, ok &= write_file(o->output, "model.ptx", put_text, &j);
+    j.text = cu, ok &= write_file(o->output, "model.cu", put_text, &j);
+    ok &= write_file(o->output, "model.c", put_source, &j);
+    ok &= write_file(o->output, "model.h", put_header, &j);
+    ok &= write_file(o->output, "nnc_abi.h", put_abi, &j);
+    ok &= write_file(o->output, "model_main.c", put_main, &j);
+    status = !j.ok ? NNC_EXIT_MODEL_ERROR : !ok ? NNC_EXIT_ENVIRONMENT : NNC_EXIT_OK;
+  }
+  nnc_cg_cuda_ptx_free(&ptx);
+  if (nv) nnc_cg_cuda_nvrtc_close(nv);
+  free(cu);
   nnc_arena_free(a);
   return status;
 }

@@ -20,4 +20,9 @@ int nnc_cmd_check_cuda(void);
  * (to -o FILE or standard output). Returns an exit status after reporting. */
 int nnc_cmd_emit_cuda(const nnc_module *m, const nnc_options *o);
 
+/* --emit ptx -o DIR: model.ptx (NVRTC, for device 0's sm_XY or compute_90), model.cu (its
+ * source), and the host launcher: model.c, model.h (the C backend's API plus
+ * <model>_cuda_load), nnc_abi.h and model_main.c (codegen/cuda_program.h). */
+int nnc_cmd_emit_ptx(const nnc_module *m, const nnc_options *o);
+
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "codegen/cuda_exec.h"
 #include "driver/exec_interp.h"
 #include "runtime/pool.h"
 #ifdef NNC_WITH_LLVM
@@ -18,7 +19,8 @@ double nnc_driver_seconds(void) {
 }
 
 const char *nnc_driver_target(const nnc_options *o) {
-  if (o->target && strcmp(o->target, "llvm") != 0) return "interp"; /* interp; cuda runs there for now */
+  if (o->target && strcmp(o->target, "cuda") == 0) return "cuda"; /* codegen/cuda_exec.h */
+  if (o->target && strcmp(o->target, "llvm") != 0) return "interp";
 #ifdef NNC_WITH_LLVM
   return "llvm";
 #else
@@ -79,6 +81,7 @@ static const char *cache_word(nnc_cg_llvm_cache_result r) {
 
 nnc_rt_executor *nnc_driver_executor_new(const nnc_module *m, const nnc_rt_model *rm, const nnc_options *o,
                                          char *err, size_t cap) {
+  if (strcmp(nnc_driver_target(o), "cuda") == 0) return nnc_cuda_exec_new(m, rm, err, cap);
 #ifdef NNC_WITH_LLVM
   if (strcmp(nnc_driver_target(o), "llvm") == 0) return jit_new(m, rm, o, err, cap);
 #else

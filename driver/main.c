@@ -39,6 +39,7 @@ static const char usage_text[] =
     "                       model_loader.{h,c} and weights.safetensors (docs/embedding.md)\n"
     "  --emit llvm|asm|obj -o FILE  the programs as one LLVM module for this machine (docs/llvm.md)\n"
     "  --emit cuda          print every program's kernels as CUDA C with the GPU schedule (docs/cuda.md)\n"
+    "  --emit ptx -o DIR    model.ptx (NVRTC) and a C host launcher with model.h's API (docs/cuda.md)\n"
     "  --emit kernels       print each program's fused kernels: anchor, nodes, source lines\n"
     "  --emit loops         print each program's loop IR kernels (CPU schedule) and calls\n"
     "  --emit dot           print the programs as Graphviz, each kernel a cluster\n"
@@ -213,8 +214,12 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
       return false;
 #endif
     }
+    if (strcmp(arg, "ptx") == 0) {
+      o->emit = NNC_EMIT_PTX;
+      return set_action(o, NNC_ACTION_EMIT, "--emit");
+    }
     if (strcmp(arg, "ir") != 0 && strcmp(arg, "c") != 0 && strcmp(arg, "cuda") != 0) {
-      usage_error("unknown --emit kind '%s' (available: ir, c, cuda, kernels, dot, loops, llvm, asm, obj)", arg);
+      usage_error("unknown --emit kind '%s' (available: ir, c, cuda, ptx, kernels, dot, loops, llvm, asm, obj)", arg);
       return false;
     }
     o->emit = strcmp(arg, "c") == 0 ? NNC_EMIT_C : strcmp(arg, "cuda") == 0 ? NNC_EMIT_CUDA : NNC_EMIT_IR;
@@ -452,6 +457,7 @@ static int write_output(const nnc_options *o, const nnc_module *m) {
  * shows one forward graph unless --train asks for the training programs. */
 static bool wants_programs(const nnc_options *o) {
   return o->action != NNC_ACTION_EMIT || o->emit_train || o->emit == NNC_EMIT_C || o->emit == NNC_EMIT_CUDA ||
+         o->emit == NNC_EMIT_PTX ||
          o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT || o->emit == NNC_EMIT_LOOPS || o->emit >= NNC_EMIT_LLVM;
 }
 
@@ -506,6 +512,7 @@ static int run(const nnc_options *o) {
       status = o->emit >= NNC_EMIT_LLVM   ? emit_llvm(m, o)
                : o->emit == NNC_EMIT_C    ? nnc_cmd_emit_c(m, o)
                : o->emit == NNC_EMIT_CUDA ? nnc_cmd_emit_cuda(m, o)
+               : o->emit == NNC_EMIT_PTX  ? nnc_cmd_emit_ptx(m, o)
                : o->emit == NNC_EMIT_LOOPS ? nnc_cmd_emit_loops(m, o)
                : o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT ? nnc_cmd_emit_fusion(m, o, o->emit == NNC_EMIT_DOT)
                                           : write_output(o, m);

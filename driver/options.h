@@ -16,7 +16,7 @@ enum {
 };
 
 typedef enum { NNC_EMIT_NONE, NNC_EMIT_IR, NNC_EMIT_C, NNC_EMIT_CUDA, NNC_EMIT_KERNELS, NNC_EMIT_DOT,
-              NNC_EMIT_LOOPS, /* before LLVM: kinds from LLVM on are the LLVM backend's */
+              NNC_EMIT_LOOPS, NNC_EMIT_PTX, /* before LLVM: kinds from LLVM on are the LLVM backend's */
               NNC_EMIT_LLVM, NNC_EMIT_ASM, NNC_EMIT_OBJ } nnc_emit_kind;
 typedef enum { NNC_ACTION_SUMMARY, NNC_ACTION_CHECK, NNC_ACTION_EMIT, NNC_ACTION_TRAIN, NNC_ACTION_EVAL,
               NNC_ACTION_STATS, NNC_ACTION_SAMPLE, NNC_ACTION_MEMPLAN, NNC_ACTION_CHECK_KERNELS } nnc_action;

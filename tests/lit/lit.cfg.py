@@ -32,6 +32,12 @@ try:
     ctypes.CDLL("libcuda.so.1")
 except OSError:
     config.available_features.add("no-cuda-device")
+# Tests that compile CUDA C to PTX (REQUIRES: nvrtc) run where nnc finds NVRTC.
+import re
+import subprocess
+_devices = subprocess.run([nnc, "--devices"], capture_output=True, text=True)
+if re.search(r"^nvrtc: [0-9]", _devices.stdout, re.M):
+    config.available_features.add("nvrtc")
 # Tests of the LLVM backend (REQUIRES: llvm) run where nnc was built with it (NNC_WITH_LLVM=ON).
 import subprocess
 _probe = subprocess.run([nnc, "--check-kernels", os.devnull], capture_output=True, text=True)
