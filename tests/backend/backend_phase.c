@@ -7,7 +7,10 @@
  * Params that Adam updates from a gradient that is zero up to rounding (the key bias of
  * attention: softmax ignores a shift) move by up to lr per step in a direction set by rounding
  * noise, under any schedule; after training, params are therefore compared with an atol of
- * 2 * lr * steps for the models listed in adam_noise (the CPU schedule shows the same). */
+ * 2 * lr * steps for the models listed in adam_noise (the CPU schedule shows the same).
+ *
+ * `backend_phase --cuda [MODEL...]` runs the same comparison with the programs on CUDA device 0
+ * (codegen/cuda_exec.h) instead of the emulator; without a driver or device it skips (77). */
 #include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include "../unit/check.h"
 #include "../unit/model_run.h"
 #include "codegen/c_exec.h"
+#include "codegen/cuda_exec.h"
 #include "driver/exec_interp.h"
 #include "driver/layout.h"
 #include "ir/compare.h"
@@ -110,6 +114,8 @@ static void session(const nnc_module *m, const nnc_rt_model *rm, nnc_rt_executor
 }
 
 static nnc_lower_target target = NNC_LOWER_GPU; /* --cpu: the CPU schedule, to tell lowering from emulation */
+static bool on_cuda;                            /* --cuda: on the device, not the emulator */
+static bool no_device;                          /* --cuda found no driver or device: skip */
 
 static void check_model(const char *name) {
   nnc_options o = mr_default_options();
@@ -132,10 +138,11 @@ static void check_model(const char *name) {
     for (size_t i = 0; i < sizeof adam_noise / sizeof *adam_noise; i++)
       if (strcmp(name, adam_noise[i]) == 0) persist_atol = 2.0 * (m->train.lr > 0 ? m->train.lr : 1e-3) * TRAIN_STEPS;
     nnc_c_exec_opts gpu = {.lower = {.target = target, .gpu_threads = 64}, .threads = 1};
-    nnc_rt_executor *c = nnc_c_exec_new(m, rm, &gpu, err, sizeof err);
-    CHECK_MSG(c != NULL, "%s: %s", name, err);
+    nnc_rt_executor *c = on_cuda ? nnc_cuda_exec_new(m, rm, err, sizeof err) : nnc_c_exec_new(m, rm, &gpu, err, sizeof err);
+    if (!c && on_cuda && strncmp(err, "no CUDA", 7) == 0) no_device = true, printf("%s: skipped: %s\n", name, err);
+    else CHECK_MSG(c != NULL, "%s: %s", name, err);
     char tag[300];
-    snprintf(tag, sizeof tag, "%s phase", name);
+    snprintf(tag, sizeof tag, "%s %s", name, on_cuda ? "cuda" : "phase");
     if (c) {
       session(m, rm, ref, c, persist0, io0, BATCH, TRAIN_STEPS, tag);
       session(m, rm, ref, c, persist0, io0, 1, 0, tag); /* forward only at the smaller batch */
@@ -154,9 +161,10 @@ static int by_name(const void *a, const void *b) { return strcmp(*(char *const *
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--cpu") == 0) target = NNC_LOWER_CPU, argc--, argv++;
+  if (argc > 1 && strcmp(argv[1], "--cuda") == 0) on_cuda = true, argc--, argv++;
   if (argc > 1) {
     for (int i = 1; i < argc; i++) check_model(argv[i]);
-    return check_summary();
+    return no_device ? 77 : check_summary();
   }
   DIR *dir = opendir("models");
   CHECK_MSG(dir != NULL, "no models directory (run from the source root)");
@@ -171,5 +179,5 @@ int main(int argc, char **argv) {
   qsort(names, (size_t)n, sizeof *names, by_name);
   CHECK(n > 0);
   for (int i = 0; i < n; i++) check_model(names[i]), free(names[i]);
-  return check_summary();
+  return no_device ? 77 : check_summary();
 }

@@ -1,10 +1,14 @@
 #!/bin/sh
 # The CUDA checks on a machine with a GPU (docs/cuda.md, "Running on a GPU"):
 #   tests/gpu/run.sh [BUILD_DIR]
-# builds nnc without the LLVM backend, lists the devices, then runs the CUDA tests: every
-# kernel through NVRTC for the device's architecture and ptxas (cuda_compile), the CUDA lit
-# tests, and --target cuda on each model. Without a GPU it says so, runs the checks that need
-# none, and exits 0 (a dry run); a failed check exits 1. Prints a summary either way.
+# builds nnc without the LLVM backend, lists the devices, then runs the CUDA tests. With a GPU:
+# every model's programs (predict, eval_step, 2 train_steps) on the device against the
+# interpreter (backend_phase --cuda), one epoch of fashion_cnn with --target cuda and its
+# samples/s, and PyTorch's samples/s for the same model on the same GPU when torch imports.
+# Without one: every kernel through NVRTC and ptxas (cuda_compile), the CUDA lit tests (the
+# --emit ptx launcher builds and says "no CUDA driver"), and --target cuda's refusal; exit 0
+# (a dry run). A failed check exits 1. Prints a summary either way. Meant to finish within 5
+# minutes on one H200 (the build is most of it).
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build-gpu-run}
@@ -27,7 +31,7 @@ run_check() { # NAME COMMAND...: a check passes when the command exits 0; 77 mea
 
 echo "== build ($build, NNC_WITH_LLVM=OFF)"
 if ! cmake -S "$root" -B "$build" -DNNC_WITH_LLVM=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null ||
-   ! cmake --build "$build" -j"$jobs" --target nnc cuda_compile >/dev/null; then
+   ! cmake --build "$build" -j"$jobs" --target nnc cuda_compile backend_phase >/dev/null; then
   echo "tests/gpu/run.sh: the build failed"
   exit 1
 fi
@@ -45,21 +49,36 @@ else
 fi
 
 echo "== checks"
-run_check cuda_compile "sh" "-c" "cd '$root' && '$build/tests/cuda_compile'"
+if [ $gpu = no ]; then
+  # with a GPU the device checks below compile every kernel for it through NVRTC anyway
+  run_check cuda_compile "sh" "-c" "cd '$root' && '$build/tests/cuda_compile'"
+fi
 lit=/usr/lib/llvm-19/build/utils/lit/lit.py
-if [ -f "$lit" ]; then
+if [ -f "$lit" ] && [ -x /usr/lib/llvm-19/bin/FileCheck ]; then
   run_check lit_cuda python3 "$lit" -q --param nnc="$nnc" --param source_root="$root" "$root/tests/lit/cuda"
 else
-  skipped=$((skipped + 1)); note "skip  lit_cuda (no lit at $lit)"
+  skipped=$((skipped + 1)); note "skip  lit_cuda (no lit or FileCheck under /usr/lib/llvm-19)"
 fi
-for model in "$root"/models/*.nn; do
-  name=$(basename "$model" .nn)
-  if [ $gpu = yes ]; then
-    # training on the device against the interpreter: --target cuda runs the programs there
-    run_check "target_cuda_$name" "$nnc" "$model" --train --max-steps 5 --quiet --target cuda
+if [ $gpu = yes ]; then
+  # every model's programs on the device against the interpreter
+  run_check backend_cuda "sh" "-c" "cd '$root' && '$build/tests/backend_phase' --cuda"
+  # one epoch of fashion_cnn on the device: Fashion-MNIST when it is there, else random images
+  # of its shape (the samples/s is what counts here)
+  data=/usr/share/datasets/fashion-mnist
+  if [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
+    data="$build/gpu-fashion-random"
+    python3 "$root/tests/gpu/random_idx.py" "$data" 60000 10000
   fi
-done
-if [ $gpu = no ]; then
+  run_check train_fashion_cnn "$nnc" "$root/models/fashion_cnn.nn" --train --target cuda --epochs 1 --data "$data"
+  nnc_rate=$(sed -n 's/.*(\([0-9]*\) samples\/s).*/\1/p' "$build/gpu-train_fashion_cnn.log" | tail -n 1)
+  echo "nnc fashion_cnn: ${nnc_rate:-?} samples/s (--target cuda, one epoch)"
+  note "      nnc fashion_cnn: ${nnc_rate:-?} samples/s"
+  python3 "$root/tests/gpu/torch_fashion_cnn.py" "$data" >"$build/gpu-torch.log" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ]; then note "      $(tail -n 1 "$build/gpu-torch.log")"; cat "$build/gpu-torch.log"
+  else note "      no PyTorch comparison ($(tail -n 1 "$build/gpu-torch.log"))"
+  fi
+else
   # without a device, --target cuda must refuse with one line and exit status 3
   "$nnc" "$root/models/xor_mlp.nn" --train --target cuda >/dev/null 2>"$build/gpu-target.txt"
   rc=$?
