@@ -90,9 +90,11 @@ nnc_rt_executor *nnc_driver_executor_new(const nnc_module *m, const nnc_rt_model
   return nnc_exec_interp_new(m, rm);
 }
 
+#ifdef NNC_WITH_LLVM /* only the JIT reports phases */
 static void line(FILE *out, const char *what, double s, const char *note) {
   if (s >= 0) fprintf(out, "  %-28s %9.3f s%s%s\n", what, s, note ? "  " : "", note ? note : "");
 }
+#endif
 
 void nnc_driver_print_compile_times(FILE *out, const nnc_rt_executor *e, nnc_driver_front_times ft) {
 #ifdef NNC_WITH_LLVM
