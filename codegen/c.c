@@ -332,6 +332,7 @@ typedef struct cg {
   bool *local_outside;  /* by buffer id: a local buffer used outside every parallel loop */
   int npar;
   int depth;
+  const bool *shared;   /* by buffer id, may be NULL: a call passes it over another buffer's bytes */
 } cg;
 
 static void cerr(cg *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -680,8 +681,14 @@ static capture capture_new(const nnc_kernel *k) {
 
 static void capture_free(capture *p) { free(p->var_used), free(p->var_defined), free(p->var_assigned), free(p->buf_used); }
 
-static const char *buf_ctype(const nnc_lbuf *b, char *t, size_t cap) {
-  snprintf(t, cap, "%s%s *restrict", b->written || b->scope != NNC_SCOPE_GLOBAL ? "" : "const ", scalar_ctype(b->dtype));
+/* `restrict` promises that no other pointer reaches the bytes while one of them is written, a
+ * promise an in-place call breaks (it passes one range as two buffers): once the kernel is
+ * inlined, gcc moves or drops the neighbouring calls' accesses to that range. Such buffers are
+ * plain pointers. */
+static const char *buf_ctype(const cg *c, int i, char *t, size_t cap) {
+  const nnc_lbuf *b = c->k->bufs[i];
+  snprintf(t, cap, "%s%s *%s", b->written || b->scope != NNC_SCOPE_GLOBAL ? "" : "const ", scalar_ctype(b->dtype),
+           c->shared && c->shared[i] ? "" : "restrict ");
   return t;
 }
 
@@ -713,7 +720,7 @@ static void outline_body(cg *c, const nnc_lstmt *s, const capture *p, const char
   char t[64];
   emit(c, "typedef struct %s_env {\n", fn);
   for (int i = 0; i < k->nbufs; i++)
-    if (env_buf(k, p, i)) emit(c, "  %s %s;\n", buf_ctype(k->bufs[i], t, sizeof t), c->bname[i]);
+    if (env_buf(k, p, i)) emit(c, "  %s%s;\n", buf_ctype(c, i, t, sizeof t), c->bname[i]);
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (p->scalar_used[i]) emit(c, "  %s %s;\n", scalar_types[i], scalar_names[i]);
   for (int v = 0; v < k->nvars; v++)
@@ -723,7 +730,7 @@ static void outline_body(cg *c, const nnc_lstmt *s, const capture *p, const char
   emit(c, "  const %s_env *env = env_;\n", fn);
   c->depth = 1;
   for (int i = 0; i < k->nbufs; i++)
-    if (env_buf(k, p, i)) line(c), emit(c, "%s %s = env->%s;\n", buf_ctype(k->bufs[i], t, sizeof t), c->bname[i], c->bname[i]);
+    if (env_buf(k, p, i)) line(c), emit(c, "%s%s = env->%s;\n", buf_ctype(c, i, t, sizeof t), c->bname[i], c->bname[i]);
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (p->scalar_used[i]) line(c), emit(c, "const %s %s = env->%s;\n", scalar_types[i], scalar_names[i], scalar_names[i]);
   for (int v = 0; v < k->nvars; v++)
@@ -959,16 +966,18 @@ static void signature(cg *c, FILE *f) {
   fprintf(f, "static void %s(const nnc_rt *rt", c->kname);
   for (int i = 0; i < k->nbufs; i++)
     if (k->bufs[i]->scope == NNC_SCOPE_GLOBAL || k->bufs[i]->scope == NNC_SCOPE_SCRATCH)
-      fprintf(f, ", %s %s", buf_ctype(k->bufs[i], t, sizeof t), c->bname[i]);
+      fprintf(f, ", %s%s", buf_ctype(c, i, t, sizeof t), c->bname[i]);
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (k->uses_scalar[i]) fprintf(f, ", %s %s", scalar_types[i], scalar_names[i]);
   fprintf(f, ")");
 }
 
-bool nnc_cg_c_kernel(FILE *f, const nnc_kernel *k0, nnc_diags *d) {
+bool nnc_cg_c_kernel(FILE *f, const nnc_kernel *k, nnc_diags *d) { return nnc_cg_c_kernel_shared(f, k, NULL, d); }
+
+bool nnc_cg_c_kernel_shared(FILE *f, const nnc_kernel *k0, const bool *shared, nnc_diags *d) {
   nnc_kernel *k = (nnc_kernel *)k0; /* finish only recomputes derived fields */
   nnc_lk_finish(k);
-  cg c = {.k = k, .d = d, .ok = true};
+  cg c = {.k = k, .d = d, .ok = true, .shared = shared};
   if (k->nerrors) {
     cerr(&c, "malformed: %s", k->first_error ? k->first_error : "a constructor was misused");
     return false;

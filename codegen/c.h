@@ -6,7 +6,8 @@
  *
  *     static void <name>(const nnc_rt *rt, <global buffers>, <scratch buffers>, <scalars>)
  *
- * with the global buffers in the kernel's order (`float *restrict`, `const` when only read),
+ * with the global buffers in the kernel's order (`float *restrict`, `const` when only read;
+ * without `restrict` where a call shares the buffer's bytes, nnc_cg_c_kernel_shared),
  * then its SCRATCH buffers (pointers into the scratch region, in buffer order), then the
  * scalars the body reads, in the order n (int64_t), lr (float), step, seed (uint32_t).
  * nnc_rt comes from runtime/abi.h, which the surrounding file includes before the prelude.
@@ -29,5 +30,10 @@ void nnc_cg_c_prelude(FILE *, const nnc_kernel *const *kernels, int nkernels);
  * diags when the kernel holds what this printer does not translate (GPU loops, thread
  * indices, barriers, shuffles, lane counts that are not powers of two) or is malformed. */
 bool nnc_cg_c_kernel(FILE *, const nnc_kernel *, nnc_diags *);
+
+/* nnc_cg_c_kernel, with the buffers i where shared[i] (by buffer id; NULL: none) printed as
+ * plain pointers instead of `restrict`: those a call passes over bytes that another of its
+ * buffers also reaches while one of the two is written (an in-place call). */
+bool nnc_cg_c_kernel_shared(FILE *, const nnc_kernel *, const bool *shared, nnc_diags *);
 
 #endif

@@ -104,15 +104,35 @@ static void name_kernels(unique_kernels *u, nnc_arena *a) {
 /* Whether parameter j of call c shares bytes with an earlier parameter while one of the two is
  * written: an in-place call (passes/memplan_steps.c proves each element is read just before the
  * same element is written). */
+static bool overlap_written(const nnc_lprogram *p, const nnc_lcall *c, const nnc_kernel *k, int i, int j) {
+  const nnc_mem_buffer *a = &p->plan->bufs[c->bufs[i]], *b = &p->plan->bufs[c->bufs[j]];
+  bool written = (i < k->nbufs && k->bufs[i]->written) || (j < k->nbufs && k->bufs[j]->written);
+  return written && a->region == b->region && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
+}
+
 static bool aliases_earlier(const nnc_lprogram *p, const nnc_lcall *c, const nnc_kernel *k, int j) {
-  const nnc_mem_buffer *b = &p->plan->bufs[c->bufs[j]];
-  for (int i = 0; i < j; i++) {
-    const nnc_mem_buffer *a = &p->plan->bufs[c->bufs[i]];
-    bool written = (i < k->nbufs && k->bufs[i]->written) || (j < k->nbufs && k->bufs[j]->written);
-    if (written && a->region == b->region && a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes)
-      return true;
-  }
+  for (int i = 0; i < j; i++)
+    if (overlap_written(p, c, k, i, j)) return true;
   return false;
+}
+
+/* For each unique kernel, by buffer id: some call passes the buffer over bytes another of its
+ * buffers reaches, one of the two written, so the printer must not declare it `restrict`. */
+static bool **shared_buffers(nnc_lprogram *const *progs, int nprogs, const unique_kernels *u) {
+  bool **shared = nnc_xcalloc((size_t)(u->n > 0 ? u->n : 1), sizeof *shared);
+  for (int i = 0; i < u->n; i++) shared[i] = nnc_xcalloc((size_t)(u->list[i]->nbufs > 0 ? u->list[i]->nbufs : 1), 1);
+  for (int pi = 0; pi < nprogs; pi++) {
+    const nnc_lprogram *p = progs[pi];
+    for (int ci = 0; ci < p->ncalls; ci++) {
+      const nnc_lcall *c = &p->calls[ci];
+      int ki = u->index[pi][c->kernel];
+      const nnc_kernel *k = u->list[ki];
+      for (int j = 1; j < c->nbufs && j < k->nbufs; j++)
+        for (int i = 0; i < j; i++)
+          if (overlap_written(p, c, k, i, j)) shared[ki][i] = shared[ki][j] = true;
+    }
+  }
+  return shared;
 }
 
 static bool program_aliases(const nnc_lprogram *p, const unique_kernels *u, int pi) {
@@ -168,8 +188,8 @@ static const char debug_helpers[] =
 
 static const char alias_helper[] =
     "\n/* An in-place call passes one range as two pointers; each element is read just before the same\n"
-    " * element is written (the memory plan proves it on the loop IR). The empty asm keeps the\n"
-    " * compiler from treating the two restrict arguments as provably equal. */\n"
+    " * element is written (the memory plan proves it on the loop IR), and the kernel declares those\n"
+    " * parameters without restrict. The empty asm keeps the two arguments from looking equal. */\n"
     "static inline void *nnc_alias(void *p) {\n#if defined(__GNUC__)\n  __asm__(\"\" : \"+r\"(p));\n#endif\n  return p;\n}\n";
 
 /* Prints NaN fills for the part of [lo, hi) that no buffer live after call i holds. */
@@ -293,8 +313,12 @@ bool nnc_cg_c_model_source_debug(FILE *out, const char *model, nnc_lprogram *con
   for (int p = 0; p < nprogs && dbg != NNC_CG_MEM_SEPARATE; p++) aliases = aliases || program_aliases(progs[p], &u, p);
   if (aliases) fputs(alias_helper, out);
   if (dbg != NNC_CG_MEM_NORMAL) fputs(debug_helpers, out);
+  /* every buffer its own allocation: nothing is shared, every pointer stays restrict */
+  bool **shared = dbg == NNC_CG_MEM_SEPARATE ? NULL : shared_buffers(progs, nprogs, &u);
   bool ok = true;
-  for (int i = 0; i < u.n && ok; i++) ok = nnc_cg_c_kernel(out, u.list[i], d);
+  for (int i = 0; i < u.n && ok; i++) ok = nnc_cg_c_kernel_shared(out, u.list[i], shared ? shared[i] : NULL, d);
+  for (int i = 0; shared && i < u.n; i++) free(shared[i]);
+  free(shared);
   for (int p = 0; p < nprogs && ok; p++) print_entry(out, model, progs[p], &u, p, dbg);
   free_kernels(&u, nprogs);
   nnc_arena_free(a);
