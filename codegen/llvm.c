@@ -865,7 +865,9 @@ LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, con
     nnc_llvm_fn_attrs(m, fn);
     for (int i = 0; i < k->nbufs; i++) {
       if (!is_param_buf(k->bufs[i])) continue;
-      nnc_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "noalias", 0);
+      /* No noalias: the memory plan's in-place reuse passes one range as a kernel's input and
+       * output, which noalias would make undefined (the C printer drops restrict for the same
+       * reason; docs/memory.md). Explicit vectors do not need the alias facts. */
       nnc_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "align", NNC_LLVM_BUF_ALIGN);
       if (!k->bufs[i]->written) nnc_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "readonly", 0);
     }
