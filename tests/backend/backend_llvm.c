@@ -128,14 +128,19 @@ static nnc_tensor *f64_replay(const nnc_module *m, const nnc_rt_model *rm, const
   return NULL;
 }
 
-/* |a - b| <= atol + 2 |b - b64| + rtol |b| at each element, reported like nnc_compare_tensors. */
+/* |a - b| <= atol + 2 |b - b64| + rtol |b| at each element, reported like nnc_compare_tensors.
+ * Where the F64 reference never left the initial value b0 although the F32 run moved (a gradient
+ * that is zero in exact arithmetic, as the key bias of attention: softmax ignores a constant per
+ * row), Adam turned rounding noise into steps of up to lr each: there the tolerance is
+ * noise_atol (the session's steps x lr; 0: no such rule). */
 static nnc_compare_result compare_widened(const nnc_tensor *a, const nnc_tensor *b, const nnc_tensor *b64,
-                                          double atol, double rtol) {
+                                          const nnc_tensor *b0, double noise_atol, double atol, double rtol) {
   nnc_compare_result r = {.ok = true, .count = nnc_tensor_elements(b), .worst = -1, .atol = atol, .rtol = rtol};
   double worst_ratio = 0;
   for (int64_t i = 0; i < r.count; i++) {
     double x = nnc_tensor_get(a, i), y = nnc_tensor_get(b, i), y64 = nnc_tensor_get(b64, i);
     double err = fabs(x - y), tol = atol + 2 * fabs(y - y64) + rtol * fabs(y);
+    if (noise_atol > 0 && b0 && fabs(y64 - nnc_tensor_get(b0, i)) <= 1e-3 * noise_atol) tol = fmax(tol, noise_atol);
     if (isfinite(err)) r.max_abs_err = fmax(r.max_abs_err, err);
     if (err <= tol) continue;
     r.ok = false, r.nbad++;
@@ -173,7 +178,13 @@ static void compare_region(const nnc_rt_model *rm, bool persist, const uint8_t *
     bool widened = false;
     if (!r.ok && persist && rp) {
       if (!rp->f64) rp->f64 = f64_replay(rp->m, rm, rp->persist0, rp->io0, n, rp->programs, rp->calls, rp->nruns);
-      if (rp->f64) r = compare_widened(&tg, &tr, &rp->f64[storage_of(rm, i)], atol, rtol), widened = true;
+      nnc_tensor t0 = tg;
+      t0.data = (void *)(rp->persist0 + b->offset);
+      int steps = 0;
+      for (int k = 0; k < rp->nruns; k++) steps += strcmp(rp->programs[k], "train_step") == 0;
+      double noise_atol = param_atol > 0 && b->kind == NNC_RT_PARAM ? steps * rp->calls[0].lr : 0;
+      if (rp->f64)
+        r = compare_widened(&tg, &tr, &rp->f64[storage_of(rm, i)], &t0, noise_atol, atol, rtol), widened = true;
     }
     char msg[512];
     CHECK_MSG(r.ok, "%s: %s: %s%s", what, b->name, nnc_compare_str(&r, tr.type.dims, tr.type.rank, msg, sizeof msg),
