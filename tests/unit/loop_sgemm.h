@@ -65,7 +65,7 @@ static void sgemm_tile(sgemm_ir *g, nnc_lstmt *out, nnc_lexpr *(*row0)(sgemm_ir 
   nnc_ltype vt = nnc_lt(NNC_F32, g->vl);
   for (int r = 0; r < rows; r++)
     for (int v = 0; v < 2; v++) {
-      char name[16];
+      char name[32];
       snprintf(name, sizeof name, "c%d%d", r, v);
       acc[r][v] = nnc_lk_var(k, name, vt);
       nnc_ls_push(k, out, nnc_ls_let(k, acc[r][v], nnc_le_const(k, vt, 0)));
