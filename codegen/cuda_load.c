@@ -107,12 +107,10 @@ nnc_cg_cuda_nvrtc *nnc_cg_cuda_nvrtc_open(char *err, size_t cap) {
   return nv;
 }
 
-void nnc_cg_cuda_nvrtc_close(nnc_cg_cuda_nvrtc *nv) {
-  if (!nv) return;
-  if (nv->builtins) dlclose(nv->builtins);
-  if (nv->lib) dlclose(nv->lib);
-  free(nv);
-}
+/* NVRTC stays loaded: its C++ runtime allocates an exception pool when it loads, which an
+ * unload would turn into an unreachable block (LeakSanitizer reports it), and a process that
+ * compiles once may compile again. */
+void nnc_cg_cuda_nvrtc_close(nnc_cg_cuda_nvrtc *nv) { free(nv); }
 
 const char *nnc_cg_cuda_nvrtc_version(const nnc_cg_cuda_nvrtc *nv) { return nv->version; }
 

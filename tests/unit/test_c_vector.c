@@ -195,7 +195,7 @@ static void check_lanes(int L, const char *cc) {
     for (int t = 0; t < NIN; t++) {
       x[t] = t == 13 ? NAN : t == 14 ? INFINITY : xs[t % 12] * (float)(1 + t / 12);
       y[t] = xs[(t * 5 + 3) % 12] + 0.5f, z[t] = (float)t * 0.37f - 4.0f;
-      xi[t] = is[t % 12] + t / 12, yi[t] = is[(t * 7 + 1) % 12] ? is[(t * 7 + 1) % 12] : 9;
+      xi[t] = (int32_t)((uint32_t)is[t % 12] + (uint32_t)(t / 12)), yi[t] = is[(t * 7 + 1) % 12] ? is[(t * 7 + 1) % 12] : 9;
       xu[t] = (uint8_t)(t * 37 + 200), yu[t] = (uint8_t)(t * 11 % 255 + 1);
     }
     for (int t = 0; t < NOPS * 32; t++) outv[t] = outs[t] = -99.0f;
