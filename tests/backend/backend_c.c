@@ -38,45 +38,18 @@
 #include "ir/compare.h"
 #include "passes/programs.h"
 
+#include "backend_common.h"
+
 enum { BATCH = 4, SMALL_BATCH = 3, TRAIN_STEPS = 5, MAX_RUNS = 2 + TRAIN_STEPS, NVARIANTS = 2 };
 
 static const double FORWARD_RTOL = 1e-5, TRAIN_RTOL = 1e-4, ADAM_LR_ATOL = 0.01;
 
 /* --- regions and inputs ------------------------------------------------------------------- */
 
-static uint8_t *region(size_t bytes) {
-  void *p = NULL;
-  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) abort();
-  memset(p, 0, bytes ? bytes : 64);
-  return p;
-}
-
 static uint8_t *region_copy(const uint8_t *src, size_t bytes) {
   uint8_t *p = region(bytes);
   memcpy(p, src, bytes);
   return p;
-}
-
-static uint32_t next(uint64_t *s) {
-  *s = *s * 6364136223846793005u + 1442695040888963407u;
-  return (uint32_t)(*s >> 33);
-}
-
-/* Inputs: pixels as random bytes or floats, labels in [0, 10) (or 0/1 for f32 targets). */
-static void fill_inputs(const nnc_rt_model *rm, uint8_t *io) {
-  uint64_t s = 42;
-  for (int i = 0; i < rm->nbuffers; i++) {
-    const nnc_rt_buffer *b = &rm->buffers[i];
-    if (b->kind != NNC_RT_INPUT) continue;
-    int64_t count = nnc_rt_buffer_elements(b, rm->batch_max);
-    bool label = strcmp(b->name, "y") == 0;
-    for (int64_t k = 0; k < count; k++) {
-      uint8_t *p = io + b->offset;
-      if (b->dtype == NNC_RT_U8) p[k] = (uint8_t)next(&s);
-      else if (b->dtype == NNC_RT_I32) ((int32_t *)p)[k] = (int32_t)(next(&s) % 10);
-      else ((float *)p)[k] = label ? (float)(next(&s) & 1) : (float)(next(&s) % 2000) / 1000.0f - 1.0f;
-    }
-  }
 }
 
 /* CPU seconds of this process and the compilers it ran. */
@@ -237,12 +210,6 @@ static bool f64_reference(session *s) {
 }
 
 /* --- comparing ------------------------------------------------------------------------------ */
-
-static double max_abs(const nnc_tensor *t) {
-  double m = 0;
-  for (int64_t i = 0; i < nnc_tensor_elements(t); i++) m = fmax(m, fabs(nnc_tensor_get(t, i)));
-  return m;
-}
 
 static nnc_tensor buffer_tensor(const nnc_rt_buffer *b, const uint8_t *region_base, int64_t n) {
   return (nnc_tensor){.type = nnc_layout_buffer_type(b), .n = n, .data = (void *)(region_base + b->offset)};

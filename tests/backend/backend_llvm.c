@@ -22,6 +22,8 @@
 #include "passes/programs.h"
 #include "runtime/pool.h"
 
+#include "backend_common.h"
+
 enum { BATCH = 8, SMALL_N = 3, SEQ_BATCH = 4, SEQ_SMALL_N = 2, TRAIN_STEPS = 5 };
 
 /* The atol of params after Adam steps (test_parity.py's adam_lr), as a multiple of lr. */
@@ -29,41 +31,6 @@ static const double ADAM_PARAM_ATOL = 0.01;
 
 static bool is_sequence_model(const char *name) {
   return strcmp(name, "char_rnn") == 0 || strcmp(name, "char_lstm") == 0 || strcmp(name, "tiny_gpt") == 0;
-}
-
-static uint8_t *region(size_t bytes) {
-  void *p = NULL;
-  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) abort();
-  memset(p, 0, bytes ? bytes : 64);
-  return p;
-}
-
-static uint32_t next(uint64_t *s) {
-  *s = *s * 6364136223846793005u + 1442695040888963407u;
-  return (uint32_t)(*s >> 33);
-}
-
-/* Inputs: pixels as random bytes or floats, labels in [0, 10) (or 0/1 for f32 targets). */
-static void fill_inputs(const nnc_rt_model *rm, uint8_t *io) {
-  uint64_t s = 42;
-  for (int i = 0; i < rm->nbuffers; i++) {
-    const nnc_rt_buffer *b = &rm->buffers[i];
-    if (b->kind != NNC_RT_INPUT) continue;
-    int64_t count = nnc_rt_buffer_elements(b, rm->batch_max);
-    bool label = strcmp(b->name, "y") == 0;
-    for (int64_t k = 0; k < count; k++) {
-      uint8_t *p = io + b->offset;
-      if (b->dtype == NNC_RT_U8) p[k] = (uint8_t)next(&s);
-      else if (b->dtype == NNC_RT_I32) ((int32_t *)p)[k] = (int32_t)(next(&s) % 10);
-      else ((float *)p)[k] = label ? (float)(next(&s) & 1) : (float)(next(&s) % 2000) / 1000.0f - 1.0f;
-    }
-  }
-}
-
-static double max_abs(const nnc_tensor *t) {
-  double m = 0;
-  for (int64_t i = 0; i < nnc_tensor_elements(t); i++) m = fmax(m, fabs(nnc_tensor_get(t, i)));
-  return m;
 }
 
 /* Compares every buffer of kind `kind` (outputs in io, or all of persist). */
