@@ -184,7 +184,31 @@ static const char debug_helpers[] =
     "  for (int64_t k = 0; k < NNC_GUARD; k++)\n"
     "    if (p[k - NNC_GUARD] != nan_bytes[(k - NNC_GUARD) & 3] || p[bytes + k] != nan_bytes[(bytes + k) & 3]) return 0;\n"
     "  return 1;\n}\n"
-    "static inline void nnc_dbg_free(uint8_t *p) { if (p) free(p - NNC_GUARD); }\n";
+    "static inline void nnc_dbg_free(uint8_t *p) { if (p) free(p - NNC_GUARD); }\n"
+    "/* Every buffer of a program in its own allocation, described by a table so that the entry\n"
+    " * function stays straight-line code (a compiler takes long over thousands of branches). */\n"
+    "typedef struct nnc_dbg_buf { int64_t bytes, offset; int32_t storage; int8_t batched, region; } nnc_dbg_buf;\n"
+    "enum { NNC_DBG_UNUSED = -1, NNC_DBG_SCRATCH = 0, NNC_DBG_PERSIST = 1, NNC_DBG_IO = 2 };\n"
+    "static inline int nnc_dbg_setup(const nnc_dbg_buf *t, int count, int64_t n, uint8_t *P, uint8_t *IO, uint8_t **B, int64_t *Z) {\n"
+    "  for (int b = 0; b < count; b++) {\n"
+    "    if (t[b].region == NNC_DBG_UNUSED) continue;\n"
+    "    if (t[b].storage != b) { B[b] = B[t[b].storage], Z[b] = Z[t[b].storage]; continue; }\n"
+    "    Z[b] = t[b].bytes * (t[b].batched ? n : 1);\n"
+    "    if (!(B[b] = nnc_dbg_alloc(Z[b]))) return NNC_DEBUG_NOMEM;\n"
+    "    if (t[b].region != NNC_DBG_SCRATCH) memcpy(B[b], (t[b].region == NNC_DBG_PERSIST ? P : IO) + t[b].offset, (size_t)Z[b]);\n"
+    "  }\n  return 0;\n}\n"
+    "/* After a call: the guards of the buffers it touched (listed) are intact. */\n"
+    "static inline int nnc_dbg_check(int rc, uint8_t *const *B, const int64_t *Z, const int *list, int count) {\n"
+    "  for (int j = 0; rc == 0 && NNC_GUARD && j < count; j++)\n"
+    "    if (!nnc_dbg_guards_ok(B[list[j]], Z[list[j]])) rc = NNC_DEBUG_OVERRUN;\n"
+    "  return rc;\n}\n"
+    "/* Copies persist and io buffers back when every call succeeded, and frees all. */\n"
+    "static inline int nnc_dbg_teardown(int rc, const nnc_dbg_buf *t, int count, uint8_t *P, uint8_t *IO, uint8_t **B, const int64_t *Z) {\n"
+    "  for (int b = 0; b < count; b++) {\n"
+    "    if (t[b].region == NNC_DBG_UNUSED || t[b].storage != b) continue;\n"
+    "    if (rc == 0 && t[b].region != NNC_DBG_SCRATCH) memcpy((t[b].region == NNC_DBG_PERSIST ? P : IO) + t[b].offset, B[b], (size_t)Z[b]);\n"
+    "    nnc_dbg_free(B[b]);\n"
+    "  }\n  return rc;\n}\n";
 
 static const char alias_helper[] =
     "\n/* An in-place call passes one range as two pointers; each element is read just before the same\n"
@@ -213,62 +237,46 @@ static void print_nanfill_after(FILE *out, const nnc_mem_plan *P, int i) {
   }
 }
 
-/* The bytes of buffer b at the call's n. */
-static void print_buffer_size(FILE *out, const nnc_mem_buffer *b) {
-  int64_t per = nnc_type_elements(&b->type, 1) * (int64_t)nnc_dtype_size(b->type.dtype);
-  if (b->type.batch_axis >= 0) fprintf(out, "%lld * n", (long long)per);
-  else fprintf(out, "%lld", (long long)per);
-}
-
-/* The first buffer holding the same persist or io bytes as b (tied params share), or b. */
-static int storage_of(const nnc_mem_plan *P, int b) {
+/* The first used buffer holding the same persist or io bytes as b (tied params share), or b. */
+static int storage_of(const nnc_mem_plan *P, const bool *used, int b) {
   if (P->bufs[b].region == NNC_MEM_SCRATCH) return b;
   for (int k = 0; k < b; k++)
-    if (P->bufs[k].region == P->bufs[b].region && P->bufs[k].offset == P->bufs[b].offset) return k;
+    if (used[k] && P->bufs[k].region == P->bufs[b].region && P->bufs[k].offset == P->bufs[b].offset) return k;
   return b;
 }
 
-static void print_separate_setup(FILE *out, const nnc_lprogram *p, bool *used) {
+static int dbg_region(nnc_mem_region r) { return r == NNC_MEM_PERSIST ? 1 : r == NNC_MEM_IO ? 2 : 0; }
+
+/* The table of the program's buffers (before its entry function) that nnc_dbg_setup reads. */
+static void print_separate_table(FILE *out, const char *id, const nnc_lprogram *p, const bool *used) {
   const nnc_mem_plan *P = p->plan;
-  fprintf(out, "  uint8_t *B[%d] = {0};\n  int64_t Z[%d] = {0};\n  int rc = NNC_ABI_OK;\n", P->nbufs + 1, P->nbufs + 1);
+  fprintf(out, "\nstatic const nnc_dbg_buf nnc_dbg_%s_%s[%d] = {\n", id, p->name, P->nbufs + 1);
   for (int b = 0; b < P->nbufs; b++) {
-    if (!used[b]) continue;
-    int s = storage_of(P, b);
-    if (s != b) {
-      fprintf(out, "  B[%d] = B[%d], Z[%d] = Z[%d];\n", b, s, b, s);
-      continue;
-    }
-    fprintf(out, "  Z[%d] = ", b);
-    print_buffer_size(out, &P->bufs[b]);
-    fprintf(out, ";\n  if (!(B[%d] = nnc_dbg_alloc(Z[%d]))) { rc = NNC_DEBUG_NOMEM; goto done; }\n", b, b);
-    if (P->bufs[b].region != NNC_MEM_SCRATCH)
-      fprintf(out, "  memcpy(B[%d], %s + %lld, (size_t)Z[%d]);\n", b, region_base(P->bufs[b].region),
-              (long long)P->bufs[b].offset, b);
+    const nnc_mem_buffer *x = &P->bufs[b];
+    int64_t per = nnc_type_elements(&x->type, 1) * (int64_t)nnc_dtype_size(x->type.dtype);
+    fprintf(out, "  {%lld, %lld, %d, %d, %d},\n", (long long)per, (long long)x->offset, storage_of(P, used, b),
+            x->type.batch_axis >= 0, used[b] ? dbg_region(x->region) : -1);
   }
+  fprintf(out, "  {0, 0, %d, 0, -1}};\n", P->nbufs);
 }
 
 static void print_separate_check(FILE *out, const nnc_lcall *c) {
-  fprintf(out, "  if (NNC_GUARD && (");
-  for (int j = 0; j < c->nbufs; j++) fprintf(out, "%s!nnc_dbg_guards_ok(B[%d], Z[%d])", j ? " || " : "", c->bufs[j], c->bufs[j]);
-  fprintf(out, "%s)) { rc = NNC_DEBUG_OVERRUN; goto done; }\n", c->nbufs ? "" : "0");
-}
-
-static void print_separate_teardown(FILE *out, const nnc_lprogram *p, const bool *used) {
-  const nnc_mem_plan *P = p->plan;
-  fprintf(out, "done:\n");
-  for (int b = 0; b < P->nbufs; b++)
-    if (used[b] && storage_of(P, b) == b && P->bufs[b].region != NNC_MEM_SCRATCH)
-      fprintf(out, "  if (rc == NNC_ABI_OK) memcpy(%s + %lld, B[%d], (size_t)Z[%d]);\n", region_base(P->bufs[b].region),
-              (long long)P->bufs[b].offset, b, b);
-  for (int b = 0; b < P->nbufs; b++)
-    if (used[b] && storage_of(P, b) == b) fprintf(out, "  nnc_dbg_free(B[%d]);\n", b);
-  fprintf(out, "  return rc;\n");
+  fprintf(out, "  rc = nnc_dbg_check(rc, B, Z, (const int[]){");
+  for (int j = 0; j < c->nbufs; j++) fprintf(out, "%s%d", j ? ", " : "", c->bufs[j]);
+  fprintf(out, "%s}, %d);\n", c->nbufs ? "" : "0", c->nbufs);
 }
 
 static void print_entry(FILE *out, const char *model, const nnc_lprogram *p, const unique_kernels *u, int pi,
                         nnc_cg_mem_debug dbg) {
   char id[256];
   nnc_cg_c_ident(model, id, sizeof id);
+  if (dbg == NNC_CG_MEM_SEPARATE) {
+    bool *used = nnc_xcalloc((size_t)p->plan->nbufs + 1, sizeof *used);
+    for (int i = 0; i < p->ncalls; i++)
+      for (int j = 0; j < p->calls[i].nbufs; j++) used[p->calls[i].bufs[j]] = true;
+    print_separate_table(out, id, p, used);
+    free(used);
+  }
   fprintf(out, "\n/* %s: %d kernel calls. */\n", p->name, p->ncalls);
   fprintf(out, "int %s_%s(const nnc_rt *rt, const nnc_args *a) {\n", id, p->name);
   fprintf(out, "  if (!rt || !a || !a->persist || !a->io || (!a->scratch && %lldu > 0)) return NNC_ABI_ERR_ARGS;\n",
@@ -279,12 +287,12 @@ static void print_entry(FILE *out, const char *model, const nnc_lprogram *p, con
   fprintf(out, "  const int64_t n = a->n;\n  const float lr = a->lr;\n");
   fprintf(out, "  const uint32_t step = (uint32_t)a->step, seed = (uint32_t)a->seed;\n");
   fprintf(out, "  (void)P, (void)IO, (void)S, (void)n, (void)lr, (void)step, (void)seed;\n");
-  bool *used = NULL;
   if (dbg == NNC_CG_MEM_SEPARATE) {
-    used = nnc_xcalloc((size_t)p->plan->nbufs + 1, sizeof *used);
-    for (int i = 0; i < p->ncalls; i++)
-      for (int j = 0; j < p->calls[i].nbufs; j++) used[p->calls[i].bufs[j]] = true;
-    print_separate_setup(out, p, used);
+    /* the calls run on after an overrun (no branches), the first failure is what returns */
+    int nb = p->plan->nbufs + 1;
+    fprintf(out, "  uint8_t *B[%d] = {0};\n  int64_t Z[%d] = {0};\n", nb, nb);
+    fprintf(out, "  int rc = nnc_dbg_setup(nnc_dbg_%s_%s, %d, n, P, IO, B, Z);\n  if (rc == NNC_ABI_OK) {\n", id,
+            p->name, nb);
   }
   if (dbg == NNC_CG_MEM_NANFILL) fprintf(out, "  nnc_nanfill(S, %lld);\n", (long long)p->plan->scratch_bytes);
   for (int i = 0; i < p->ncalls; i++) {
@@ -292,9 +300,10 @@ static void print_entry(FILE *out, const char *model, const nnc_lprogram *p, con
     if (dbg == NNC_CG_MEM_NANFILL) print_nanfill_after(out, p->plan, i);
     if (dbg == NNC_CG_MEM_SEPARATE) print_separate_check(out, &p->calls[i]);
   }
-  if (dbg == NNC_CG_MEM_SEPARATE) print_separate_teardown(out, p, used);
+  if (dbg == NNC_CG_MEM_SEPARATE)
+    fprintf(out, "  }\n  return nnc_dbg_teardown(rc, nnc_dbg_%s_%s, %d, P, IO, B, Z);\n", id, p->name,
+            p->plan->nbufs + 1);
   else fprintf(out, "  return NNC_ABI_OK;\n");
-  free(used);
   fprintf(out, "}\n");
 }
 
