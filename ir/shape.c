@@ -456,7 +456,7 @@ static bool read_groups(const nnc_node *n, int64_t *g, const char *op, char *err
 static bool conv_forward_type(const nnc_type *x, const nnc_type *w, const nnc_node *n, nnc_type *out, const char *op,
                               char *err, size_t cap) {
   window win;
-  int64_t g;
+  int64_t g = 1; /* set by read_groups; initialized for -O3, which cannot see it */
   if (!read_window(n, false, &win, op, err, cap) || !read_groups(n, &g, op, err, cap)) return false;
   if (!check_image(x, "input", op, err, cap)) return false;
   if (w->rank != 4 || w->batch_axis != -1) return fail(err, cap, "%s: weight %s must be [O,C/g,KH,KW]", op, TS(w));
@@ -484,7 +484,7 @@ static bool rule_conv2d_input_grad(nnc_node *n, char *err, size_t cap) {
   const char *op = "conv2d_input_grad";
   const nnc_type *dy = &n->inputs[0]->type, *w = &n->inputs[1]->type;
   const int64_t *hw = need_ints(n, NNC_ATTR_in_shape, 2, op, err, cap);
-  int64_t g;
+  int64_t g = 1; /* set by read_groups; initialized for -O3, which cannot see it */
   if (!hw || !read_groups(n, &g, op, err, cap)) return false;
   if (!check_image(dy, "gradient", op, err, cap)) return false;
   if (w->rank != 4) return fail(err, cap, "%s: weight %s must be [O,C/g,KH,KW]", op, TS(w));
@@ -507,7 +507,7 @@ static bool rule_conv2d_weight_grad(nnc_node *n, char *err, size_t cap) {
   const char *op = "conv2d_weight_grad";
   const nnc_type *dy = &n->inputs[0]->type, *x = &n->inputs[1]->type;
   const int64_t *k = need_ints(n, NNC_ATTR_kernel, 2, op, err, cap);
-  int64_t g;
+  int64_t g = 1; /* set by read_groups; initialized for -O3, which cannot see it */
   if (!k || !read_groups(n, &g, op, err, cap)) return false;
   if (!check_image(dy, "gradient", op, err, cap) || !check_image(x, "input", op, err, cap)) return false;
   if (x->dims[1] % g) return fail(err, cap, "%s: channels of %s not divisible by groups=%lld", op, TS(x), (long long)g);
