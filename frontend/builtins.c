@@ -74,7 +74,7 @@ nnc_node *el_bcast_right(el_ctx *c, nnc_node *x, const nnc_type *to, nnc_loc loc
 
 /* Broadcast of a reduced value back over the axes it lost. */
 static nnc_node *bcast_back(el_ctx *c, nnc_node *r, const nnc_type *to, const int *axes, int n, nnc_loc loc) {
-  int keep[NNC_MAX_RANK], k = 0;
+  int keep[NNC_MAX_RANK] = {0}, k = 0;
   for (int i = 0; i < to->rank; i++) {
     bool reduced = false;
     for (int j = 0; j < n; j++) reduced |= axes[j] == i;
@@ -995,7 +995,7 @@ static el_val op_cross_entropy(el_ctx *c, el_scope *s, const nnc_ast *call, cons
   ti.dtype = NNC_I32;
   nnc_node *iota = typed(c, NNC_OP_iota, 0, NULL, &ti, L);
   nnc_node_set_int(iota, NNC_ATTR_axis, cls);
-  int keep[NNC_MAX_RANK];
+  int keep[NNC_MAX_RANK] = {0};
   for (int i = 0, j = 0; i < tz->rank; i++)
     if (i != cls) keep[j++] = i;
   nnc_node *onehot = el_cmp(c, NNC_CMP_EQ, el_done(c, iota), el_bcast(c, y.node, &ti, keep, L), L);
