@@ -141,6 +141,10 @@ static const char prelude_text[] =
     "    for (int h = L / 2; h > 0; h /= 2) for (int l = 0; l < h; l++) a.v[l] = op(a.v[l], a.v[l + h]); \\\n"
     "    return a.v[0]; }\n"
     "NNC_HRED(nnc_hsum, nnc_add) NNC_HRED(nnc_hmax, nnc_max) NNC_HRED(nnc_hmin, nnc_min)\n"
+    "\n"
+    "/* A step's lr, step and seed in device memory, for kernels printed to be replayed in a CUDA\n"
+    " * Graph (codegen/cuda_exec.c writes them before each replay; the graph bakes parameters). */\n"
+    "struct nnc_step_values { float lr; unsigned step, seed, unused; };\n"
     "\n";
 
 void nnc_cg_cuda_prelude(FILE *f) { fputs(prelude_text, f); }
@@ -181,6 +185,7 @@ typedef struct cu {
   bool has_block_loops;
   context ctx;
   int serial_depth;    /* non-GPU loops around the statement */
+  nnc_cg_cuda_scalars scalars;
 } cu;
 
 static void cerr(cu *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -769,6 +774,10 @@ bool nnc_cg_cuda_launch_dims(const nnc_kernel *k, int64_t n, int64_t grid[3], in
 
 /* --- the kernel ----------------------------------------------------------------------------- */
 
+static bool uses_step_values(const nnc_kernel *k) {
+  return k->uses_scalar[NNC_LSC_LR] || k->uses_scalar[NNC_LSC_STEP] || k->uses_scalar[NNC_LSC_SEED];
+}
+
 static void signature(cu *c, FILE *f, const char *kname) {
   const nnc_kernel *k = c->k;
   static const char *const scalar_decl[] = {"long long n", "float lr", "unsigned step", "unsigned seed"};
@@ -782,9 +791,23 @@ static void signature(cu *c, FILE *f, const char *kname) {
     fprintf(f, "%s%s%s *__restrict__ %s", sep, ro ? "const " : "", scalar_type(b->dtype), c->bname[i]);
     sep = ", ";
   }
-  for (int i = 0; i < NNC_LSC_COUNT; i++)
-    if (k->uses_scalar[i]) fprintf(f, "%s%s", sep, scalar_decl[i]), sep = ", ";
+  if (c->scalars == NNC_CUDA_SCALARS_IN_MEMORY) {
+    if (k->uses_scalar[NNC_LSC_N]) fprintf(f, "%s%s", sep, scalar_decl[NNC_LSC_N]), sep = ", ";
+    if (uses_step_values(k)) fprintf(f, "%sconst nnc_step_values *__restrict__ nnc_sv", sep);
+  } else {
+    for (int i = 0; i < NNC_LSC_COUNT; i++)
+      if (k->uses_scalar[i]) fprintf(f, "%s%s", sep, scalar_decl[i]), sep = ", ";
+  }
   fprintf(f, ")");
+}
+
+/* NNC_CUDA_SCALARS_IN_MEMORY: the body reads lr, step and seed as locals loaded once. */
+static void load_step_values(cu *c) {
+  static const char *const decl[] = {NULL, "const float lr = nnc_sv->lr;", "const unsigned step = nnc_sv->step;",
+                                     "const unsigned seed = nnc_sv->seed;"};
+  if (c->scalars != NNC_CUDA_SCALARS_IN_MEMORY) return;
+  for (int i = NNC_LSC_LR; i < NNC_LSC_COUNT; i++)
+    if (c->k->uses_scalar[i]) line(c), emit(c, "%s\n", decl[i]);
 }
 
 static void launch_comment(cu *c, FILE *f) {
@@ -855,10 +878,14 @@ static void check_kernel(cu *c) {
   if (shared > 48 * 1024) cerr(c, "%lld bytes of shared memory (48 KiB at most)", (long long)shared);
 }
 
-bool nnc_cg_cuda_kernel(FILE *f, const nnc_kernel *k0, nnc_diags *d) {
+bool nnc_cg_cuda_kernel(FILE *f, const nnc_kernel *k, nnc_diags *d) {
+  return nnc_cg_cuda_kernel_with(f, k, NNC_CUDA_SCALARS_PARAMS, d);
+}
+
+bool nnc_cg_cuda_kernel_with(FILE *f, const nnc_kernel *k0, nnc_cg_cuda_scalars scalars, nnc_diags *d) {
   nnc_kernel *k = (nnc_kernel *)k0; /* finish only recomputes derived fields */
   nnc_lk_finish(k);
-  cu c = {.k = k, .d = d, .ok = true, .block = {1, 1, 1}, .ctx = CTX_GRID};
+  cu c = {.k = k, .d = d, .ok = true, .block = {1, 1, 1}, .ctx = CTX_GRID, .scalars = scalars};
   size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
   c.vars = nnc_xcalloc(nv, sizeof *c.vars);
   c.vname = nnc_xcalloc(nv, sizeof *c.vname);
@@ -874,6 +901,7 @@ bool nnc_cg_cuda_kernel(FILE *f, const nnc_kernel *k0, nnc_diags *d) {
   if (c.ok && !(c.out = open_memstream(&body, &len))) cerr(&c, "out of memory for the generated text");
   if (c.ok) {
     c.depth = 1;
+    load_step_values(&c);
     declare_buffers(&c);
     cstmt(&c, k->body);
     fclose(c.out);

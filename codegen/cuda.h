@@ -22,6 +22,13 @@
 #include "ir/diag.h"
 #include "ir/loop.h"
 
+/* Where a kernel reads lr, step and seed. As parameters (--emit cuda, --emit ptx's launcher); or
+ * from a `const nnc_step_values *` parameter after the buffers and n, for the executor's CUDA
+ * Graphs (codegen/cuda_exec.h): a graph bakes its kernels' parameters when it is captured, so the
+ * values that change every step are written to device memory before each replay. n stays a
+ * parameter: a graph is captured per batch size. */
+typedef enum nnc_cg_cuda_scalars { NNC_CUDA_SCALARS_PARAMS, NNC_CUDA_SCALARS_IN_MEMORY } nnc_cg_cuda_scalars;
+
 /* The fixed prelude every CUDA file starts with. */
 void nnc_cg_cuda_prelude(FILE *);
 
@@ -30,6 +37,8 @@ void nnc_cg_cuda_prelude(FILE *);
  * shuffle under a thread loop that needs a bound check, more than 1024 threads per block,
  * atomics on u8, a store outside the block loops of a multi-block kernel) or is malformed. */
 bool nnc_cg_cuda_kernel(FILE *, const nnc_kernel *, nnc_diags *);
+/* The same with lr, step and seed taken as `scalars` says. */
+bool nnc_cg_cuda_kernel_with(FILE *, const nnc_kernel *, nnc_cg_cuda_scalars scalars, nnc_diags *);
 
 /* The prelude and every kernel. False after reporting (the text is then incomplete). */
 bool nnc_cg_cuda_file(FILE *, const nnc_kernel *const *kernels, int nkernels, nnc_diags *);

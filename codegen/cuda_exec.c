@@ -13,7 +13,32 @@
 #include "codegen/cuda_program.h"
 #include "passes/lower.h"
 
-enum { MAX_PROGRAMS = 8 };
+enum {
+  MAX_PROGRAMS = 8,
+  MAX_GRAPHS = 8,     /* captured (program, n) pairs kept; training needs two per program */
+  SLOTS = 2,          /* staging slots: a step's inputs are copied while the one before runs */
+  REGIONS = 4,        /* persist, io, scratch (nnc_mem_region order), then the control block */
+  CONTROL = 3,
+};
+
+/* The accumulator, appended to the model's CUDA C (its struct mirrors nnc_cuda_losses). A loss
+ * is finite when l - l is 0 (NaN and ±inf give NaN): no math header needed. */
+static const char accumulate_source[] =
+    "/* ---- the executor's loss accumulator (codegen/cuda_exec.c) ---- */\n"
+    "struct nnc_losses { double sum; long long examples, steps, first_nonfinite; float last, nonfinite_loss; };\n"
+    "extern \"C\" __global__ void __launch_bounds__(1) nnc_accumulate_loss(const float *__restrict__ loss,\n"
+    "    nnc_losses *__restrict__ acc, const nnc_step_values *__restrict__ sv, long long n) {\n"
+    "  const float l = *loss;\n"
+    "  acc->last = l;\n"
+    "  acc->steps += 1;\n"
+    "  if (l - l == 0.0f) {\n"
+    "    acc->sum += (double)l * (double)n;\n"
+    "    acc->examples += n;\n"
+    "  } else if (acc->first_nonfinite == 0) {\n"
+    "    acc->first_nonfinite = (long long)sv->step + 1;\n"
+    "    acc->nonfinite_loss = l;\n"
+    "  }\n"
+    "}\n";
 
 typedef struct cu_api {
   void *lib;
@@ -22,35 +47,79 @@ typedef struct cu_api {
   cuDevicePrimaryCtxRetain_fn ctx_retain;
   cuDevicePrimaryCtxRelease_v2_fn ctx_release;
   cuCtxSetCurrent_fn ctx_set;
-  cuCtxSynchronize_fn sync;
   cuModuleLoadData_fn module_load;
   cuModuleUnload_fn module_unload;
   cuModuleGetFunction_fn get_function;
   cuMemAlloc_v2_fn mem_alloc;
   cuMemFree_v2_fn mem_free;
-  cuMemcpyHtoD_v2_fn htod;
-  cuMemcpyDtoH_v2_fn dtoh;
+  cuMemHostAlloc_fn host_alloc;
+  cuMemFreeHost_fn host_free;
+  cuMemcpyHtoDAsync_v2_fn htod;
+  cuMemcpyDtoHAsync_v2_fn dtoh;
+  cuStreamCreate_fn stream_create;
+  cuStreamDestroy_v2_fn stream_destroy;
+  cuStreamSynchronize_fn stream_sync;
+  cuEventCreate_fn event_create;
+  cuEventRecord_fn event_record;
+  cuEventSynchronize_fn event_sync;
+  cuEventDestroy_v2_fn event_destroy;
   cuLaunchKernel_fn launch;
+  cuStreamBeginCapture_v2_fn begin_capture;
+  cuStreamEndCapture_fn end_capture;
+  cuGraphInstantiateWithFlags_fn instantiate;
+  cuGraphLaunch_fn graph_launch;
+  cuGraphExecDestroy_fn graph_exec_destroy;
+  cuGraphDestroy_fn graph_destroy;
 } cu_api;
 
 typedef struct cu_program {
   nnc_lprogram *p;
   int *fn;                    /* per kernel of p: its function slot */
-  bool writes_persist;
+  bool writes_persist, is_train;
 } cu_program;
+
+/* One program captured at one batch size, with or without the loss accumulation. */
+typedef struct cu_graph {
+  const cu_program *prog;     /* NULL: a free entry */
+  int64_t n;
+  bool accumulate;
+  CUgraph graph;
+  CUgraphExec exec;
+  uint64_t last_use;
+} cu_graph;
+
+/* Pinned staging for one call: the inputs at their io offsets, the step's values. The event
+ * marks the end of the copies out of it; the slot is not written again before. */
+typedef struct slot {
+  uint8_t *io;
+  nnc_cuda_step_values *values;
+  CUevent copied;
+  bool in_flight;
+} slot;
 
 typedef struct cuda_exec {
   nnc_rt_executor base;
   nnc_arena *arena;
+  const nnc_rt_model *rm;
   cu_api cu;
   CUdevice dev;
   CUcontext ctx;
   CUmodule mod;
+  CUstream stream;
   CUfunction *fn;
+  CUfunction accumulate;
   const nnc_kernel **kernels; /* per function slot */
   int nfn;
-  CUdeviceptr region[3];      /* persist, io, scratch (nnc_mem_region order) */
-  size_t bytes[3];
+  CUdeviceptr region[REGIONS];
+  size_t bytes[REGIONS];
+  void *pinned;               /* one pinned block: the slots, the losses read back, zeros */
+  slot slots[SLOTS];
+  int next_slot;
+  nnc_cuda_losses *losses_in, *losses_zero;
+  cu_graph graphs[MAX_GRAPHS];
+  uint64_t uses;
+  bool resident;
+  CUdeviceptr loss;           /* resident: the loss scalar in io */
   cu_program progs[MAX_PROGRAMS];
   int nprogs;
 } cuda_exec;
@@ -66,9 +135,17 @@ static bool load_api(cu_api *c, char *err, size_t cap) {
   struct { void *slot; const char *name; } syms[] = {
       {&c->init, "cuInit"}, {&c->device_get, "cuDeviceGet"}, {&c->ctx_retain, "cuDevicePrimaryCtxRetain"},
       {&c->ctx_release, "cuDevicePrimaryCtxRelease_v2"}, {&c->ctx_set, "cuCtxSetCurrent"},
-      {&c->sync, "cuCtxSynchronize"}, {&c->module_load, "cuModuleLoadData"}, {&c->module_unload, "cuModuleUnload"},
+      {&c->module_load, "cuModuleLoadData"}, {&c->module_unload, "cuModuleUnload"},
       {&c->get_function, "cuModuleGetFunction"}, {&c->mem_alloc, "cuMemAlloc_v2"}, {&c->mem_free, "cuMemFree_v2"},
-      {&c->htod, "cuMemcpyHtoD_v2"}, {&c->dtoh, "cuMemcpyDtoH_v2"}, {&c->launch, "cuLaunchKernel"},
+      {&c->host_alloc, "cuMemHostAlloc"}, {&c->host_free, "cuMemFreeHost"},
+      {&c->htod, "cuMemcpyHtoDAsync_v2"}, {&c->dtoh, "cuMemcpyDtoHAsync_v2"},
+      {&c->stream_create, "cuStreamCreate"}, {&c->stream_destroy, "cuStreamDestroy_v2"},
+      {&c->stream_sync, "cuStreamSynchronize"}, {&c->event_create, "cuEventCreate"},
+      {&c->event_record, "cuEventRecord"}, {&c->event_sync, "cuEventSynchronize"},
+      {&c->event_destroy, "cuEventDestroy_v2"}, {&c->launch, "cuLaunchKernel"},
+      {&c->begin_capture, "cuStreamBeginCapture_v2"}, {&c->end_capture, "cuStreamEndCapture"},
+      {&c->instantiate, "cuGraphInstantiateWithFlags"}, {&c->graph_launch, "cuGraphLaunch"},
+      {&c->graph_exec_destroy, "cuGraphExecDestroy"}, {&c->graph_destroy, "cuGraphDestroy"},
   };
   for (size_t i = 0; i < sizeof syms / sizeof *syms; i++) {
     void *p = dlsym(c->lib, syms[i].name);
@@ -78,10 +155,23 @@ static bool load_api(cu_api *c, char *err, size_t cap) {
   return true;
 }
 
+static void drop_graph(cuda_exec *x, cu_graph *g) {
+  if (g->exec) x->cu.graph_exec_destroy(g->exec);
+  if (g->graph) x->cu.graph_destroy(g->graph);
+  *g = (cu_graph){0};
+}
+
 static void destroy(nnc_rt_executor *e) {
   cuda_exec *x = (cuda_exec *)e;
   if (x->ctx) {
-    for (int r = 0; r < 3; r++)
+    x->cu.ctx_set(x->ctx);
+    if (x->stream) x->cu.stream_sync(x->stream); /* nothing may still read what is freed below */
+    for (int i = 0; i < MAX_GRAPHS; i++) drop_graph(x, &x->graphs[i]);
+    for (int i = 0; i < SLOTS; i++)
+      if (x->slots[i].copied) x->cu.event_destroy(x->slots[i].copied);
+    if (x->stream) x->cu.stream_destroy(x->stream);
+    if (x->pinned) x->cu.host_free(x->pinned);
+    for (int r = 0; r < REGIONS; r++)
       if (x->region[r]) x->cu.mem_free(x->region[r]);
     if (x->mod) x->cu.module_unload(x->mod);
     x->cu.ctx_release(x->dev);
@@ -98,15 +188,16 @@ static cu_program *find_program(cuda_exec *x, const char *name) {
   return NULL;
 }
 
-static bool launch_call(cuda_exec *x, const cu_program *cp, const nnc_lcall *c, const nnc_rt_call *call, char *err,
-                        size_t cap) {
+/* ---- capture: the program's kernels launched on the stream while it records a graph ---- */
+
+static bool launch_call(cuda_exec *x, const cu_program *cp, const nnc_lcall *c, int64_t n, char *err, size_t cap) {
   const nnc_lprogram *p = cp->p;
   const nnc_kernel *k = p->kernels[c->kernel];
   int64_t grid[3], block[3];
-  if (!nnc_cg_cuda_launch_dims(k, call->n, grid, block, err, cap)) return false;
+  if (!nnc_cg_cuda_launch_dims(k, n, grid, block, err, cap)) return false;
   if (grid[0] < 1 || grid[1] < 1 || grid[2] < 1) return true; /* nothing to do at this n */
   CUdeviceptr bufs[64];
-  void *params[64 + NNC_LSC_COUNT];
+  void *params[64 + 2];
   int np = 0;
   if (c->nbufs > 64) return snprintf(err, cap, "kernel %s: too many buffers", k->name), false;
   for (int j = 0; j < c->nbufs; j++) {
@@ -114,16 +205,133 @@ static bool launch_call(cuda_exec *x, const cu_program *cp, const nnc_lcall *c, 
     bufs[j] = x->region[b->region] + (CUdeviceptr)b->offset;
     params[np++] = &bufs[j];
   }
-  long long n = call->n;
-  float lr = call->lr;
-  unsigned step = (unsigned)call->step, seed = call->seed;
-  void *scalars[NNC_LSC_COUNT] = {&n, &lr, &step, &seed};
-  for (int s = 0; s < NNC_LSC_COUNT; s++)
-    if (k->uses_scalar[s]) params[np++] = scalars[s];
+  /* n is baked into the graph (one per n); lr, step and seed are read from the control block */
+  long long n_param = n;
+  CUdeviceptr values = x->region[CONTROL] + NNC_CUDA_CONTROL_STEP_VALUES;
+  if (k->uses_scalar[NNC_LSC_N]) params[np++] = &n_param;
+  if (k->uses_scalar[NNC_LSC_LR] || k->uses_scalar[NNC_LSC_STEP] || k->uses_scalar[NNC_LSC_SEED])
+    params[np++] = &values;
   CUresult r = x->cu.launch(x->fn[cp->fn[c->kernel]], (unsigned)grid[0], (unsigned)grid[1], (unsigned)grid[2],
-                            (unsigned)block[0], (unsigned)block[1], (unsigned)block[2], 0, NULL, params, NULL);
+                            (unsigned)block[0], (unsigned)block[1], (unsigned)block[2], 0, x->stream, params, NULL);
   return r == 0 || cu_fail(err, cap, k->name, r);
 }
+
+static bool launch_accumulate(cuda_exec *x, int64_t n, char *err, size_t cap) {
+  CUdeviceptr loss = x->loss, acc = x->region[CONTROL] + NNC_CUDA_CONTROL_LOSSES,
+              values = x->region[CONTROL] + NNC_CUDA_CONTROL_STEP_VALUES;
+  long long n_param = n;
+  void *params[] = {&loss, &acc, &values, &n_param};
+  CUresult r = x->cu.launch(x->accumulate, 1, 1, 1, 1, 1, 1, 0, x->stream, params, NULL);
+  return r == 0 || cu_fail(err, cap, NNC_CUDA_ACCUMULATE_KERNEL, r);
+}
+
+static bool capture(cuda_exec *x, const cu_program *cp, int64_t n, bool accumulate, cu_graph *g, char *err,
+                    size_t cap) {
+  CUresult r = x->cu.begin_capture(x->stream, NNC_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+  if (r) return cu_fail(err, cap, "cuStreamBeginCapture", r);
+  bool ok = true;
+  for (int i = 0; ok && i < cp->p->ncalls; i++) ok = launch_call(x, cp, &cp->p->calls[i], n, err, cap);
+  if (ok && accumulate) ok = launch_accumulate(x, n, err, cap);
+  CUgraph graph = NULL;
+  r = x->cu.end_capture(x->stream, &graph); /* also after a failed launch: the stream leaves capture */
+  if (ok && r) ok = cu_fail(err, cap, "cuStreamEndCapture", r);
+  CUgraphExec exec = NULL;
+  if (ok && (r = x->cu.instantiate(&exec, graph, 0)) != 0) ok = cu_fail(err, cap, "cuGraphInstantiate", r);
+  if (!ok) {
+    if (graph) x->cu.graph_destroy(graph);
+    return false;
+  }
+  *g = (cu_graph){.prog = cp, .n = n, .accumulate = accumulate, .graph = graph, .exec = exec};
+  return true;
+}
+
+/* The graph of cp at n, captured now if it is not kept; the least recently used one makes room. */
+static cu_graph *graph_for(cuda_exec *x, const cu_program *cp, int64_t n, bool accumulate, char *err, size_t cap) {
+  cu_graph *victim = &x->graphs[0];
+  for (int i = 0; i < MAX_GRAPHS; i++) {
+    cu_graph *g = &x->graphs[i];
+    if (g->prog == cp && g->n == n && g->accumulate == accumulate) {
+      g->last_use = ++x->uses;
+      return g;
+    }
+    if (!g->prog || (victim->prog && g->last_use < victim->last_use)) victim = g;
+  }
+  drop_graph(x, victim);
+  if (!capture(x, cp, n, accumulate, victim, err, cap)) return NULL;
+  victim->last_use = ++x->uses;
+  return victim;
+}
+
+/* ---- copies ---- */
+
+static bool htod(cuda_exec *x, CUdeviceptr dst, const void *src, size_t bytes, char *err, size_t cap) {
+  CUresult r = x->cu.htod(dst, src, bytes, x->stream);
+  return r == 0 || cu_fail(err, cap, "cuMemcpyHtoDAsync", r);
+}
+
+static bool dtoh(cuda_exec *x, void *dst, CUdeviceptr src, size_t bytes, char *err, size_t cap) {
+  CUresult r = x->cu.dtoh(dst, src, bytes, x->stream);
+  return r == 0 || cu_fail(err, cap, "cuMemcpyDtoHAsync", r);
+}
+
+static bool wait_stream(cuda_exec *x, const char *what, char *err, size_t cap) {
+  CUresult r = x->cu.stream_sync(x->stream);
+  return r == 0 || cu_fail(err, cap, what, r);
+}
+
+/* The next staging slot, once the copies queued out of it have run. */
+static slot *take_slot(cuda_exec *x, char *err, size_t cap) {
+  slot *s = &x->slots[x->next_slot];
+  x->next_slot = (x->next_slot + 1) % SLOTS;
+  CUresult r = s->in_flight ? x->cu.event_sync(s->copied) : 0;
+  if (r) return cu_fail(err, cap, "waiting for a staging buffer", r), NULL;
+  s->in_flight = false;
+  return s;
+}
+
+/* Queues a call's copies to the device: the step's values and the batch inputs through a pinned
+ * slot, or (not resident) the caller's whole persist and io. */
+static bool queue_inputs(cuda_exec *x, uint8_t *persist, const uint8_t *io, const nnc_rt_call *call, char *err,
+                         size_t cap) {
+  slot *s = take_slot(x, err, cap);
+  if (!s) return false;
+  *s->values = (nnc_cuda_step_values){.lr = call->lr, .step = (uint32_t)call->step, .seed = call->seed};
+  bool ok = htod(x, x->region[CONTROL] + NNC_CUDA_CONTROL_STEP_VALUES, s->values, sizeof *s->values, err, cap);
+  if (!x->resident) {
+    ok = ok && htod(x, x->region[NNC_MEM_PERSIST], persist, x->bytes[NNC_MEM_PERSIST], err, cap) &&
+         htod(x, x->region[NNC_MEM_IO], io, x->bytes[NNC_MEM_IO], err, cap);
+  } else {
+    for (int i = 0; ok && i < x->rm->nbuffers; i++) {
+      const nnc_rt_buffer *b = &x->rm->buffers[i];
+      if (b->region != NNC_RT_IO || b->kind != NNC_RT_INPUT) continue;
+      memcpy(s->io + b->offset, io + b->offset, b->bytes);
+      ok = htod(x, x->region[NNC_MEM_IO] + b->offset, s->io + b->offset, b->bytes, err, cap);
+    }
+  }
+  CUresult r = ok ? x->cu.event_record(s->copied, x->stream) : 0;
+  if (r) return cu_fail(err, cap, "cuEventRecord", r);
+  s->in_flight = ok;
+  return ok;
+}
+
+/* Resident: the outputs, through the pinned slot last written, into the caller's io. */
+static bool read_outputs(cuda_exec *x, uint8_t *io, const char *program, char *err, size_t cap) {
+  slot *s = &x->slots[(x->next_slot + SLOTS - 1) % SLOTS];
+  for (int i = 0; i < x->rm->nbuffers; i++) {
+    const nnc_rt_buffer *b = &x->rm->buffers[i];
+    if (b->region == NNC_RT_IO && b->kind == NNC_RT_OUTPUT &&
+        !dtoh(x, s->io + b->offset, x->region[NNC_MEM_IO] + b->offset, b->bytes, err, cap))
+      return false;
+  }
+  if (!wait_stream(x, program, err, cap)) return false;
+  for (int i = 0; i < x->rm->nbuffers; i++) {
+    const nnc_rt_buffer *b = &x->rm->buffers[i];
+    if (b->region == NNC_RT_IO && b->kind == NNC_RT_OUTPUT) memcpy(io + b->offset, s->io + b->offset, b->bytes);
+  }
+  return true;
+}
+
+/* ---- running ---- */
 
 static bool run(nnc_rt_executor *e, const char *program, uint8_t *persist, uint8_t *io, const nnc_rt_call *call,
                 char *err, size_t cap) {
@@ -135,17 +343,62 @@ static bool run(nnc_rt_executor *e, const char *program, uint8_t *persist, uint8
            false;
   CUresult r;
   if ((r = x->cu.ctx_set(x->ctx)) != 0) return cu_fail(err, cap, "cuCtxSetCurrent", r);
-  if ((r = x->cu.htod(x->region[NNC_MEM_PERSIST], persist, x->bytes[NNC_MEM_PERSIST])) != 0 ||
-      (r = x->cu.htod(x->region[NNC_MEM_IO], io, x->bytes[NNC_MEM_IO])) != 0)
-    return cu_fail(err, cap, "cuMemcpyHtoD", r);
-  for (int i = 0; i < cp->p->ncalls; i++)
-    if (!launch_call(x, cp, &cp->p->calls[i], call, err, cap)) return false;
-  if ((r = x->cu.sync()) != 0) return cu_fail(err, cap, "running the kernels", r);
-  if ((r = x->cu.dtoh(io, x->region[NNC_MEM_IO], x->bytes[NNC_MEM_IO])) != 0) return cu_fail(err, cap, "cuMemcpyDtoH", r);
-  if (cp->writes_persist && (r = x->cu.dtoh(persist, x->region[NNC_MEM_PERSIST], x->bytes[NNC_MEM_PERSIST])) != 0)
-    return cu_fail(err, cap, "cuMemcpyDtoH", r);
+  bool accumulate = x->resident && cp->is_train;
+  cu_graph *g = graph_for(x, cp, call->n, accumulate, err, cap);
+  if (!g || !queue_inputs(x, persist, io, call, err, cap)) return false;
+  if ((r = x->cu.graph_launch(g->exec, x->stream)) != 0) return cu_fail(err, cap, "cuGraphLaunch", r);
+  if (accumulate) return true; /* queued: its loss is read with the others' */
+  if (x->resident) return read_outputs(x, io, program, err, cap);
+  return dtoh(x, io, x->region[NNC_MEM_IO], x->bytes[NNC_MEM_IO], err, cap) &&
+         (!cp->writes_persist || dtoh(x, persist, x->region[NNC_MEM_PERSIST], x->bytes[NNC_MEM_PERSIST], err, cap)) &&
+         wait_stream(x, program, err, cap);
+}
+
+/* ---- residency ---- */
+
+static bool resident_begin(nnc_rt_executor *e, const uint8_t *persist, const nnc_rt_buffer *loss, char *err,
+                           size_t cap) {
+  cuda_exec *x = (cuda_exec *)e;
+  if (loss->region != NNC_RT_IO || loss->dtype != NNC_RT_F32 || loss->bytes < 4)
+    return snprintf(err, cap, "the loss '%s' is not an f32 scalar in io", loss->name), false;
+  CUresult r;
+  if ((r = x->cu.ctx_set(x->ctx)) != 0) return cu_fail(err, cap, "cuCtxSetCurrent", r);
+  x->loss = x->region[NNC_MEM_IO] + loss->offset;
+  if (!htod(x, x->region[NNC_MEM_PERSIST], persist, x->bytes[NNC_MEM_PERSIST], err, cap) ||
+      !htod(x, x->region[CONTROL] + NNC_CUDA_CONTROL_LOSSES, x->losses_zero, sizeof *x->losses_zero, err, cap) ||
+      !wait_stream(x, "copying persist to the device", err, cap))
+    return false;
+  x->resident = true;
   return true;
 }
+
+/* The accumulator read back and cleared in stream order, then the one wait. */
+static bool resident_losses(nnc_rt_executor *e, nnc_rt_losses *out, char *err, size_t cap) {
+  cuda_exec *x = (cuda_exec *)e;
+  CUdeviceptr acc = x->region[CONTROL] + NNC_CUDA_CONTROL_LOSSES;
+  CUresult r;
+  if ((r = x->cu.ctx_set(x->ctx)) != 0) return cu_fail(err, cap, "cuCtxSetCurrent", r);
+  if (!dtoh(x, x->losses_in, acc, sizeof *x->losses_in, err, cap) ||
+      !htod(x, acc, x->losses_zero, sizeof *x->losses_zero, err, cap) ||
+      !wait_stream(x, "running the queued train steps", err, cap))
+    return false;
+  const nnc_cuda_losses *l = x->losses_in;
+  *out = (nnc_rt_losses){.steps = l->steps, .examples = l->examples, .sum = l->sum, .last = l->last,
+                         .first_nonfinite = l->first_nonfinite, .nonfinite_loss = l->nonfinite_loss};
+  return true;
+}
+
+static bool resident_pull(nnc_rt_executor *e, uint8_t *persist, char *err, size_t cap) {
+  cuda_exec *x = (cuda_exec *)e;
+  CUresult r;
+  if ((r = x->cu.ctx_set(x->ctx)) != 0) return cu_fail(err, cap, "cuCtxSetCurrent", r);
+  return dtoh(x, persist, x->region[NNC_MEM_PERSIST], x->bytes[NNC_MEM_PERSIST], err, cap) &&
+         wait_stream(x, "copying persist from the device", err, cap);
+}
+
+static void resident_end(nnc_rt_executor *e) { ((cuda_exec *)e)->resident = false; }
+
+/* ---- setup ---- */
 
 /* Lowers every program but forward, names kernels apart, gives each distinct kernel a slot. */
 static bool lower_all(cuda_exec *x, const nnc_module *m, const nnc_rt_model *rm, char *err, size_t cap) {
@@ -165,7 +418,8 @@ static bool lower_all(cuda_exec *x, const nnc_module *m, const nnc_rt_model *rm,
     if (!p) return snprintf(err, cap, "lowering %s for the GPU failed", g->name), false;
     if (p->plan->scratch_bytes > scratch) scratch = p->plan->scratch_bytes;
     x->progs[x->nprogs].p = p;
-    x->progs[x->nprogs].writes_persist = strcmp(g->name, "train_step") == 0 || g->nstate > 0;
+    x->progs[x->nprogs].is_train = strcmp(g->name, "train_step") == 0;
+    x->progs[x->nprogs].writes_persist = x->progs[x->nprogs].is_train || g->nstate > 0;
     progs[x->nprogs++] = p;
   }
   nnc_cg_cuda_name_kernels(progs, x->nprogs);
@@ -186,10 +440,12 @@ static bool lower_all(cuda_exec *x, const nnc_module *m, const nnc_rt_model *rm,
   x->bytes[NNC_MEM_PERSIST] = (size_t)L->persist_bytes;
   x->bytes[NNC_MEM_IO] = (size_t)L->io_bytes;
   x->bytes[NNC_MEM_SCRATCH] = (size_t)scratch;
+  x->bytes[CONTROL] = NNC_CUDA_CONTROL_BYTES;
   return true;
 }
 
-/* The CUDA C of the programs through NVRTC for the device, loaded as a module. */
+/* The CUDA C of the programs (lr, step and seed in device memory) and the accumulator through
+ * NVRTC for the device, loaded as a module. */
 static bool load_module(cuda_exec *x, const nnc_module *m, const char *arch, char *err, size_t cap) {
   nnc_lprogram *progs[MAX_PROGRAMS];
   for (int i = 0; i < x->nprogs; i++) progs[i] = x->progs[i].p;
@@ -199,7 +455,8 @@ static bool load_module(cuda_exec *x, const nnc_module *m, const char *arch, cha
   if (!f) return snprintf(err, cap, "out of memory"), false;
   nnc_diags d;
   nnc_diags_init(&d, stderr);
-  bool ok = nnc_cg_cuda_model_file(f, m->name, m->batch_max, progs, x->nprogs, &d);
+  bool ok = nnc_cg_cuda_model_file(f, m->name, m->batch_max, progs, x->nprogs, NNC_CUDA_SCALARS_IN_MEMORY, &d);
+  fputs(accumulate_source, f);
   fclose(f);
   if (!ok) return free(text), snprintf(err, cap, "a kernel cannot be printed as CUDA C"), false;
   nnc_cg_cuda_nvrtc *nv = nnc_cg_cuda_nvrtc_open(err, cap);
@@ -215,6 +472,29 @@ static bool load_module(cuda_exec *x, const nnc_module *m, const char *arch, cha
   for (int i = 0; i < x->nfn; i++)
     if ((r = x->cu.get_function(&x->fn[i], x->mod, x->kernels[i]->name)) != 0)
       return cu_fail(err, cap, x->kernels[i]->name, r);
+  if ((r = x->cu.get_function(&x->accumulate, x->mod, NNC_CUDA_ACCUMULATE_KERNEL)) != 0)
+    return cu_fail(err, cap, NNC_CUDA_ACCUMULATE_KERNEL, r);
+  return true;
+}
+
+/* The stream, the staging slots and their events in one pinned block, one allocation per region. */
+static bool allocate(cuda_exec *x, char *err, size_t cap) {
+  CUresult r;
+  if ((r = x->cu.stream_create(&x->stream, NNC_CU_STREAM_NON_BLOCKING)) != 0) return cu_fail(err, cap, "cuStreamCreate", r);
+  size_t slot_io = (x->bytes[NNC_MEM_IO] + 63) / 64 * 64, slot_bytes = slot_io + 64;
+  if ((r = x->cu.host_alloc(&x->pinned, SLOTS * slot_bytes + 128, 0)) != 0) return cu_fail(err, cap, "cuMemHostAlloc", r);
+  uint8_t *p = x->pinned;
+  memset(p, 0, SLOTS * slot_bytes + 128);
+  for (int i = 0; i < SLOTS; i++) {
+    x->slots[i].io = p + (size_t)i * slot_bytes;
+    x->slots[i].values = (nnc_cuda_step_values *)(p + (size_t)i * slot_bytes + slot_io);
+    if ((r = x->cu.event_create(&x->slots[i].copied, NNC_CU_EVENT_DISABLE_TIMING)) != 0)
+      return cu_fail(err, cap, "cuEventCreate", r);
+  }
+  x->losses_in = (nnc_cuda_losses *)(p + SLOTS * slot_bytes);
+  x->losses_zero = (nnc_cuda_losses *)(p + SLOTS * slot_bytes + 64);
+  for (int i = 0; i < REGIONS; i++)
+    if ((r = x->cu.mem_alloc(&x->region[i], x->bytes[i] + 64)) != 0) return cu_fail(err, cap, "cuMemAlloc", r);
   return true;
 }
 
@@ -222,8 +502,11 @@ nnc_rt_executor *nnc_cuda_exec_new(const nnc_module *m, const nnc_rt_model *rm, 
   nnc_cg_cuda_device dev;
   if (nnc_cg_cuda_devices(&dev, 1, NULL, err, cap) <= 0) return NULL;
   cuda_exec *x = nnc_xcalloc(1, sizeof *x);
-  x->base = (nnc_rt_executor){.name = "cuda", .run = run, .destroy = destroy};
+  x->base = (nnc_rt_executor){.name = "cuda", .run = run, .resident_begin = resident_begin,
+                              .resident_losses = resident_losses, .resident_pull = resident_pull,
+                              .resident_end = resident_end, .destroy = destroy};
   x->arena = nnc_arena_new();
+  x->rm = rm;
   char arch[16];
   snprintf(arch, sizeof arch, "sm_%d%d", dev.major, dev.minor);
   CUresult r = 0;
@@ -232,9 +515,7 @@ nnc_rt_executor *nnc_cuda_exec_new(const nnc_module *m, const nnc_rt_model *rm, 
     ok = cu_fail(err, cap, "starting the driver", r);
   if (ok && (r = x->cu.ctx_retain(&x->ctx, x->dev)) != 0) ok = cu_fail(err, cap, "cuDevicePrimaryCtxRetain", r);
   if (ok && (r = x->cu.ctx_set(x->ctx)) != 0) ok = cu_fail(err, cap, "cuCtxSetCurrent", r);
-  ok = ok && load_module(x, m, arch, err, cap);
-  for (int i = 0; ok && i < 3; i++)
-    if ((r = x->cu.mem_alloc(&x->region[i], x->bytes[i] + 64)) != 0) ok = cu_fail(err, cap, "cuMemAlloc", r);
+  ok = ok && load_module(x, m, arch, err, cap) && allocate(x, err, cap);
   if (!ok) {
     destroy(&x->base);
     return NULL;

@@ -258,12 +258,17 @@ bool nnc_cg_cuda_compile(nnc_cg_cuda_nvrtc *nv, const char *src, const char *nam
 const char *nnc_cg_cuda_error_name(int r) {
   switch (r) {
   case NNC_CUDA_SUCCESS: return "CUDA_SUCCESS";
+  case NNC_CUDA_ERROR_INVALID_VALUE: return "CUDA_ERROR_INVALID_VALUE";
+  case NNC_CUDA_ERROR_OUT_OF_MEMORY: return "CUDA_ERROR_OUT_OF_MEMORY";
   case NNC_CUDA_ERROR_NOT_INITIALIZED: return "CUDA_ERROR_NOT_INITIALIZED";
   case NNC_CUDA_ERROR_STUB_LIBRARY: return "CUDA_ERROR_STUB_LIBRARY (the driver is the toolkit's link stub)";
   case NNC_CUDA_ERROR_INSUFFICIENT_DRIVER: return "CUDA_ERROR_INSUFFICIENT_DRIVER (the driver is older than the runtime)";
   case NNC_CUDA_ERROR_NO_DEVICE: return "CUDA_ERROR_NO_DEVICE";
   case NNC_CUDA_ERROR_INVALID_DEVICE: return "CUDA_ERROR_INVALID_DEVICE";
+  case NNC_CUDA_ERROR_ILLEGAL_ADDRESS: return "CUDA_ERROR_ILLEGAL_ADDRESS";
+  case NNC_CUDA_ERROR_LAUNCH_FAILED: return "CUDA_ERROR_LAUNCH_FAILED";
   case NNC_CUDA_ERROR_SYSTEM_NOT_READY: return "CUDA_ERROR_SYSTEM_NOT_READY";
+  case NNC_CUDA_ERROR_STREAM_CAPTURE_INVALIDATED: return "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED";
   case NNC_CUDA_ERROR_UNKNOWN: return "CUDA_ERROR_UNKNOWN";
   default: return "a CUDA driver error";
   }

@@ -34,14 +34,14 @@ static bool printed_before(nnc_lprogram *const *progs, int p, int i) {
 }
 
 bool nnc_cg_cuda_model_file(FILE *out, const char *model, int64_t batch_max, nnc_lprogram *const *progs, int nprogs,
-                            nnc_diags *d) {
+                            nnc_cg_cuda_scalars scalars, nnc_diags *d) {
   fprintf(out, "/* model %s (batch %lld): CUDA C for NVRTC, printed by nnc --emit cuda */\n", model, (long long)batch_max);
   nnc_cg_cuda_prelude(out);
   bool ok = true;
   for (int p = 0; p < nprogs && ok; p++) {
     fprintf(out, "/* ---- program %s: %d kernels, %d calls ---- */\n\n", progs[p]->name, progs[p]->nkernels, progs[p]->ncalls);
     for (int i = 0; i < progs[p]->nkernels && ok; i++)
-      if (!printed_before(progs, p, i)) ok = nnc_cg_cuda_kernel(out, progs[p]->kernels[i], d);
+      if (!printed_before(progs, p, i)) ok = nnc_cg_cuda_kernel_with(out, progs[p]->kernels[i], scalars, d);
   }
   return ok;
 }

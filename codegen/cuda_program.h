@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "codegen/cuda.h"
 #include "ir/diag.h"
 #include "passes/lower.h"
 
@@ -22,9 +23,10 @@
 void nnc_cg_cuda_name_kernels(nnc_lprogram *const *progs, int nprogs);
 
 /* The CUDA C of every program (after nnc_cg_cuda_name_kernels): the prelude, then each program's
- * kernels, each distinct kernel once. False after reporting when a kernel cannot be printed. */
+ * kernels, each distinct kernel once, with lr, step and seed taken as `scalars` says (codegen/cuda.h).
+ * False after reporting when a kernel cannot be printed. */
 bool nnc_cg_cuda_model_file(FILE *, const char *model, int64_t batch_max, nnc_lprogram *const *progs, int nprogs,
-                            nnc_diags *);
+                            nnc_cg_cuda_scalars scalars, nnc_diags *);
 
 /* The launcher's model.c and model.h (the C backend's header plus <model>_cuda_load,
  * <model>_cuda_unload and <model>_cuda_error). False after reporting when a kernel has a

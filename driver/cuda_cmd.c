@@ -142,7 +142,7 @@ int nnc_cmd_emit_cuda(const nnc_module *m, const nnc_options *o) {
     return NNC_EXIT_ENVIRONMENT;
   }
   if (progs) {
-    if (!nnc_cg_cuda_model_file(out, m->name, m->batch_max, progs, count, &d)) status = NNC_EXIT_MODEL_ERROR;
+    if (!nnc_cg_cuda_model_file(out, m->name, m->batch_max, progs, count, NNC_CUDA_SCALARS_PARAMS, &d)) status = NNC_EXIT_MODEL_ERROR;
     status = finish_output(out, o->output, status);
   }
   nnc_arena_free(a);
@@ -193,7 +193,7 @@ int nnc_cmd_emit_ptx(const nnc_module *m, const nnc_options *o) {
   char *cu = NULL;
   size_t len = 0;
   FILE *f = progs ? open_memstream(&cu, &len) : NULL;
-  if (f && !nnc_cg_cuda_model_file(f, m->name, m->batch_max, progs, count, &d)) status = NNC_EXIT_MODEL_ERROR;
+  if (f && !nnc_cg_cuda_model_file(f, m->name, m->batch_max, progs, count, NNC_CUDA_SCALARS_PARAMS, &d)) status = NNC_EXIT_MODEL_ERROR;
   if (f) fclose(f);
   char err[1024], arch[32];
   nnc_cg_cuda_ptx ptx = {0};

@@ -61,8 +61,18 @@ typedef struct nnc_rt_call {
   uint32_t seed;      /* dropout and other in-graph randomness */
 } nnc_rt_call;
 
+/* What the train steps a resident executor queued added up to since the last read. */
+typedef struct nnc_rt_losses {
+  int64_t steps;            /* train steps run */
+  int64_t examples;         /* Σ n over the steps whose loss was finite */
+  double sum;               /* Σ loss × n over them */
+  float last;               /* the latest step's loss */
+  int64_t first_nonfinite;  /* call.step + 1 of the first step whose loss was NaN or ±inf; 0: none */
+  float nonfinite_loss;     /* that loss */
+} nnc_rt_losses;
+
 /* An executor runs a model's programs over the regions (DESIGN §11): the reference
- * interpreter, and later the C backend, the LLVM JIT and CUDA. One training loop serves all. */
+ * interpreter, the C backend, the LLVM JIT and CUDA. One training loop serves all. */
 typedef struct nnc_rt_executor nnc_rt_executor;
 struct nnc_rt_executor {
   const char *name;
@@ -70,6 +80,18 @@ struct nnc_rt_executor {
    * from persist, writes outputs to io and state outputs back to persist. */
   bool (*run)(nnc_rt_executor *, const char *program, uint8_t *persist, uint8_t *io,
               const nnc_rt_call *, char *err, size_t cap);
+  /* Residency, for an executor whose memory is not the host's (CUDA); NULL in the host
+   * executors. After resident_begin the executor's copy of persist is the truth: run ignores
+   * the caller's persist, and a train_step returns once it is queued, its loss (the f32 scalar
+   * `loss` of io) added to an accumulator instead of written to io; eval_step and predict still
+   * return their outputs in io. resident_losses waits for the queued steps and returns what they
+   * added up to since the last read; resident_pull waits and copies persist to the caller's;
+   * resident_end goes back to run on the caller's regions (after a pull, or to drop the work). */
+  bool (*resident_begin)(nnc_rt_executor *, const uint8_t *persist, const nnc_rt_buffer *loss, char *err,
+                         size_t cap);
+  bool (*resident_losses)(nnc_rt_executor *, nnc_rt_losses *, char *err, size_t cap);
+  bool (*resident_pull)(nnc_rt_executor *, uint8_t *persist, char *err, size_t cap);
+  void (*resident_end)(nnc_rt_executor *);
   void (*destroy)(nnc_rt_executor *);
 };
 

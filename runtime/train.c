@@ -2,7 +2,12 @@
  * call train_step with the schedule's rate, read the loss. Everything a step depends on is a
  * function of (seed, step): the epoch order is keyed by (seed, epoch), the position in it is
  * step mod steps_per_epoch, the rate a pure function of step (plateau aside, whose state the
- * checkpoint keeps), so a resumed run takes exactly the steps the uninterrupted run takes. */
+ * checkpoint keeps), so a resumed run takes exactly the steps the uninterrupted run takes.
+ *
+ * A resident executor (runtime/model.h; CUDA) keeps persist and the losses on its device: steps
+ * are queued, and the losses are read at the log intervals only (a progress bar redraw, the end
+ * of an epoch, a checkpoint, the end of the run), where a non-finite loss stops the run with the
+ * step it happened at; persist comes back to the host for checkpoints and at the end. */
 #include "train.h"
 
 #include <errno.h>
@@ -129,6 +134,9 @@ typedef struct run {
   int64_t samples;                /* examples trained on in this run */
   double epoch_loss_sum;          /* over the examples of this epoch trained in this run */
   int64_t epoch_examples;
+  bool resident;                  /* the executor keeps persist and the losses (resident_*) */
+  int64_t unread_steps;           /* resident: steps queued since the losses were last read */
+  double last_loss;
   double last_bar;
   nnc_rt_metrics last_eval;
   bool evaluated_last_step;
@@ -142,12 +150,18 @@ static void format_duration(double s, char *buf, size_t cap) {
   else snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
 }
 
-static void draw_bar(run *r, int64_t epoch, int64_t in_epoch, double loss, bool force) {
+/* Whether the progress bar is drawn now: at most ten times a second, and at the end of an epoch. */
+static bool bar_due(run *r, bool force) {
   nnc_rt_train_config *c = r->cfg;
-  if (c->quiet || !c->progress_bar) return;
+  if (c->quiet || !c->progress_bar) return false;
   double t = now_seconds();
-  if (!force && t - r->last_bar < 0.1) return;
+  if (!force && t - r->last_bar < 0.1) return false;
   r->last_bar = t;
+  return true;
+}
+
+static void draw_bar(run *r, int64_t epoch, int64_t in_epoch, double loss) {
+  nnc_rt_train_config *c = r->cfg;
   enum { WIDTH = 24 };
   int filled = (int)(WIDTH * in_epoch / (r->spe ? r->spe : 1));
   char bar[WIDTH + 1];
@@ -211,10 +225,39 @@ static bool evaluate(run *r, nnc_rt_metrics *out) {
   return nnc_rt_evaluate(r->m, r->ex, r->ds, s, &r->cfg->io, r->persist, r->io, out, r->err, r->cap);
 }
 
+static bool nonfinite_loss(run *r, double loss, int64_t step) {
+  return fail(r->err, r->cap, "loss is %s at step %lld (epoch %lld)", isnan(loss) ? "nan" : "inf", (long long)step,
+              (long long)((step - 1) / r->spe + 1));
+}
+
+/* Resident: the losses of the steps queued since the last read (waiting for them is training
+ * time), and the end of the run at the first non-finite one. */
+static bool collect_losses(run *r) {
+  if (!r->resident || r->unread_steps == 0) return true;
+  double t = now_seconds();
+  nnc_rt_losses l;
+  if (!r->ex->resident_losses(r->ex, &l, r->err, r->cap)) return false;
+  r->train_seconds += now_seconds() - t;
+  if (l.steps != r->unread_steps)
+    return fail(r->err, r->cap, "internal error: %lld train steps queued, %lld accumulated", (long long)r->unread_steps,
+                (long long)l.steps);
+  r->unread_steps = 0;
+  if (l.first_nonfinite) return nonfinite_loss(r, l.nonfinite_loss, l.first_nonfinite);
+  r->epoch_loss_sum += l.sum;
+  r->epoch_examples += l.examples;
+  r->last_loss = l.last;
+  return true;
+}
+
+/* The host's persist up to date (resident executors keep theirs on the device). */
+static bool pull_persist(run *r) {
+  return !r->resident || r->ex->resident_pull(r->ex, r->persist, r->err, r->cap);
+}
+
 /* After the last step of an epoch: evaluate, let a plateau schedule see the loss, record. */
 static bool end_epoch(run *r, int64_t epoch) {
   nnc_rt_metrics e;
-  if (!evaluate(r, &e)) return false;
+  if (!collect_losses(r) || !evaluate(r, &e)) return false;
   r->last_eval = e;
   r->evaluated_last_step = true;
   if (!isnan(e.loss)) nnc_rt_schedule_observe(&r->cfg->schedule, e.loss);
@@ -246,7 +289,7 @@ static bool save(run *r) {
 }
 
 /* One optimizer step on batch `b` of epoch `epoch`; false after filling err. */
-static bool train_step(run *r, int64_t epoch, int64_t b, double *loss_out) {
+static bool train_step(run *r, int64_t epoch, int64_t b) {
   int64_t B = r->m->batch_max, n_train = r->ds->train.n;
   int64_t start = b * B, n = n_train - start < B ? n_train - start : B;
   if (!nnc_rt_gather(r->ds, &r->ds->train, r->perm + start, n, r->io + r->v.x->offset, r->io + r->v.y->offset))
@@ -260,15 +303,18 @@ static bool train_step(run *r, int64_t epoch, int64_t b, double *loss_out) {
   double t = now_seconds();
   if (!r->ex->run(r->ex, "train_step", r->persist, r->io, &call, r->err, r->cap)) return false;
   r->train_seconds += now_seconds() - t;
-  double loss = read_f32(r->io, r->v.loss, 0);
-  if (!isfinite(loss))
-    return fail(r->err, r->cap, "loss is %s at step %lld (epoch %lld)", isnan(loss) ? "nan" : "inf",
-                (long long)r->step + 1, (long long)epoch + 1);
-  r->step++;
   r->samples += n;
+  if (r->resident) { /* queued; its loss is read with the others' */
+    r->step++;
+    r->unread_steps++;
+    return true;
+  }
+  double loss = read_f32(r->io, r->v.loss, 0);
+  if (!isfinite(loss)) return nonfinite_loss(r, loss, r->step + 1);
+  r->step++;
   r->epoch_loss_sum += loss * (double)n;
   r->epoch_examples += n;
-  *loss_out = loss;
+  r->last_loss = loss;
   return true;
 }
 
@@ -291,17 +337,23 @@ static bool check_resume(run *r) {
 
 static nnc_rt_train_status train_epochs(run *r) {
   nnc_rt_train_config *c = r->cfg;
-  double loss = NAN;
   for (int64_t epoch = r->step / r->spe; epoch < c->epochs && r->step < r->total_steps; epoch++) {
     nnc_rt_epoch_order(r->ds->train.n, c->seed, (uint32_t)epoch, r->perm);
     for (int64_t b = r->step % r->spe; b < r->spe && r->step < r->total_steps; b++) {
       if (c->stop && *c->stop) return NNC_RT_TRAIN_STOPPED;
-      if (!train_step(r, epoch, b, &loss)) return NNC_RT_TRAIN_BAD_INPUT;
+      if (!train_step(r, epoch, b)) return NNC_RT_TRAIN_BAD_INPUT;
       r->evaluated_last_step = false;
-      draw_bar(r, epoch, b + 1, loss, b + 1 == r->spe);
+      if (bar_due(r, b + 1 == r->spe)) {
+        if (!collect_losses(r)) return NNC_RT_TRAIN_BAD_INPUT;
+        draw_bar(r, epoch, b + 1, r->last_loss);
+      }
       if (b + 1 == r->spe && !end_epoch(r, epoch))
         return r->log && ferror(r->log) ? NNC_RT_TRAIN_IO_ERROR : NNC_RT_TRAIN_BAD_INPUT;
-      if (c->save_every && r->step % c->save_every == 0 && !save(r)) return NNC_RT_TRAIN_IO_ERROR;
+      if (c->save_every && r->step % c->save_every == 0) {
+        /* no checkpoint after a non-finite loss */
+        if (!collect_losses(r) || !pull_persist(r)) return NNC_RT_TRAIN_BAD_INPUT;
+        if (!save(r)) return NNC_RT_TRAIN_IO_ERROR;
+      }
     }
   }
   return NNC_RT_TRAIN_OK;
@@ -445,8 +497,10 @@ static void summary(run *r, nnc_rt_train_status status) {
 /* Saves, evaluates when the last epoch was cut short, plots and reports at the end of a run. */
 static nnc_rt_train_status finish(run *r, nnc_rt_train_status status) {
   if (status != NNC_RT_TRAIN_OK && status != NNC_RT_TRAIN_STOPPED) return status;
+  if (!collect_losses(r)) return NNC_RT_TRAIN_BAD_INPUT;
   if (status == NNC_RT_TRAIN_OK && !r->evaluated_last_step && !evaluate(r, &r->last_eval))
     return NNC_RT_TRAIN_BAD_INPUT;
+  if (!pull_persist(r)) return NNC_RT_TRAIN_BAD_INPUT;
   if (!save(r)) return NNC_RT_TRAIN_IO_ERROR;
   if (r->cfg->plot_path && !write_plot(r->cfg->plot_path, r->rows, r->nrows, r->cfg->eval_name, r->err, r->cap))
     return NNC_RT_TRAIN_IO_ERROR;
@@ -471,8 +525,11 @@ nnc_rt_train_status nnc_rt_train(const nnc_rt_model *m, nnc_rt_executor *ex, con
   r.io = alloc_region(m->io_bytes);
   r.perm = malloc(sizeof *r.perm * (size_t)ds->train.n);
   nnc_rt_train_status status = NNC_RT_TRAIN_IO_ERROR;
+  r.resident = ex->resident_begin != NULL;
   if (!r.io || !r.perm) fail(err, cap, "out of memory");
+  else if (r.resident && !ex->resident_begin(ex, persist, r.v.loss, err, cap)) status = NNC_RT_TRAIN_BAD_INPUT;
   else if (open_log(&r)) status = finish(&r, train_epochs(&r));
+  if (r.resident) ex->resident_end(ex);
   if (status == NNC_RT_TRAIN_BAD_INPUT) clear_bar(&r);
   if (r.log && fclose(r.log) != 0 && status == NNC_RT_TRAIN_OK) {
     fail(err, cap, "%s: write failed: %s", cfg->log_path, strerror(errno));

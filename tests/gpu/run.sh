@@ -3,8 +3,11 @@
 #   tests/gpu/run.sh [BUILD_DIR]
 # builds nnc without the LLVM backend, lists the devices, then runs the CUDA tests. With a GPU:
 # every model's programs (predict, eval_step, 2 train_steps) on the device against the
-# interpreter (backend_phase --cuda), one epoch of fashion_cnn with --target cuda and its
-# samples/s, and PyTorch's samples/s for the same model on the same GPU when torch imports.
+# interpreter (backend_phase --cuda), every model of models/ trained 20 steps with --target cuda
+# (resident: graphs, pinned copies, losses read at intervals) on small random data of its kind,
+# its checkpoint resumed for one more step on the CPU (the same file format), one epoch of
+# fashion_cnn with --target cuda and its samples/s, and PyTorch's samples/s for the same model on
+# the same GPU when torch imports.
 # Without one: every kernel through NVRTC and ptxas (cuda_compile), the CUDA lit tests (the
 # --emit ptx launcher builds and says "no CUDA driver"), and --target cuda's refusal; exit 0
 # (a dry run). A failed check exits 1. Prints a summary either way. Meant to finish within 5
@@ -31,7 +34,7 @@ run_check() { # NAME COMMAND...: a check passes when the command exits 0; 77 mea
 
 echo "== build ($build, NNC_WITH_LLVM=OFF)"
 if ! cmake -S "$root" -B "$build" -DNNC_WITH_LLVM=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null ||
-   ! cmake --build "$build" -j"$jobs" --target nnc cuda_compile backend_phase >/dev/null; then
+   ! cmake --build "$build" -j"$jobs" --target nnc cuda_compile cuda_exec_fake backend_phase >/dev/null; then
   echo "tests/gpu/run.sh: the build failed"
   exit 1
 fi
@@ -53,6 +56,8 @@ if [ $gpu = no ]; then
   # with a GPU the device checks below compile every kernel for it through NVRTC anyway
   run_check cuda_compile "sh" "-c" "cd '$root' && '$build/tests/cuda_compile'"
 fi
+# the executor's stream, graphs and residency against the fake driver (needs no GPU)
+run_check cuda_exec_fake "sh" "-c" "cd '$root' && '$build/tests/cuda_exec_fake'"
 lit=/usr/lib/llvm-19/build/utils/lit/lit.py
 if [ -f "$lit" ] && [ -x /usr/lib/llvm-19/bin/FileCheck ]; then
   run_check lit_cuda python3 "$lit" -q --param nnc="$nnc" --param source_root="$root" "$root/tests/lit/cuda"
@@ -62,6 +67,31 @@ fi
 if [ $gpu = yes ]; then
   # every model's programs on the device against the interpreter
   run_check backend_cuda "sh" "-c" "cd '$root' && '$build/tests/backend_phase' --cuda"
+  # every model trains on the device (20 steps, small random data of its kind), and the CPU
+  # resumes its checkpoint for one more step
+  small="$build/gpu-small"
+  mkdir -p "$small"
+  python3 "$root/tests/gpu/random_idx.py" "$small/idx" 1024 256
+  python3 - "$small/cifar" <<'PY'
+import os, random, sys
+d = sys.argv[1]; os.makedirs(d, exist_ok=True); rng = random.Random(1)
+for name, n in [("data_batch_%d.bin" % i, 256) for i in range(1, 6)] + [("test_batch.bin", 256)]:
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(b"".join(bytes([rng.randrange(10)]) + rng.randbytes(3072) for _ in range(n)))
+PY
+  cat "$root"/docs/*.md | head -c 20000 >"$small/text.txt"
+  for model_file in "$root"/models/*.nn; do
+    model=$(basename "$model_file" .nn)
+    case $(sed -n 's/^ *data = \([a-z_0-9]*\)(.*/\1/p' "$model_file") in
+      fashion_mnist|mnist) data="--data $small/idx" ;;
+      cifar10) data="--data $small/cifar" ;;
+      text) data="--data $small/text.txt" ;;
+      *) data="" ;;
+    esac
+    ckpt="$build/gpu-$model.safetensors"
+    run_check "train_cuda_$model" sh -c "'$nnc' '$model_file' --train --target cuda --max-steps 20 $data \
+      --save '$ckpt' && '$nnc' '$model_file' --train --target interp --resume '$ckpt' --max-steps 21 $data"
+  done
   # one epoch of fashion_cnn on the device: Fashion-MNIST when it is there, else random images
   # of its shape (the samples/s is what counts here)
   data=/usr/share/datasets/fashion-mnist
