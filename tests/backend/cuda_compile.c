@@ -468,6 +468,38 @@ static void check_cache(tools *T) {
   else unsetenv("NNC_CACHE_DIR");
 }
 
+/* The executor's form of a model's kernels (codegen/cuda_exec.c replays CUDA Graphs, so lr, step
+ * and seed come from device memory): the kernels that read any of them, printed so, through NVRTC
+ * and ptxas. Not counted in the schedule table, which is the --emit form's. */
+static void check_executor_form(tools *T, const char *model, nnc_kernel *const *ks, int nk) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  nnc_diags d;
+  nnc_diags_init(&d, stderr);
+  nnc_cg_cuda_prelude(f);
+  bool ok = true;
+  int n = 0;
+  for (int i = 0; i < nk; i++) {
+    const nnc_kernel *k = ks[i];
+    if (!k->uses_scalar[NNC_LSC_LR] && !k->uses_scalar[NNC_LSC_STEP] && !k->uses_scalar[NNC_LSC_SEED]) continue;
+    ok &= nnc_cg_cuda_kernel_with(f, k, NNC_CUDA_SCALARS_IN_MEMORY, &d);
+    n++;
+  }
+  fclose(f);
+  CHECK_MSG(ok, "%s: the executor's form does not print", model);
+  tools saved = *T;
+  char what[300];
+  snprintf(what, sizeof what, "%s (executor form)", model);
+  if (ok && n) CHECK_MSG(compile_and_validate(T, what, text), "%s", what);
+  CHECK_MSG(!ok || T->kernels - saved.kernels == n, "%s: %d kernels in, %d validated", what, n,
+            T->kernels - saved.kernels);
+  saved.files = T->files;
+  *T = saved;
+  if (ok && n) printf("%-16s %4d kernels reading lr/step/seed from memory through NVRTC and ptxas\n", model, n);
+  free(text);
+}
+
 /* The GPU schedule of every program of every model: one CUDA file per program. */
 static void check_models(tools *T, const char *only) {
   static const char *const models[] = {"xor_mlp", "fashion_mlp", "mnist_conv", "lenet", "fashion_cnn",
@@ -519,6 +551,7 @@ static void check_models(tools *T, const char *only) {
     T->current = ks, T->ncurrent = nk;
     if (ok) CHECK_MSG(compile_and_validate(T, models[i], text), "%s", models[i]);
     T->ncurrent = 0;
+    if (ok) check_executor_form(T, models[i], ks, nk);
     int tiled = 0;
     for (int j = 0; j < nk; j++) tiled += sched_of(ks[j]) != SCHED_FLAT;
     CHECK_MSG(tiled > 0, "%s: no kernel took a shared-memory schedule", models[i]);
