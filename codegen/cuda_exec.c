@@ -196,10 +196,10 @@ static bool launch_call(cuda_exec *x, const cu_program *cp, const nnc_lcall *c, 
   int64_t grid[3], block[3];
   if (!nnc_cg_cuda_launch_dims(k, n, grid, block, err, cap)) return false;
   if (grid[0] < 1 || grid[1] < 1 || grid[2] < 1) return true; /* nothing to do at this n */
-  CUdeviceptr bufs[64];
-  void *params[64 + 2];
+  /* the driver copies the values when the launch is captured: these need not outlive the call */
+  CUdeviceptr *bufs = nnc_xcalloc((size_t)c->nbufs + 1, sizeof *bufs);
+  void **params = nnc_xcalloc((size_t)c->nbufs + 2, sizeof *params);
   int np = 0;
-  if (c->nbufs > 64) return snprintf(err, cap, "kernel %s: too many buffers", k->name), false;
   for (int j = 0; j < c->nbufs; j++) {
     const nnc_mem_buffer *b = &p->plan->bufs[c->bufs[j]];
     bufs[j] = x->region[b->region] + (CUdeviceptr)b->offset;
@@ -213,6 +213,7 @@ static bool launch_call(cuda_exec *x, const cu_program *cp, const nnc_lcall *c, 
     params[np++] = &values;
   CUresult r = x->cu.launch(x->fn[cp->fn[c->kernel]], (unsigned)grid[0], (unsigned)grid[1], (unsigned)grid[2],
                             (unsigned)block[0], (unsigned)block[1], (unsigned)block[2], 0, x->stream, params, NULL);
+  free(bufs), free(params);
   return r == 0 || cu_fail(err, cap, k->name, r);
 }
 

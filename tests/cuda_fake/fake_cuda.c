@@ -163,14 +163,16 @@ static uint64_t checksum(const void *p, size_t n) {
 
 /* ---- modules and functions: the PTX's .entry declarations ---- */
 
+enum { MAX_PARAMS = 256, MAX_ENTRIES = 2048 };
+
 typedef struct function {
   char name[128];
   int nparams;
-  int param_bytes[32];
+  int param_bytes[MAX_PARAMS];
 } function;
 
 typedef struct module {
-  function fn[512];
+  function fn[MAX_ENTRIES];
   int nfn;
 } module;
 
@@ -197,7 +199,7 @@ static bool parse_entries(const char *ptx, module *m) {
       const char *t = p + 7;
       if (!strncmp(t, ".align", 6)) return false; /* struct parameters: not used by nnc */
       int b = ptx_type_bytes(t);
-      if (b < 0 || f->nparams == 32) return false;
+      if (b < 0 || f->nparams == MAX_PARAMS) return false;
       f->param_bytes[f->nparams++] = b;
     }
   }
@@ -209,7 +211,7 @@ static bool parse_entries(const char *ptx, module *m) {
 typedef struct node {
   const function *fn;
   unsigned grid[3], block[3];
-  uint8_t params[32][8];
+  uint8_t params[MAX_PARAMS][8];
 } node;
 
 typedef struct graph {
@@ -287,7 +289,7 @@ static void run_op(op *o) {
     say("run graph %d (%d nodes)", o->g->id, o->g->nnodes);
     for (int i = 0; i < o->g->nnodes; i++) {
       const node *n = &o->g->nodes[i];
-      void *params[32];
+      void *params[MAX_PARAMS];
       for (int p = 0; p < n->fn->nparams; p++) params[p] = (void *)n->params[p];
       if (hook) hook(n->fn->name, n->grid, n->block, params, n->fn->nparams, hook_ctx);
       if (strcmp(n->fn->name, NNC_CUDA_ACCUMULATE_KERNEL) == 0) accumulate(n);

@@ -67,15 +67,15 @@ fi
 if [ $gpu = yes ]; then
   # every model's programs on the device against the interpreter
   run_check backend_cuda "sh" "-c" "cd '$root' && '$build/tests/backend_phase' --cuda"
-  # every model trains on the device (20 steps, small random data of its kind), and the CPU
-  # resumes its checkpoint for one more step
+  # every model trains on the device (20 steps, small random data of its kind; lenet's warmup of
+  # 200 steps needs 4096 images), and the CPU resumes its checkpoint for one more step
   small="$build/gpu-small"
   mkdir -p "$small"
-  python3 "$root/tests/gpu/random_idx.py" "$small/idx" 1024 256
+  python3 "$root/tests/gpu/random_idx.py" "$small/idx" 4096 256
   python3 - "$small/cifar" <<'PY'
 import os, random, sys
 d = sys.argv[1]; os.makedirs(d, exist_ok=True); rng = random.Random(1)
-for name, n in [("data_batch_%d.bin" % i, 256) for i in range(1, 6)] + [("test_batch.bin", 256)]:
+for name, n in [("data_batch_%d.bin" % i, 256) for i in range(1, 6)] + [("test_batch.bin", 128)]:
     with open(os.path.join(d, name), "wb") as f:
         f.write(b"".join(bytes([rng.randrange(10)]) + rng.randbytes(3072) for _ in range(n)))
 PY
