@@ -9,23 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "driver/options.h"
 #include "ir/interp.h"
 #include "runtime/model.h"
 
-static uint8_t *region(size_t bytes) {
+static inline uint8_t *region(size_t bytes) {
   void *p = NULL;
   if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) abort();
   memset(p, 0, bytes ? bytes : 64);
   return p;
 }
 
-static uint32_t next(uint64_t *s) {
+static inline uint32_t next(uint64_t *s) {
   *s = *s * 6364136223846793005u + 1442695040888963407u;
   return (uint32_t)(*s >> 33);
 }
 
 /* Inputs: pixels as random bytes or floats, labels in [0, 10) (or 0/1 for f32 targets). */
-static void fill_inputs(const nnc_rt_model *rm, uint8_t *io) {
+static inline void fill_inputs(const nnc_rt_model *rm, uint8_t *io) {
   uint64_t s = 42;
   for (int i = 0; i < rm->nbuffers; i++) {
     const nnc_rt_buffer *b = &rm->buffers[i];
@@ -41,10 +42,23 @@ static void fill_inputs(const nnc_rt_model *rm, uint8_t *io) {
   }
 }
 
-static double max_abs(const nnc_tensor *t) {
+static inline double max_abs(const nnc_tensor *t) {
   double m = 0;
   for (int64_t i = 0; i < nnc_tensor_elements(t); i++) m = fmax(m, fabs(nnc_tensor_get(t, i)));
   return m;
+}
+
+static inline bool is_sequence_model(const char *name) {
+  return strcmp(name, "char_rnn") == 0 || strcmp(name, "char_lstm") == 0 || strcmp(name, "tiny_gpt") == 0;
+}
+
+/* The sequence models at T = 8 (their programs unroll over T: the same code paths, a module
+ * eight times smaller), tiny_gpt with 2 of its 4 blocks (every block is the same code). */
+static inline void shorten_sequence_model(const char *name, nnc_options *o) {
+  static nnc_override short_seq[2] = {{.name = "T", .value = "8"}, {.name = "layers", .value = "2"}};
+  if (!is_sequence_model(name)) return;
+  o->overrides = short_seq;
+  o->noverrides = strcmp(name, "tiny_gpt") == 0 ? 2 : 1;
 }
 
 #endif

@@ -29,10 +29,6 @@ enum { BATCH = 8, SMALL_N = 3, SEQ_BATCH = 4, SEQ_SMALL_N = 2, TRAIN_STEPS = 5 }
 /* The atol of params after Adam steps (test_parity.py's adam_lr), as a multiple of lr. */
 static const double ADAM_PARAM_ATOL = 0.01;
 
-static bool is_sequence_model(const char *name) {
-  return strcmp(name, "char_rnn") == 0 || strcmp(name, "char_lstm") == 0 || strcmp(name, "tiny_gpt") == 0;
-}
-
 /* Compares every buffer of kind `kind` (outputs in io, or all of persist). */
 /* --- the F64 reference: backend_c.c's rule for results after training --------------------------
  * A persist buffer that misses its tolerance after training gets one more chance: its tolerance
@@ -208,10 +204,8 @@ int main(int argc, char **argv) {
   }
   nnc_options o = mr_default_options();
   bool seq = is_sequence_model(argv[1]);
-  /* tiny_gpt also with 2 of its 4 blocks: every block is the same code */
-  nnc_override short_seq[2] = {{.name = "T", .value = "8"}, {.name = "layers", .value = "2"}};
   o.batch = seq ? SEQ_BATCH : BATCH;
-  if (seq) o.overrides = short_seq, o.noverrides = strcmp(argv[1], "tiny_gpt") == 0 ? 2 : 1;
+  shorten_sequence_model(argv[1], &o);
   int64_t small_n = seq ? SEQ_SMALL_N : SMALL_N;
   char path[256], err[1024];
   snprintf(path, sizeof path, "models/%s.nn", argv[1]);

@@ -3,6 +3,7 @@
  * with cc, against the reference interpreter: predict, eval_step and 2 train_steps at n =
  * B_max = 2 and at n = 1, rtol 1e-5 forward and 1e-4 once training has run (atol scaled to
  * each tensor), the worst element reported. Without arguments: every model file in models/.
+ * The sequence models run at T = 8 in the emulator (backend_common.h), at full size on a device.
  *
  * Params that Adam updates from a gradient that is zero up to rounding (the key bias of
  * attention: softmax ignores a shift) move by up to lr per step in a direction set by rounding
@@ -87,6 +88,7 @@ static bool no_device;                          /* --cuda found no driver or dev
 static void check_model(const char *name) {
   nnc_options o = mr_default_options();
   o.batch = BATCH;
+  if (!on_cuda) shorten_sequence_model(name, &o); /* the emulator runs every thread in turn */
   char path[512], err[1024];
   snprintf(path, sizeof path, "models/%s.nn", name);
   nnc_source src;
@@ -100,10 +102,15 @@ static void check_model(const char *name) {
     nnc_layout_init_params(m, rm, 1, persist0);
     fill_inputs(rm, io0);
     nnc_rt_executor *ref = nnc_exec_interp_new(m, rm);
-    static const char *const adam_noise[] = {"char_rnn", "tiny_gpt"};
+    /* per model: the atol of params after training as a multiple of lr * steps; char_lstm's
+     * near-zero gradients (readout rows of classes absent from the labels) move a param by a
+     * small fraction of lr, the zero ones of attention's key bias by up to lr per step */
+    static const struct { const char *model; double lr_steps; } adam_noise[] = {
+        {"char_rnn", 2.0}, {"tiny_gpt", 2.0}, {"char_lstm", 0.01}};
     persist_atol = 0;
     for (size_t i = 0; i < sizeof adam_noise / sizeof *adam_noise; i++)
-      if (strcmp(name, adam_noise[i]) == 0) persist_atol = 2.0 * (m->train.lr > 0 ? m->train.lr : 1e-3) * TRAIN_STEPS;
+      if (strcmp(name, adam_noise[i].model) == 0)
+        persist_atol = adam_noise[i].lr_steps * (m->train.lr > 0 ? m->train.lr : 1e-3) * TRAIN_STEPS;
     nnc_c_exec_opts gpu = {.lower = {.target = target, .gpu_threads = 64}, .threads = 1};
     nnc_rt_executor *c = on_cuda ? nnc_cuda_exec_new(m, rm, err, sizeof err) : nnc_c_exec_new(m, rm, &gpu, err, sizeof err);
     if (!c && on_cuda && strncmp(err, "no CUDA", 7) == 0) no_device = true, printf("%s: skipped: %s\n", name, err);

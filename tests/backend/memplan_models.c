@@ -6,7 +6,8 @@
  * with NaN after every kernel, and with every buffer in its own allocation (ASan-checked in a
  * Sanitize build, guard-checked otherwise); predict, eval_step and 3 train_steps at n = B_max
  * and at n = 3 must give the same outputs and persist region bit for bit. B_max is small (4)
- * and the C is compiled at -O1 to keep the test short. */
+ * and the C is compiled at -O1 to keep the test short; the sequence models run at T = 8
+ * (backend_common.h). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,35 +19,9 @@
 #include "passes/lower.h"
 #include "passes/memplan.h"
 
+#include "backend_common.h"
+
 enum { BATCH = 4, TRAIN_STEPS = 3 };
-
-static uint8_t *region(size_t bytes) {
-  void *p = NULL;
-  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) abort();
-  memset(p, 0, bytes ? bytes : 64);
-  return p;
-}
-
-static uint32_t next(uint64_t *s) {
-  *s = *s * 6364136223846793005u + 1442695040888963407u;
-  return (uint32_t)(*s >> 33);
-}
-
-static void fill_inputs(const nnc_rt_model *rm, uint8_t *io) {
-  uint64_t s = 7;
-  for (int i = 0; i < rm->nbuffers; i++) {
-    const nnc_rt_buffer *b = &rm->buffers[i];
-    if (b->kind != NNC_RT_INPUT) continue;
-    int64_t count = nnc_rt_buffer_elements(b, rm->batch_max);
-    bool label = strcmp(b->name, "y") == 0;
-    uint8_t *p = io + b->offset;
-    for (int64_t k = 0; k < count; k++) {
-      if (b->dtype == NNC_RT_U8) p[k] = (uint8_t)next(&s);
-      else if (b->dtype == NNC_RT_I32) ((int32_t *)p)[k] = (int32_t)(next(&s) % 10);
-      else ((float *)p)[k] = label ? (float)(next(&s) & 1) : (float)(next(&s) % 2000) / 1000.0f - 1.0f;
-    }
-  }
-}
 
 /* Every program's plan: valid, between its lower bound and the naive sum. */
 static void check_plans(const nnc_module *m) {
@@ -130,6 +105,7 @@ int main(int argc, char **argv) {
   }
   nnc_options o = mr_default_options();
   o.batch = BATCH;
+  shorten_sequence_model(argv[1], &o);
   char path[256], err[1024];
   snprintf(path, sizeof path, "models/%s.nn", argv[1]);
   nnc_source src;
