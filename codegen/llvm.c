@@ -848,8 +848,11 @@ LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, con
   collect_vars(&g, k->body);
   mark_outside(&g, k->body);
   /* the signature: rt, global and scratch buffers, the scalars read */
-  LLVMTypeRef params[NNC_MAX_LANES + 128];
-  int np = 0, buf_param[512];
+  /* Sized for the most the loop below admits: an optimizer kernel fused over every parameter
+   * passes hundreds of buffers (tiny_gpt's AdamW step 365), and buf_param is indexed by
+   * buffer, locals included. */
+  LLVMTypeRef params[1 + 500 + NNC_LSC_COUNT];
+  int np = 0, *buf_param = nnc_xcalloc(nb, sizeof *buf_param);
   params[np++] = g.t_ptr;
   for (int i = 0; i < k->nbufs && np < 500; i++)
     if (is_param_buf(k->bufs[i])) buf_param[i] = np, params[np++] = g.t_ptr;
@@ -883,7 +886,7 @@ LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, con
     end_function(&g);
     LLVMDisposeBuilder(g.b), LLVMDisposeBuilder(g.ab);
   }
-  free(g.vars), free(g.local_outside), free(g.f.slot), free(g.f.buf);
+  free(g.vars), free(g.local_outside), free(g.f.slot), free(g.f.buf), free(buf_param);
   if (!g.ok && fn) {
     /* drop what was generated for this kernel: the module stays valid */
     char prefix[300];

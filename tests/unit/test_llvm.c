@@ -3,7 +3,8 @@
  * reduction with hreduce and rng, a kernel of mixed operations (floordiv/mod, min/max, casts,
  * math, select, abs), a parallel loop split unevenly, the packed sgemm of loop_sgemm.h. Then the
  * object cache: a second compilation hits, a corrupt entry is detected and replaced, two
- * processes compiling into one cache leave it valid. Also the module's text and object output.
+ * processes compiling into one cache leave it valid. Also the module's text and object output,
+ * and a kernel of 300 buffer parameters.
  *
  *   test_llvm                     all of it (ctest unit_llvm)
  *   test_llvm --cache-worker DIR  one of the concurrent processes (internal) */
@@ -540,6 +541,48 @@ static void test_cache_concurrent(void) {
 
 /* --- output files -------------------------------------------------------------------------------------------- */
 
+/* A kernel of 300 buffer parameters, as an optimizer step fused over every parameter of a model
+ * passes (tiny_gpt's AdamW kernel has 365): every one gets its align and readonly attributes at
+ * its own index, and the JIT builds it. */
+static void test_many_buffers(void) {
+  enum { NIN = 299 };
+  nnc_arena *a = nnc_arena_new();
+  nnc_kernel *k = nnc_lk_new(a, "wide");
+  nnc_lexpr *sum = nnc_le_const(k, T(NNC_F32, 1), 0);
+  for (int b = 0; b < NIN; b++) {
+    char name[16];
+    snprintf(name, sizeof name, "in%d", b);
+    sum = ADD(sum, nnc_le_load(k, nnc_lk_buf(k, name, NNC_F32, NNC_SCOPE_GLOBAL, 1), I(0), 1, NULL));
+  }
+  nnc_ls_push(k, k->body, nnc_ls_store(k, nnc_lk_buf(k, "out", NNC_F32, NNC_SCOPE_GLOBAL, 1), I(0), sum, NULL));
+  CHECK(verify(k));
+  char err[512], path[400];
+  nnc_cg_llvm_target t = {"haswell", "+avx,+avx2,+fma,+sse4.2"};
+  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("wide", &t, err, sizeof err);
+  nnc_diags d;
+  nnc_diags_init(&d, stderr);
+  CHECK(m && nnc_cg_llvm_kernel(m, k, &d));
+  snprintf(path, sizeof path, "%s/wide.ll", cache_root);
+  CHECK_MSG(m && nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_IR, path, err, sizeof err), "%s", err);
+  FILE *f = fopen(path, "r");
+  static char text[1 << 20];
+  size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  text[len] = 0;
+  if (f) fclose(f);
+  const char *def = strstr(text, "define void @wide(");
+  const char *end = def ? strchr(def, '{') : NULL;
+  int aligned_params = 0, readonly_params = 0;
+  for (const char *s = def; s && s < end && (s = strstr(s, "align 64 %")) && s < end; s++) aligned_params++;
+  for (const char *s = def; s && s < end && (s = strstr(s, "readonly")) && s < end; s++) readonly_params++;
+  CHECK_MSG(aligned_params == NIN + 1 && readonly_params == NIN, "%d aligned, %d readonly", aligned_params,
+            readonly_params);
+  nnc_cg_llvm_module_free(m);
+  nnc_cg_llvm_jit *j = jit(k, NULL, NULL);
+  CHECK(j && nnc_cg_llvm_jit_sym(j, "wide"));
+  nnc_cg_llvm_jit_free(j);
+  nnc_arena_free(a);
+}
+
 static void test_emit(void) {
   nnc_arena *a = nnc_arena_new();
   sgemm_ir g = sgemm_build(a, "sgemm", 64, 64, 64);
@@ -594,6 +637,7 @@ int main(int argc, char **argv) {
   test_cache();
   test_cache_concurrent();
   test_emit();
+  test_many_buffers();
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache_root);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cache_root);
