@@ -12,7 +12,8 @@
  * depend on n; loads clamp data-dependent or padded indices into range and select the value,
  * so every access is provably inside its buffer. Elementwise ops additionally get a vector
  * schedule on the CPU: one flat loop over the whole tensor in `lanes`-wide steps with a masked
- * tail. Reductions over the innermost axis and matmul vectorize their inner loop. */
+ * tail. Reductions over the innermost axis vectorize their inner loop; matmul on the CPU has
+ * its own register-tiled schedule (passes/lower_matmul.c). */
 #include "lower_impl.h"
 
 #include <math.h>
@@ -717,6 +718,7 @@ static void lower_body(lower *L) {
   if (elementwise && L->o->target == NNC_LOWER_CPU && lanes_of(L->o) > 1) return lower_elementwise_vector(L, lanes_of(L->o));
   if (elementwise) return over_result(L, 1, el_elementwise);
   if (nd->op == NNC_OP_concat) return lower_concat(L);
+  if (nd->op == NNC_OP_matmul && nnc_lw_matmul_cpu(L)) return;
   element_fn fn = element_builder(nd->op);
   if (!fn) return fail(L, "a source has no kernel");
   over_result(L, work_per_element(L), fn);

@@ -58,6 +58,7 @@ typedef struct ginfo {
   nnc_lvar *memo;                     /* MEMBER: its value at memo_site */
   int memo_site;
   nnc_lvar *row;                      /* REDUCE: a row value computed for the current row */
+  nnc_lbuf *row_buf;                  /* REDUCE in column blocks: the row values of the block */
   nnc_lvar *hoisted;                  /* a rank-0 inlined value at the top of the kernel */
   bool output;
   bool stored;                        /* REDUCE: a full-shape output already stored */
@@ -74,6 +75,8 @@ typedef struct gctx {
   site anchor_site;
   bool flat_sites;                    /* a site is a flat index (elementwise, update) */
   int reduce_pass;                    /* REDUCE: the pass being built, for `demanded` */
+  int cb;                             /* REDUCE on the CPU: columns per block (0: one row at a time) */
+  nnc_lexpr *col;                     /* the column within the block of the loop being built */
 } gctx;
 
 static gctx *ctx_of(lower *L) { return L->group; }
@@ -219,6 +222,7 @@ static nnc_lexpr *value(gctx *c, const nnc_node *nd, at *p) {
   if (gi->role == ROLE_SCALAR) return scalar_source(c, nd, p->lanes);
   if (gi->hoisted) return splat(c, var(L, gi->hoisted), p->lanes);
   if (gi->row) return splat(c, var(L, gi->row), p->lanes);
+  if (gi->row_buf) return splat(c, nnc_le_load(L->k, gi->row_buf, c->col, 1, NULL), p->lanes);
   if (nd->type.rank == 0 && p->lanes > 1) { /* a scalar in a vector loop */
     at q = at_scalar(&nd->type);
     q.own = gi->role == ROLE_MEMBER && nd->type.rank == p->t->rank ? p->own : NULL;
@@ -359,6 +363,18 @@ static void anchor_store(lower *L, nnc_lstmt *blk, nnc_lexpr *const *idx, const 
   }
 }
 
+static bool anchor_vec_ok(lower *L, int j) {
+  gctx *c = ctx_of(L);
+  const nnc_node *x = L->nd->inputs[j];
+  return flat_only(c, x, &x->type);
+}
+
+static nnc_lexpr *anchor_vec_load(lower *L, int j, nnc_lexpr *flat, int lanes, nnc_lexpr *mask) {
+  gctx *c = ctx_of(L);
+  at p = at_flat_index(&L->nd->inputs[j]->type, flat, lanes, mask, NULL);
+  return value(c, L->nd->inputs[j], &p);
+}
+
 static bool is_anchor_like(const nnc_node *nd) {
   nnc_op_kind k = nnc_ops[nd->op].kind;
   return k == NNC_KIND_CONTRACTION || k == NNC_KIND_OPAQUE;
@@ -382,6 +398,9 @@ static void lower_anchored_group(gctx *c) {
   L->nin = a->ninputs;
   L->load_hook = anchor_load;
   L->store_hook = anchor_store;
+  L->vec_ok_hook = anchor_vec_ok;
+  L->vec_load_hook = anchor_vec_load;
+  if (a->op == NNC_OP_matmul && nnc_lw_matmul_cpu(L)) return;
   if (L->o->target == NNC_LOWER_GPU) nnc_lw_gpu_flat(L, L->k->body, &a->type, fn);
   else nnc_lw_cpu_nest(L, L->k->body, &a->type, nnc_lw_work_per_element(a), fn);
 }
@@ -390,27 +409,57 @@ static void lower_anchored_group(gctx *c) {
 
 static bool is_reduction(const nnc_node *nd) { return nnc_ops[nd->op].kind == NNC_KIND_REDUCE; }
 
+static bool has_row(const ginfo *gi) { return gi->row || gi->row_buf; }
+
+/* Column blocks: a serial loop over the block's columns into blk; its body, with c->col its
+ * variable and cidx the row index of that column. Without blocks: blk and the row index. */
+static nnc_lstmt *column_loop(gctx *c, nnc_lstmt *blk, nnc_lexpr **row_idx, nnc_lexpr **cidx) {
+  lower *L = &c->L;
+  const nnc_type *row = &c->G->anchor->type;
+  for (int k = 0; k < row->rank; k++) cidx[k] = row_idx[k];
+  if (!c->cb) return blk;
+  nnc_lvar *v = idx_var(L, "c");
+  nnc_lstmt *body = nnc_ls_block(L->k);
+  nnc_ls_push(L->k, blk, nnc_ls_for(L->k, v, I(L, 0), I(L, c->cb), 1, NNC_LOOP_SERIAL, body));
+  c->col = var(L, v);
+  cidx[row->rank - 1] = add(L, row_idx[row->rank - 1], c->col);
+  return body;
+}
+
+static nnc_lbuf *column_buf(gctx *c) {
+  return nnc_lk_buf(c->L.k, nnc_arena_printf(c->L.k->arena, "col%d", c->L.nvars++), NNC_F32, NNC_SCOPE_LOCAL, c->cb);
+}
+
 /* Is every reduction nd depends on through the group's members already done? */
 static bool row_ready(gctx *c, const nnc_node *nd) {
   ginfo *gi = info_of(c, nd);
-  if (!gi || gi->role != ROLE_MEMBER || gi->row) return true;
+  if (!gi || gi->role != ROLE_MEMBER || has_row(gi)) return true;
   if (is_reduction(nd)) return false;
   for (int j = 0; j < nd->ninputs; j++)
     if (!row_ready(c, nd->inputs[j])) return false;
   return true;
 }
 
-/* Row-shape members whose reductions are done: computed once, into the row block. */
+/* Row-shape members whose reductions are done: computed once, into the row block (column
+ * blocks: into a local buffer of the block's values, by a loop over its columns). */
 static void compute_ready_rows(gctx *c, nnc_lstmt *row_blk, nnc_lexpr **row_idx, const site *row_site) {
   const nnc_type *row = &c->G->anchor->type;
   for (int m = 0; m < c->G->nmembers; m++) {
     const nnc_node *nd = c->G->members[m];
     ginfo *gi = info_of(c, nd);
-    if (gi->row || is_reduction(nd) || !nnc_shape_equal(&nd->type, row) || !row_ready(c, nd)) continue;
-    at p = at_index(row, row_idx, row_site);
+    if (has_row(gi) || is_reduction(nd) || !nnc_shape_equal(&nd->type, row) || !row_ready(c, nd)) continue;
+    nnc_lexpr *cidx[NNC_MAX_RANK];
+    nnc_lstmt *blk = column_loop(c, row_blk, row_idx, cidx);
+    site col_site = new_site(c, blk);
+    at p = at_index(row, cidx, c->cb ? &col_site : row_site);
     nnc_lexpr *v = value(c, nd, &p);
-    if (gi->output) nnc_ls_push(c->L.k, row_blk, nnc_ls_store(c->L.k, gi->buf, at_flat(c, &p), v, NULL));
-    gi->row = gi->memo;
+    if (gi->output) nnc_ls_push(c->L.k, blk, nnc_ls_store(c->L.k, gi->buf, at_flat(c, &p), v, NULL));
+    if (!c->cb) {
+      gi->row = gi->memo;
+      continue;
+    }
+    gi->row_buf = column_buf(c);
+    nnc_ls_push(c->L.k, blk, nnc_ls_store(c->L.k, gi->row_buf, c->col, v, NULL));
   }
 }
 
@@ -418,7 +467,7 @@ static void compute_ready_rows(gctx *c, nnc_lstmt *row_blk, nnc_lexpr **row_idx,
 static bool needs(gctx *c, const nnc_node *nd, const nnc_node *target) {
   if (nd == target) return true;
   ginfo *gi = info_of(c, nd);
-  if (!gi || gi->role != ROLE_MEMBER || gi->row || !nnc_shape_equal(&nd->type, &c->G->reduce_shape)) return false;
+  if (!gi || gi->role != ROLE_MEMBER || has_row(gi) || !nnc_shape_equal(&nd->type, &c->G->reduce_shape)) return false;
   for (int j = 0; j < nd->ninputs; j++)
     if (needs(c, nd->inputs[j], target)) return true;
   return false;
@@ -435,33 +484,42 @@ static int last_pass_needing(gctx *c, const nnc_node *nd) {
   return last;
 }
 
-/* One pass over the reduced axes of the current row: the reduction red (or none: only the
- * stores of the full-shape outputs left). */
+/* One pass over the reduced axes of the current row (or column block): the reduction red (or
+ * none: only the stores of the full-shape outputs left). */
 static void reduce_pass(gctx *c, nnc_lstmt *row_blk, nnc_lexpr **row_idx, const nnc_node *red, int pass) {
   lower *L = &c->L;
   const nnc_fuse_group *G = c->G;
   const nnc_type *full = &G->reduce_shape;
-  nnc_lexpr *ext[NNC_MAX_RANK], *rv[NNC_MAX_RANK] = {0}, *fi[NNC_MAX_RANK] = {0};
+  nnc_lexpr *ext[NNC_MAX_RANK], *rv[NNC_MAX_RANK] = {0}, *fi[NNC_MAX_RANK] = {0}, *cidx[NNC_MAX_RANK];
   int nred = 0;
   for (int k = 0; k < full->rank; k++)
     if (nnc_lw_reduced_axis(G->anchor, k)) ext[nred++] = extent(L, full, k);
   bool is_max = red && red->op == NNC_OP_reduce_max;
   nnc_lvar *acc = NULL;
-  if (red) {
+  nnc_lbuf *accs = NULL;
+  if (red && c->cb) { /* one accumulator per column of the block */
+    accs = column_buf(c);
+    nnc_lstmt *init = column_loop(c, row_blk, row_idx, cidx);
+    nnc_ls_push(L->k, init, nnc_ls_store(L->k, accs, c->col, nnc_lw_reduce_init(L, red->inputs[0]->type.dtype, is_max), NULL));
+  } else if (red) {
     acc = new_var(L, "acc", nnc_lt(red->inputs[0]->type.dtype, 1));
     nnc_ls_push(L->k, row_blk, nnc_ls_let(L->k, acc, nnc_lw_reduce_init(L, red->inputs[0]->type.dtype, is_max)));
   }
   nnc_lstmt *inner = nnc_lw_serial_loops(L, row_blk, nred, ext, rv);
-  for (int k = 0, o = 0, r = 0; k < full->rank; k++) fi[k] = nnc_lw_reduced_axis(G->anchor, k) ? rv[r++] : row_idx[o++];
+  inner = column_loop(c, inner, row_idx, cidx);
+  for (int k = 0, o = 0, r = 0; k < full->rank; k++) fi[k] = nnc_lw_reduced_axis(G->anchor, k) ? rv[r++] : cidx[o++];
   site st = new_site(c, inner);
   if (red) {
     at p = at_index(full, fi, &st);
     nnc_lexpr *x = value(c, red->inputs[0], &p);
-    nnc_ls_push(L->k, inner, nnc_ls_assign(L->k, acc, nnc_lw_combine(L, var(L, acc), x, is_max)));
+    if (accs)
+      nnc_ls_push(L->k, inner, nnc_ls_store(L->k, accs, c->col, nnc_lw_combine(L, nnc_le_load(L->k, accs, c->col, 1, NULL), x, is_max), NULL));
+    else
+      nnc_ls_push(L->k, inner, nnc_ls_assign(L->k, acc, nnc_lw_combine(L, var(L, acc), x, is_max)));
   }
   for (int o = 0; o < G->noutputs; o++) { /* full-shape outputs whose last computing pass this is */
     ginfo *gi = info_of(c, G->outputs[o]);
-    if (gi->stored || !nnc_shape_equal(&gi->nd->type, full) || gi->row) continue;
+    if (gi->stored || !nnc_shape_equal(&gi->nd->type, full) || has_row(gi)) continue;
     if (red ? last_pass_needing(c, gi->nd) != pass : !row_ready(c, gi->nd)) continue;
     at p = at_index(full, fi, &st);
     store_output(c, gi, &p);
@@ -469,17 +527,20 @@ static void reduce_pass(gctx *c, nnc_lstmt *row_blk, nnc_lexpr **row_idx, const 
   }
   if (!red) return;
   ginfo *ri = info_of(c, red);
-  ri->row = acc;
+  if (accs) ri->row_buf = accs;
+  else ri->row = acc;
   if (ri->output) {
-    at p = at_index(&red->type, row_idx, NULL);
-    nnc_ls_push(L->k, row_blk, nnc_ls_store(L->k, ri->buf, at_flat(c, &p), var(L, acc), NULL));
+    nnc_lstmt *blk = column_loop(c, row_blk, row_idx, cidx);
+    at p = at_index(&red->type, cidx, NULL);
+    nnc_lexpr *v = accs ? nnc_le_load(L->k, accs, c->col, 1, NULL) : var(L, acc);
+    nnc_ls_push(L->k, blk, nnc_ls_store(L->k, ri->buf, at_flat(c, &p), v, NULL));
   }
 }
 
 static void reduce_row(lower *L, nnc_lstmt *blk, nnc_lexpr **row_idx) {
   gctx *c = ctx_of(L);
   const nnc_fuse_group *G = c->G;
-  for (int i = 0; i < c->ninfo; i++) c->info[i].row = NULL, c->info[i].stored = false;
+  for (int i = 0; i < c->ninfo; i++) c->info[i].row = NULL, c->info[i].row_buf = NULL, c->info[i].stored = false;
   site row_site = new_site(c, blk);
   compute_ready_rows(c, blk, row_idx, &row_site);
   int pass = 0;
@@ -491,14 +552,55 @@ static void reduce_row(lower *L, nnc_lstmt *blk, nnc_lexpr **row_idx) {
   bool left = false;
   for (int o = 0; o < G->noutputs; o++) {
     ginfo *gi = info_of(c, G->outputs[o]);
-    left |= !gi->stored && !gi->row && nnc_shape_equal(&gi->nd->type, &G->reduce_shape);
+    left |= !gi->stored && !has_row(gi) && nnc_shape_equal(&gi->nd->type, &G->reduce_shape);
   }
   if (left) reduce_pass(c, blk, row_idx, NULL, pass);
   for (int o = 0; o < G->noutputs; o++) {
     ginfo *gi = info_of(c, G->outputs[o]);
-    if (!gi->stored && !gi->row && !nnc_shape_equal(&gi->nd->type, &G->reduce_shape))
+    if (!gi->stored && !has_row(gi) && !nnc_shape_equal(&gi->nd->type, &G->reduce_shape))
       gfail(c, gi->nd, "an output in neither the row nor the full shape");
   }
+}
+
+/* CPU: when the reduced axes are outer ones and the row's last axis is the full shape's last
+ * (a bias gradient's sum over the batch), one row at a time reads the full shape with the
+ * row length as stride: every load touches another cache line. Blocks of columns read whole
+ * cache lines instead. The block size (16, 8 or 4 f32 columns) divides the row's last axis. */
+static int column_block(gctx *c) {
+  const nnc_type *row = &c->G->anchor->type, *full = &c->G->reduce_shape;
+  if (c->L.o->target != NNC_LOWER_CPU || row->rank < 1 || full->rank < 2) return 0;
+  if (nnc_lw_reduced_axis(c->G->anchor, full->rank - 1) || row->batch_axis == row->rank - 1) return 0;
+  for (int m = 0; m < c->G->nmembers; m++) { /* the block's row values are f32 buffers */
+    const nnc_node *nd = c->G->members[m];
+    if (is_reduction(nd) && nd->inputs[0]->type.dtype != NNC_F32) return 0;
+    if (nnc_shape_equal(&nd->type, row) && nd->type.dtype != NNC_F32) return 0;
+  }
+  int64_t last = row->dims[row->rank - 1];
+  for (int cb = 16; cb >= 4; cb /= 2)
+    if (last % cb == 0) return cb;
+  return 0;
+}
+
+/* The row loops with the last one stepping over column blocks; the outermost parallel. */
+static void cpu_column_nest(gctx *c, int64_t per_row) {
+  lower *L = &c->L;
+  const nnc_type *row = &c->G->anchor->type;
+  nnc_lexpr *idx[NNC_MAX_RANK];
+  nnc_lvar *vars[NNC_MAX_RANK];
+  for (int i = 0; i < row->rank; i++) {
+    vars[i] = idx_var(L, "i");
+    idx[i] = var(L, vars[i]);
+  }
+  nnc_lstmt *body = nnc_ls_block(L->k);
+  reduce_row(L, body, idx);
+  bool par = nnc_lw_wants_parallel(L, row, per_row) && (row->rank > 1 || row->dims[0] / c->cb >= 2);
+  for (int i = row->rank - 1; i >= 0; i--) {
+    nnc_loop_kind kind = i == 0 && par ? NNC_LOOP_PARALLEL : NNC_LOOP_SERIAL;
+    nnc_lstmt *loop = nnc_ls_for(L->k, vars[i], I(L, 0), extent(L, row, i), i == row->rank - 1 ? c->cb : 1, kind, body);
+    body = nnc_ls_block(L->k);
+    nnc_ls_push(L->k, body, loop);
+  }
+  nnc_ls_push(L->k, L->k->body, body);
 }
 
 static void lower_reduce_group(gctx *c) {
@@ -507,6 +609,8 @@ static void lower_reduce_group(gctx *c) {
   int64_t per_row = nnc_type_elements(&c->G->reduce_shape, 1) / (nnc_type_elements(row, 1) > 0 ? nnc_type_elements(row, 1) : 1);
   L->nd = c->G->anchor;
   L->out_type = row;
+  c->cb = column_block(c);
+  if (c->cb) return cpu_column_nest(c, per_row > 0 ? per_row : 1);
   if (L->o->target == NNC_LOWER_GPU) nnc_lw_gpu_flat(L, L->k->body, row, reduce_row);
   else nnc_lw_cpu_nest(L, L->k->body, row, per_row > 0 ? per_row : 1, reduce_row);
 }

@@ -1,7 +1,8 @@
-/* The lowering's internals shared by passes/lower.c (one node per kernel) and
- * passes/lower_group.c (one fused group per kernel): the builder state, the expression and
- * shape helpers, and the schedules and element builders lower.c defines. Not an interface of
- * the compiler: only those two files include it. */
+/* The lowering's internals shared by passes/lower.c (one node per kernel),
+ * passes/lower_group.c (one fused group per kernel) and passes/lower_matmul.c (the CPU matmul
+ * schedule): the builder state, the expression and shape helpers, and the schedules and
+ * element builders lower.c defines. Not an interface of the compiler: only those files
+ * include it. */
 #ifndef NNC_PASSES_LOWER_IMPL_H
 #define NNC_PASSES_LOWER_IMPL_H
 
@@ -27,6 +28,10 @@ typedef struct lower {
    * hooks, so the element builders below compute a group's anchor unchanged. */
   nnc_lexpr *(*load_hook)(struct lower *L, int j, nnc_lexpr *const *idx);
   void (*store_hook)(struct lower *L, nnc_lstmt *blk, nnc_lexpr *const *idx, const nnc_node *nd, nnc_lexpr *v);
+  /* Vector loads of operand j at a flat index of its own type (lower_matmul.c): whether the
+   * group can give one, and the load. Unset: operand j's buffer, when it has one. */
+  bool (*vec_ok_hook)(struct lower *L, int j);
+  nnc_lexpr *(*vec_load_hook)(struct lower *L, int j, nnc_lexpr *flat, int lanes, nnc_lexpr *mask);
   void *group;
   const nnc_node *pool_pair;          /* maxpool values and argmax in one group: the other one */
 } lower;
@@ -115,5 +120,10 @@ bool nnc_lw_wants_parallel(lower *L, const nnc_type *t, int64_t work_per_element
 int64_t nnc_lw_work_per_element(const nnc_node *nd);
 int nnc_lw_lanes(const nnc_lower_opts *o);
 const char *nnc_lw_kernel_comment(nnc_arena *a, const nnc_node *nd);
+
+/* From passes/lower_matmul.c: the register-tiled CPU schedule of L->nd, a matmul, built into
+ * the kernel's body; false (nothing built) when it does not apply: the GPU, scalar loops, or
+ * operands that cannot be read as vectors (lower.c's loops then lower it). */
+bool nnc_lw_matmul_cpu(lower *L);
 
 #endif
