@@ -847,46 +847,43 @@ LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, con
   g.f.buf = nnc_xcalloc(nb, sizeof *g.f.buf);
   collect_vars(&g, k->body);
   mark_outside(&g, k->body);
-  /* the signature: rt, global and scratch buffers, the scalars read */
-  /* Sized for the most the loop below admits: an optimizer kernel fused over every parameter
-   * passes hundreds of buffers (tiny_gpt's AdamW step 365), and buf_param is indexed by
-   * buffer, locals included. */
-  LLVMTypeRef params[1 + 500 + NNC_LSC_COUNT];
+  /* the signature: rt, global and scratch buffers, the scalars read (a fused optimizer
+   * update takes every param with its moments and gradient: hundreds of buffers) */
+  LLVMTypeRef *params = nnc_xcalloc(nb + NNC_LSC_COUNT + 1, sizeof *params);
   int np = 0, *buf_param = nnc_xcalloc(nb, sizeof *buf_param);
   params[np++] = g.t_ptr;
-  for (int i = 0; i < k->nbufs && np < 500; i++)
+  for (int i = 0; i < k->nbufs; i++)
     if (is_param_buf(k->bufs[i])) buf_param[i] = np, params[np++] = g.t_ptr;
   int scalar_param[NNC_LSC_COUNT];
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (k->uses_scalar[i]) scalar_param[i] = np, params[np++] = scalar_param_type(&g, i);
-  LLVMValueRef fn = NULL;
-  if (np >= 500) {
-    lerr(&g, "more than 490 buffer parameters");
-  } else {
-    fn = LLVMAddFunction(g.mod, fname, LLVMFunctionType(g.t_void, params, (unsigned)np, 0));
-    if (!external) LLVMSetLinkage(fn, LLVMInternalLinkage);
-    nnc_llvm_fn_attrs(m, fn);
-    for (int i = 0; i < k->nbufs; i++) {
-      if (!is_param_buf(k->bufs[i])) continue;
-      /* No noalias: the memory plan's in-place reuse passes one range as a kernel's input and
-       * output, which noalias would make undefined (the C printer drops restrict for the same
-       * reason; docs/memory.md). Explicit vectors do not need the alias facts. */
-      nnc_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "align", NNC_LLVM_BUF_ALIGN);
-      if (!k->bufs[i]->written) nnc_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "readonly", 0);
-    }
-    g.b = LLVMCreateBuilderInContext(g.cx), g.ab = LLVMCreateBuilderInContext(g.cx);
-    begin_function(&g, fn);
-    g.f.rt = LLVMGetParam(fn, 0);
-    for (int i = 0; i < k->nbufs; i++)
-      if (is_param_buf(k->bufs[i])) g.f.buf[i] = LLVMGetParam(fn, (unsigned)buf_param[i]);
-    for (int i = 0; i < NNC_LSC_COUNT; i++)
-      if (k->uses_scalar[i]) g.f.scalar[i] = LLVMGetParam(fn, (unsigned)scalar_param[i]);
-    declare_locals(&g, g.local_outside);
-    stmt(&g, k->body);
-    end_function(&g);
-    LLVMDisposeBuilder(g.b), LLVMDisposeBuilder(g.ab);
+  LLVMValueRef fn = LLVMAddFunction(g.mod, fname, LLVMFunctionType(g.t_void, params, (unsigned)np, 0));
+  if (!external) LLVMSetLinkage(fn, LLVMInternalLinkage);
+  nnc_llvm_fn_attrs(m, fn);
+  /* A kernel stays a call: a call costs nothing beside a kernel's loops, while inlining a
+   * program's hundreds of kernels into its entry function makes one function that O3's
+   * superlinear passes take minutes and gigabytes over (tiny_gpt: killed at 24 GB). */
+  nnc_llvm_enum_attr(m, fn, LLVMAttributeFunctionIndex, "noinline", 0);
+  for (int i = 0; i < k->nbufs; i++) {
+    if (!is_param_buf(k->bufs[i])) continue;
+    /* No noalias: the memory plan's in-place reuse passes one range as a kernel's input and
+     * output, which noalias would make undefined (the C printer drops restrict for the same
+     * reason; docs/memory.md). Explicit vectors do not need the alias facts. */
+    nnc_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "align", NNC_LLVM_BUF_ALIGN);
+    if (!k->bufs[i]->written) nnc_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "readonly", 0);
   }
-  free(g.vars), free(g.local_outside), free(g.f.slot), free(g.f.buf), free(buf_param);
+  g.b = LLVMCreateBuilderInContext(g.cx), g.ab = LLVMCreateBuilderInContext(g.cx);
+  begin_function(&g, fn);
+  g.f.rt = LLVMGetParam(fn, 0);
+  for (int i = 0; i < k->nbufs; i++)
+    if (is_param_buf(k->bufs[i])) g.f.buf[i] = LLVMGetParam(fn, (unsigned)buf_param[i]);
+  for (int i = 0; i < NNC_LSC_COUNT; i++)
+    if (k->uses_scalar[i]) g.f.scalar[i] = LLVMGetParam(fn, (unsigned)scalar_param[i]);
+  declare_locals(&g, g.local_outside);
+  stmt(&g, k->body);
+  end_function(&g);
+  LLVMDisposeBuilder(g.b), LLVMDisposeBuilder(g.ab);
+  free(g.vars), free(g.local_outside), free(g.f.slot), free(g.f.buf), free(params), free(buf_param);
   if (!g.ok && fn) {
     /* drop what was generated for this kernel: the module stays valid */
     char prefix[300];
