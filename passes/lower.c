@@ -719,6 +719,7 @@ static void lower_body(lower *L) {
   if (elementwise) return over_result(L, 1, el_elementwise);
   if (nd->op == NNC_OP_concat) return lower_concat(L);
   if (nd->op == NNC_OP_matmul && nnc_lw_matmul_cpu(L)) return;
+  if (nnc_lw_conv_cpu(L)) return;
   element_fn fn = element_builder(nd->op);
   if (!fn) return fail(L, "a source has no kernel");
   over_result(L, work_per_element(L), fn);

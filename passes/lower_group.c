@@ -401,6 +401,7 @@ static void lower_anchored_group(gctx *c) {
   L->vec_ok_hook = anchor_vec_ok;
   L->vec_load_hook = anchor_vec_load;
   if (a->op == NNC_OP_matmul && nnc_lw_matmul_cpu(L)) return;
+  if (nnc_lw_conv_cpu(L)) return;
   if (L->o->target == NNC_LOWER_GPU) nnc_lw_gpu_flat(L, L->k->body, &a->type, fn);
   else nnc_lw_cpu_nest(L, L->k->body, &a->type, nnc_lw_work_per_element(a), fn);
 }

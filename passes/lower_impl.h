@@ -125,5 +125,7 @@ const char *nnc_lw_kernel_comment(nnc_arena *a, const nnc_node *nd);
  * the kernel's body; false (nothing built) when it does not apply: the GPU, scalar loops, or
  * operands that cannot be read as vectors (lower.c's loops then lower it). */
 bool nnc_lw_matmul_cpu(lower *L);
+/* The same for conv2d and its input and weight gradients as implicit GEMM (one group). */
+bool nnc_lw_conv_cpu(lower *L);
 
 #endif

@@ -1,5 +1,7 @@
-/* The CPU schedule of matmul: register tiles over the host's vector lanes (docs/loops.md "CPU
- * matmul schedule"), in place of lower.c's one-element-at-a-time dot products.
+/* The CPU schedule of matmul and convolutions: register tiles over the host's vector lanes
+ * (docs/loops.md "CPU matmul and convolution schedule"), in place of lower.c's
+ * one-element-at-a-time dot products. Convolutions and their gradients are the packed form
+ * below over views of the image (implicit GEMM, at the end of the file).
  *
  * How it works. A register tile is MR rows x NV vectors of L columns of the result: MR*NV
  * vector accumulators; for each k, NV vector loads of b's row k, MR scalar loads of a (any
@@ -39,6 +41,18 @@ typedef struct mm {
   int vl;                             /* lanes of a vector */
   int regs;                           /* vector registers of the host at vl lanes */
   nnc_lexpr *batch[NNC_MAX_RANK];     /* the batch indices of the current tile */
+  int64_t m_static, m_max;            /* M when static (else -1), M at B_max */
+  /* The packed form's contraction: nk nested k axes (the first may scale with the batch, the
+   * others static) and the accessors of a, b and the result: matmul's, or a convolution's
+   * (lower_conv.c's implicit GEMM views). */
+  int nk;
+  nnc_lexpr *kext[3];
+  int64_t kdim[3];                    /* static extents; kdim[0] = -1 when it scales with the batch */
+  int64_t kmult;                      /* then kext[0] = n * kmult: chunks divide kmult */
+  nnc_lexpr *(*a_at)(struct mm *g, nnc_lexpr *row, nnc_lexpr *const *k);
+  nnc_lexpr *(*b_at)(struct mm *g, nnc_lexpr *const *k, nnc_lexpr *col);
+  void (*put)(struct mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc_lexpr *v);
+  const void *view;                   /* the accessors' data */
 } mm;
 
 /* --- operands --------------------------------------------------------------------------------- */
@@ -198,37 +212,57 @@ enum { PACK_ROWS_MAX = 32, PACK_LOCAL = 4096 };
 
 typedef struct packed {
   nnc_lexpr *i0;                      /* the block's first row */
-  int64_t mb, nr, kc;                 /* rows of a block, columns of a panel, k of a chunk */
-  nnc_lbuf *pk;                       /* pk[k*nr + c] = b[j0 + c, k0 + k] (0 past N) */
+  int64_t mb, nr;                     /* rows of a block, columns of a panel */
+  int64_t kc;                         /* units of the first k axis in a chunk */
+  nnc_lbuf *pk;                       /* pk[kflat*nr + c] = b[k, j0 + c] (0 past N) */
   nnc_lbuf *part;                     /* part[t*nr + c]: the block's partial sums */
 } packed;
 
-/* pk = the chunk of the panel at j0 from k0, len k long: b's rows along k, one column at a time. */
+static int64_t inner_k(const mm *g) {
+  int64_t e = 1;
+  for (int i = 1; i < g->nk; i++) e *= g->kdim[i];
+  return e;
+}
+
+/* Serial loops over a chunk's k (len units of the first axis from k0, the others whole) into
+ * blk: the innermost body, the k indices and the flat index inside the chunk. */
+static nnc_lstmt *k_loops(mm *g, nnc_lstmt *blk, nnc_lexpr *k0, int64_t len, nnc_lexpr **k, nnc_lexpr **flat) {
+  lower *L = g->L;
+  *flat = NULL;
+  for (int i = 0; i < g->nk; i++) {
+    nnc_lvar *v = idx_var(L, "k");
+    nnc_lstmt *body = nnc_ls_block(L->k);
+    nnc_ls_push(L->k, blk, nnc_ls_for(L->k, v, I(L, 0), I(L, i ? g->kdim[i] : len), 1, NNC_LOOP_SERIAL, body));
+    k[i] = i ? var(L, v) : add(L, k0, var(L, v));
+    *flat = i ? add(L, mul_const(L, *flat, g->kdim[i]), var(L, v)) : var(L, v);
+    blk = body;
+  }
+  return blk;
+}
+
+/* pk = the chunk of the panel at j0: b at (k, j0 + c), one column at a time. */
 static void pack_chunk(mm *g, const packed *P, nnc_lstmt *blk, nnc_lexpr *j0, nnc_lexpr *k0, int64_t len) {
   lower *L = g->L;
-  nnc_lvar *c = idx_var(L, "c"), *k = idx_var(L, "k");
+  nnc_lvar *c = idx_var(L, "c");
   nnc_lexpr *j = add(L, j0, var(L, c));
-  nnc_lexpr *dst = add(L, mul_const(L, var(L, k), P->nr), var(L, c));
-  nnc_lexpr *bi[NNC_MAX_RANK];
-  b_index(g, add(L, k0, var(L, k)), j, bi);
-  nnc_lstmt *load = nnc_ls_block(L->k), *zero = nnc_ls_block(L->k), *body = nnc_ls_block(L->k);
-  nnc_ls_push(L->k, load, nnc_ls_store(L->k, P->pk, dst, scalar_operand(g, 1, bi), NULL));
-  nnc_lstmt *loads = nnc_ls_for(L->k, k, I(L, 0), I(L, len), 1, NNC_LOOP_SERIAL, load);
+  nnc_lstmt *loads = nnc_ls_block(L->k), *body = nnc_ls_block(L->k);
+  nnc_lexpr *k[3], *flat;
+  nnc_lstmt *in = k_loops(g, loads, k0, len, k, &flat);
+  nnc_ls_push(L->k, in, nnc_ls_store(L->k, P->pk, add(L, mul_const(L, flat, P->nr), var(L, c)), g->b_at(g, k, j), NULL));
   if (g->n_static % P->nr == 0) {
     nnc_ls_push(L->k, body, loads);
   } else {
-    nnc_lvar *kz = idx_var(L, "k");
-    nnc_ls_push(L->k, zero, nnc_ls_store(L->k, P->pk, add(L, mul_const(L, var(L, kz), P->nr), var(L, c)),
+    nnc_lvar *z = idx_var(L, "z");
+    nnc_lstmt *zero = nnc_ls_block(L->k), *els = nnc_ls_block(L->k);
+    nnc_ls_push(L->k, zero, nnc_ls_store(L->k, P->pk, add(L, mul_const(L, var(L, z), P->nr), var(L, c)),
                                          nnc_le_const(L->k, nnc_lt(NNC_F32, 1), 0), NULL));
-    nnc_lstmt *then = nnc_ls_block(L->k), *els = nnc_ls_block(L->k);
-    nnc_ls_push(L->k, then, loads);
-    nnc_ls_push(L->k, els, nnc_ls_for(L->k, kz, I(L, 0), I(L, len), 1, NNC_LOOP_SERIAL, zero));
-    nnc_ls_push(L->k, body, nnc_ls_if(L->k, bin(L, NNC_LB_LT, j, g->N), then, els));
+    nnc_ls_push(L->k, els, nnc_ls_for(L->k, z, I(L, 0), I(L, len * inner_k(g)), 1, NNC_LOOP_SERIAL, zero));
+    nnc_ls_push(L->k, body, nnc_ls_if(L->k, bin(L, NNC_LB_LT, j, g->N), loads, els));
   }
   nnc_ls_push(L->k, blk, nnc_ls_for(L->k, c, I(L, 0), I(L, P->nr), 1, NNC_LOOP_SERIAL, body));
 }
 
-/* rows x nr partial sums at block row t (an expression) += a[i0 + t.., k0..k0+len] pk. */
+/* rows x nr partial sums at block row t (an expression) += a[i0 + t.., chunk] pk. */
 static void packed_tile(mm *g, const packed *P, nnc_lstmt *blk, nnc_lexpr *t, int rows, nnc_lexpr *k0, int64_t len) {
   lower *L = g->L;
   int nv = (int)(P->nr / g->vl);
@@ -240,23 +274,20 @@ static void packed_tile(mm *g, const packed *P, nnc_lstmt *blk, nnc_lexpr *t, in
       nnc_lexpr *at = add_const(L, mul_const(L, add_const(L, t, r), P->nr), (int64_t)v * g->vl);
       nnc_ls_push(L->k, blk, nnc_ls_let(L->k, acc[r][v], nnc_le_load(L->k, P->part, at, g->vl, NULL)));
     }
-  nnc_lvar *k = idx_var(L, "k");
-  nnc_lstmt *kb = nnc_ls_block(L->k);
+  nnc_lexpr *k[3], *flat;
+  nnc_lstmt *kb = k_loops(g, blk, k0, len, k, &flat);
   nnc_lvar *b[MAX_NV];
   for (int v = 0; v < nv; v++) {
     b[v] = new_var(L, "b", vt);
-    nnc_lexpr *at = add_const(L, mul_const(L, var(L, k), P->nr), (int64_t)v * g->vl);
+    nnc_lexpr *at = add_const(L, mul_const(L, flat, P->nr), (int64_t)v * g->vl);
     nnc_ls_push(L->k, kb, nnc_ls_let(L->k, b[v], nnc_le_load(L->k, P->pk, at, g->vl, NULL)));
   }
   for (int r = 0; r < rows; r++) {
-    nnc_lexpr *ai[NNC_MAX_RANK];
-    a_index(g, add(L, P->i0, add_const(L, t, r)), add(L, k0, var(L, k)), ai);
     nnc_lvar *a = new_var(L, "a", vt);
-    nnc_ls_push(L->k, kb, nnc_ls_let(L->k, a, nnc_le_splat(L->k, scalar_operand(g, 0, ai), g->vl)));
+    nnc_ls_push(L->k, kb, nnc_ls_let(L->k, a, nnc_le_splat(L->k, g->a_at(g, add(L, P->i0, add_const(L, t, r)), k), g->vl)));
     for (int v = 0; v < nv; v++)
       nnc_ls_push(L->k, kb, nnc_ls_assign(L->k, acc[r][v], add(L, var(L, acc[r][v]), mul(L, var(L, a), var(L, b[v])))));
   }
-  nnc_ls_push(L->k, blk, nnc_ls_for(L->k, k, I(L, 0), I(L, len), 1, NNC_LOOP_SERIAL, kb));
   for (int r = 0; r < rows; r++)
     for (int v = 0; v < nv; v++) {
       nnc_lexpr *at = add_const(L, mul_const(L, add_const(L, t, r), P->nr), (int64_t)v * g->vl);
@@ -265,7 +296,7 @@ static void packed_tile(mm *g, const packed *P, nnc_lstmt *blk, nnc_lexpr *t, in
 }
 
 /* The block's rows for one chunk: full tiles of mr rows (every row of the block exists), or
- * row by row under a guard (the last block of a batch-scaled M). */
+ * row by row under a guard (the last block). */
 static void packed_rows(mm *g, const packed *P, nnc_lstmt *blk, bool guarded, int mr, nnc_lexpr *k0, int64_t len) {
   lower *L = g->L;
   nnc_lvar *t = idx_var(L, "t");
@@ -278,7 +309,7 @@ static void packed_rows(mm *g, const packed *P, nnc_lstmt *blk, bool guarded, in
   nnc_ls_push(L->k, blk, nnc_ls_for(L->k, t, I(L, 0), I(L, P->mb), guarded ? 1 : mr, NNC_LOOP_SERIAL, body));
 }
 
-/* The epilogue of the block's panel at j0: each result through the store hook. */
+/* The epilogue of the block's panel at j0: each result through put. */
 static void packed_store(mm *g, const packed *P, nnc_lstmt *blk, nnc_lexpr *j0, bool guarded) {
   lower *L = g->L;
   nnc_lvar *t = idx_var(L, "t"), *c = idx_var(L, "c");
@@ -293,7 +324,7 @@ static void packed_store(mm *g, const packed *P, nnc_lstmt *blk, nnc_lexpr *j0, 
     at = nnc_ls_block(L->k);
     nnc_ls_push(L->k, body, nnc_ls_if(L->k, cond, at, NULL));
   }
-  store_element(g, at, i, j, nnc_le_load(L->k, P->part, add(L, mul_const(L, var(L, t), P->nr), var(L, c)), 1, NULL));
+  g->put(g, at, i, j, nnc_le_load(L->k, P->part, add(L, mul_const(L, var(L, t), P->nr), var(L, c)), 1, NULL));
   nnc_lstmt *rows = nnc_ls_block(L->k);
   nnc_ls_push(L->k, rows, nnc_ls_for(L->k, c, I(L, 0), I(L, P->nr), 1, NNC_LOOP_SERIAL, body));
   nnc_ls_push(L->k, blk, nnc_ls_for(L->k, t, I(L, 0), I(L, P->mb), 1, NNC_LOOP_SERIAL, rows));
@@ -309,21 +340,34 @@ static void packed_block(mm *g, const packed *P, nnc_lstmt *blk, bool guarded, i
   nnc_lstmt *zb = nnc_ls_block(L->k);
   nnc_ls_push(L->k, zb, nnc_ls_store(L->k, P->part, var(L, z), nnc_le_const(L->k, nnc_lt(NNC_F32, g->vl), 0), NULL));
   nnc_ls_push(L->k, pb, nnc_ls_for(L->k, z, I(L, 0), I(L, P->mb * P->nr), g->vl, NNC_LOOP_SERIAL, zb));
-  int64_t kfull = g->k_static / P->kc * P->kc;
-  if (kfull > 0) {
+  bool dynamic = g->kdim[0] < 0; /* chunks of one unit up to the batch-scaled extent */
+  int64_t kfull = dynamic ? 0 : g->kdim[0] / P->kc * P->kc;
+  if (dynamic || kfull > 0) {
     nnc_lvar *k0 = idx_var(L, "k");
     nnc_lstmt *cb = nnc_ls_block(L->k);
     pack_chunk(g, P, cb, var(L, j0), var(L, k0), P->kc);
     packed_rows(g, P, cb, guarded, mr, var(L, k0), P->kc);
-    nnc_ls_push(L->k, pb, nnc_ls_for(L->k, k0, I(L, 0), I(L, kfull), P->kc, NNC_LOOP_SERIAL, cb));
+    nnc_ls_push(L->k, pb, nnc_ls_for(L->k, k0, I(L, 0), dynamic ? g->kext[0] : I(L, kfull), P->kc, NNC_LOOP_SERIAL, cb));
   }
-  if (g->k_static > kfull) {
-    pack_chunk(g, P, pb, var(L, j0), I(L, kfull), g->k_static - kfull);
-    packed_rows(g, P, pb, guarded, mr, I(L, kfull), g->k_static - kfull);
+  if (!dynamic && g->kdim[0] > kfull) {
+    pack_chunk(g, P, pb, var(L, j0), I(L, kfull), g->kdim[0] - kfull);
+    packed_rows(g, P, pb, guarded, mr, I(L, kfull), g->kdim[0] - kfull);
   }
   packed_store(g, P, pb, var(L, j0), guarded);
   int64_t npanels = (g->n_static + P->nr - 1) / P->nr;
   nnc_ls_push(L->k, blk, nnc_ls_for(L->k, j0, I(L, 0), I(L, npanels * P->nr), P->nr, NNC_LOOP_SERIAL, pb));
+}
+
+/* matmul's accessors for the packed form */
+static nnc_lexpr *mm_a_at(mm *g, nnc_lexpr *row, nnc_lexpr *const *k) {
+  nnc_lexpr *ai[NNC_MAX_RANK];
+  a_index(g, row, k[0], ai);
+  return scalar_operand(g, 0, ai);
+}
+static nnc_lexpr *mm_b_at(mm *g, nnc_lexpr *const *k, nnc_lexpr *col) {
+  nnc_lexpr *bi[NNC_MAX_RANK];
+  b_index(g, k[0], col, bi);
+  return scalar_operand(g, 1, bi);
 }
 
 /* --- the schedule ------------------------------------------------------------------------------- */
@@ -336,22 +380,24 @@ typedef struct shape {
 } shape;
 
 /* The tile that fills the host's vector registers (12 of AVX2's 16, 24 of AVX-512's 32:
- * room for the panel vectors and a broadcast) with two vectors of columns. */
-static shape tile_shape(const mm *g) {
-  shape s = {.packed = g->tb, .nv = 2};
-  s.mr = (g->regs >= 32 ? 24 : 12) / s.nv;
-  if (s.mr > MAX_MR) s.mr = MAX_MR;
-  if (!s.packed) return s;
+ * room for the panel vectors and a broadcast) with two vectors of columns. For the packed
+ * form: its row blocks and k chunks; false when a chunk of one unit of the first k axis does not
+ * fit local memory. */
+static bool tile_shape(const mm *g, bool packed_form, shape *s) {
+  *s = (shape){.packed = packed_form, .nv = 2};
+  s->mr = (g->regs >= 32 ? 24 : 12) / s->nv;
+  if (s->mr > MAX_MR) s->mr = MAX_MR;
+  if (!s->packed) return true;
   /* a panel is packed once per block of rows: larger blocks share it more, while at least
    * two blocks keep two cores busy */
-  int64_t m = g->o->dims[g->r - 2] * (g->o->batch_axis == g->r - 2 ? g->L->bmax : 1);
-  int64_t per = m / (2 * s.mr);
-  s.mb = s.mr * (per < 1 ? 1 : per > 4 ? 4 : per);
-  if (s.mb > PACK_ROWS_MAX) s.mb = PACK_ROWS_MAX / s.mr * s.mr;
-  int64_t nr = (int64_t)s.nv * g->vl;
-  s.kc = PACK_LOCAL / nr;
-  if (s.kc > g->k_static) s.kc = g->k_static;
-  return s;
+  int64_t per = g->m_max / (2 * s->mr);
+  s->mb = s->mr * (per < 1 ? 1 : per > 4 ? 4 : per);
+  if (s->mb > PACK_ROWS_MAX) s->mb = PACK_ROWS_MAX / s->mr * s->mr;
+  int64_t nr = (int64_t)s->nv * g->vl;
+  s->kc = PACK_LOCAL / (nr * inner_k(g));
+  while (g->kdim[0] < 0 && s->kc > 1 && g->kmult % s->kc) s->kc--;
+  if (g->kdim[0] >= 0 && s->kc > g->kdim[0]) s->kc = g->kdim[0];
+  return s->kc >= 1;
 }
 
 typedef struct rows_ctx {
@@ -366,7 +412,8 @@ static void rows_at(rows_ctx *x, nnc_lstmt *blk, nnc_lexpr *row0, bool rest, int
   if (x->s->packed) { /* local buffers of its own: the last block may lie outside the parallel loop */
     lower *L = g->L;
     x->P.i0 = row0;
-    x->P.pk = nnc_lk_buf(L->k, nnc_arena_printf(L->k->arena, "pack%d", L->nvars++), NNC_F32, NNC_SCOPE_LOCAL, x->P.kc * x->P.nr);
+    x->P.pk = nnc_lk_buf(L->k, nnc_arena_printf(L->k->arena, "pack%d", L->nvars++), NNC_F32, NNC_SCOPE_LOCAL,
+                         x->P.kc * inner_k(g) * x->P.nr);
     x->P.part = nnc_lk_buf(L->k, nnc_arena_printf(L->k->arena, "part%d", L->nvars++), NNC_F32, NNC_SCOPE_LOCAL, x->P.mb * x->P.nr);
     return packed_block(g, &x->P, blk, rest, x->s->mr);
   }
@@ -387,15 +434,14 @@ static void row_tiles(mm *g, const shape *s, nnc_lstmt *blk, bool parallel) {
   int64_t step = s->mr;
   if (s->packed) {
     step = s->mb;
-    int64_t nr = (int64_t)s->nv * g->vl;
-    x.P = (packed){.mb = s->mb, .nr = nr, .kc = s->kc};
+    x.P = (packed){.mb = s->mb, .nr = (int64_t)s->nv * g->vl, .kc = s->kc};
   }
   nnc_loop_kind kind = parallel ? NNC_LOOP_PARALLEL : NNC_LOOP_SERIAL;
   nnc_lvar *i0 = idx_var(L, "i");
   nnc_lstmt *full = nnc_ls_block(L->k);
   rows_at(&x, full, var(L, i0), false, 0);
-  if (g->o->batch_axis != g->r - 2) {
-    int64_t m = g->o->dims[g->r - 2], mfull = m / step * step;
+  if (g->m_static >= 0) {
+    int64_t m = g->m_static, mfull = m / step * step;
     if (mfull > 0) nnc_ls_push(L->k, blk, nnc_ls_for(L->k, i0, I(L, 0), I(L, mfull), step, kind, full));
     if (m > mfull) rows_at(&x, blk, I(L, mfull), true, (int)(m - mfull));
     return;
@@ -407,16 +453,45 @@ static void row_tiles(mm *g, const shape *s, nnc_lstmt *blk, bool parallel) {
   nnc_ls_push(L->k, blk, nnc_ls_for(L->k, i0, I(L, 0), g->M, step, kind, body));
 }
 
+/* nb batch loops (extents ext) around the row tiles: the outermost parallel when it has more
+ * than one iteration (batch_max: its extent at B_max), else the row tiles when parallel. */
+static void batch_and_rows(mm *g, const shape *s, int nb, nnc_lexpr *const *ext, int64_t batch_max, bool parallel) {
+  lower *L = g->L;
+  bool par_batch = parallel && nb > 0 && batch_max >= 2;
+  nnc_lvar *bv[NNC_MAX_RANK];
+  nnc_lstmt *body[NNC_MAX_RANK + 1];
+  body[0] = L->k->body;
+  for (int d = 0; d < nb; d++) {
+    bv[d] = idx_var(L, "b");
+    g->batch[d] = var(L, bv[d]);
+    body[d + 1] = nnc_ls_block(L->k);
+  }
+  row_tiles(g, s, body[nb], parallel && !par_batch);
+  for (int d = nb - 1; d >= 0; d--)
+    nnc_ls_push(L->k, body[d], nnc_ls_for(L->k, bv[d], I(L, 0), ext[d], 1,
+                                          d == 0 && par_batch ? NNC_LOOP_PARALLEL : NNC_LOOP_SERIAL, body[d + 1]));
+}
+
 static int host_registers(void) {
   nnc_target t = nnc_target_host();
   return t.isa && t.vector_bits >= 512 ? 32 : 16;
 }
 
+/* The lanes and registers of the host; false for scalar loops and the GPU. */
+static bool cpu_vectors(lower *L, mm *g) {
+  if (L->o->target != NNC_LOWER_CPU || nnc_lw_lanes(L->o) < 2) return false;
+  nnc_target host = nnc_target_host();
+  int lanes = nnc_lw_lanes(L->o), hl = host.f32_lanes > 0 ? host.f32_lanes : 4;
+  g->vl = lanes < hl ? lanes : hl;
+  g->regs = host_registers();
+  return true;
+}
+
 bool nnc_lw_matmul_cpu(lower *L) {
   const nnc_node *nd = L->nd;
-  if (L->o->target != NNC_LOWER_CPU || nnc_lw_lanes(L->o) < 2 || nd->op != NNC_OP_matmul || L->nin != 2) return false;
-  mm g = {.L = L, .ta = nnc_node_int(nd, NNC_ATTR_trans_a, 0) != 0, .tb = nnc_node_int(nd, NNC_ATTR_trans_b, 0) != 0,
-          .a = &L->in[0]->type, .b = &L->in[1]->type, .o = L->out_type};
+  mm g = {.L = L, .ta = nnc_node_int(nd, NNC_ATTR_trans_a, 0) != 0, .tb = nnc_node_int(nd, NNC_ATTR_trans_b, 0) != 0};
+  if (nd->op != NNC_OP_matmul || L->nin != 2 || !cpu_vectors(L, &g)) return false;
+  g.a = &L->in[0]->type, g.b = &L->in[1]->type, g.o = L->out_type;
   g.r = g.a->rank, g.rb = g.b->rank;
   if (g.r < 2 || g.o->rank != g.r || !(g.rb == 2 || g.rb == g.r)) return false;
   if (g.a->dtype != NNC_F32 || g.b->dtype != NNC_F32 || g.o->dtype != NNC_F32) return false;
@@ -429,30 +504,230 @@ bool nnc_lw_matmul_cpu(lower *L) {
   g.K = extent(L, g.a, ka);
   g.n_static = g.o->dims[g.r - 1];
   g.k_static = g.a->batch_axis == ka ? -1 : g.a->dims[ka];
+  g.m_static = g.o->batch_axis == g.r - 2 ? -1 : g.o->dims[g.r - 2];
+  g.m_max = g.o->dims[g.r - 2] * (g.m_static < 0 ? L->bmax : 1);
+  g.nk = 1, g.kext[0] = g.K, g.kdim[0] = g.k_static;
+  g.a_at = mm_a_at, g.b_at = mm_b_at, g.put = store_element;
   if (g.tb && g.k_static < 0) return false;
-  nnc_target host = nnc_target_host();
-  int lanes = nnc_lw_lanes(L->o), hl = host.f32_lanes > 0 ? host.f32_lanes : 4;
-  g.vl = lanes < hl ? lanes : hl;
-  g.regs = host_registers();
-  shape s = tile_shape(&g);
-
-  /* batch loops outside the row tiles: the outermost parallel when it has more than one
-   * iteration, else the row tiles */
+  shape s;
+  if (!tile_shape(&g, g.tb, &s)) return false;
   int nb = g.r - 2;
+  nnc_lexpr *ext[NNC_MAX_RANK];
+  for (int d = 0; d < nb; d++) ext[d] = extent(L, g.o, d);
   int64_t work = nnc_type_elements(g.o, L->bmax) * (g.k_static > 0 ? g.k_static : L->bmax);
-  bool par = work >= PARALLEL_MIN_ELEMENTS;
-  bool par_batch = par && nb > 0 && (g.o->batch_axis == 0 ? L->bmax * g.o->dims[0] : g.o->dims[0]) >= 2;
-  nnc_lvar *bv[NNC_MAX_RANK];
-  nnc_lstmt *body[NNC_MAX_RANK + 1];
-  body[0] = L->k->body;
-  for (int d = 0; d < nb; d++) {
-    bv[d] = idx_var(L, "b");
-    g.batch[d] = var(L, bv[d]);
-    body[d + 1] = nnc_ls_block(L->k);
+  int64_t batch_max = nb > 0 ? g.o->dims[0] * (g.o->batch_axis == 0 ? L->bmax : 1) : 1;
+  batch_and_rows(&g, &s, nb, ext, batch_max, work >= PARALLEL_MIN_ELEMENTS);
+  return true;
+}
+
+/* --- convolutions as implicit GEMM: the packed form over views of the image -------------------- */
+
+typedef struct conv_view {
+  const nnc_type *x, *w, *y;          /* image [B,C,H,W], weight [O,C,KH,KW], result [B,O,Ho,Wo] */
+  int64_t sy, sx, py, px, dy, dx;
+  bool rows_k;                        /* weight gradient: k is (b*Ho + oy, ox), not (b, oy, ox) */
+} conv_view;
+
+static const conv_view *view_of(const mm *g) { return g->view; }
+
+static void conv_pair(const nnc_node *nd, nnc_attr_key key, int64_t dflt, int64_t *y, int64_t *x) {
+  const nnc_attr *a = nnc_node_attr(nd, key);
+  *y = *x = dflt;
+  if (a && a->n >= 1 && a->n <= 2) *y = a->ints[0], *x = a->ints[a->n - 1];
+}
+
+/* The window attributes of L->nd, and whether this schedule takes them (one group). */
+static bool conv_window(lower *L, conv_view *v) {
+  conv_pair(L->nd, NNC_ATTR_stride, 1, &v->sy, &v->sx);
+  conv_pair(L->nd, NNC_ATTR_padding, 0, &v->py, &v->px);
+  conv_pair(L->nd, NNC_ATTR_dilation, 1, &v->dy, &v->dx);
+  return nnc_node_int(L->nd, NNC_ATTR_groups, 1) == 1 && v->sy >= 1 && v->sx >= 1 && v->dy >= 1 && v->dx >= 1 &&
+         v->py >= 0 && v->px >= 0;
+}
+
+/* x at image position (o*s + k*d - p) of output position o along one axis: the clamped index,
+ * and the condition that it lies inside (NULL without padding). */
+static nnc_lexpr *image_pos(lower *L, nnc_lexpr *o, nnc_lexpr *k, int64_t s, int64_t p, int64_t d, int64_t size,
+                            nnc_lexpr **inside) {
+  nnc_lexpr *pos = add_const(L, add(L, mul_const(L, o, s), mul_const(L, k, d)), -p);
+  *inside = NULL;
+  if (p == 0) return pos;
+  *inside = and_(L, bin(L, NNC_LB_GE, pos, I(L, 0)), bin(L, NNC_LB_LT, pos, I(L, size)));
+  return clamp(L, pos, 0, I(L, size - 1));
+}
+
+/* The image x (operand j) at [b, c, oy*s + ky*d - p, ox*s + kx*d - p], 0 in the padding: a
+ * padded tap adds +-0 where lower.c's loops skip it, the same value. */
+static nnc_lexpr *image_at(mm *g, int j, nnc_lexpr *b, nnc_lexpr *c, nnc_lexpr *oy, nnc_lexpr *ox, nnc_lexpr *ky,
+                           nnc_lexpr *kx) {
+  lower *L = g->L;
+  const conv_view *v = view_of(g);
+  nnc_lexpr *in_y, *in_x;
+  nnc_lexpr *iy = image_pos(L, oy, ky, v->sy, v->py, v->dy, v->x->dims[2], &in_y);
+  nnc_lexpr *ix = image_pos(L, ox, kx, v->sx, v->px, v->dx, v->x->dims[3], &in_x);
+  nnc_lexpr *idx[4] = {b, c, iy, ix};
+  nnc_lexpr *val = scalar_operand(g, j, idx), *inside = in_y ? and_(L, in_y, in_x) : in_x;
+  return inside ? nnc_le_select(L->k, inside, val, nnc_le_const(L->k, nnc_lt(NNC_F32, 1), 0)) : val;
+}
+
+/* conv2d: rows (oy, ox) of image b, columns o, k (c, ky, kx). */
+static nnc_lexpr *fwd_a(mm *g, nnc_lexpr *row, nnc_lexpr *const *k) {
+  int64_t wo = view_of(g)->y->dims[3];
+  lower *L = g->L;
+  return image_at(g, 0, g->batch[0], k[0], bin(L, NNC_LB_FLOORDIV, row, I(L, wo)), bin(L, NNC_LB_MOD, row, I(L, wo)), k[1], k[2]);
+}
+static nnc_lexpr *fwd_b(mm *g, nnc_lexpr *const *k, nnc_lexpr *col) {
+  nnc_lexpr *idx[4] = {col, k[0], k[1], k[2]};
+  return scalar_operand(g, 1, idx);
+}
+static void fwd_put(mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc_lexpr *v) {
+  lower *L = g->L;
+  int64_t wo = view_of(g)->y->dims[3];
+  nnc_lexpr *idx[4] = {g->batch[0], col, bin(L, NNC_LB_FLOORDIV, row, I(L, wo)), bin(L, NNC_LB_MOD, row, I(L, wo))};
+  if (L->store_hook) return L->store_hook(L, blk, idx, L->nd, v);
+  nnc_ls_push(L->k, blk, nnc_ls_store(L->k, L->out, ravel(L, L->out_type, idx), v, NULL));
+}
+
+/* conv2d_weight_grad: rows o, columns (c, ky, kx), k (b, oy, ox) with b up to the batch, or
+ * (b*Ho + oy, ox) when an image's output positions do not fit one chunk. */
+static void wgrad_k(mm *g, nnc_lexpr *const *k, nnc_lexpr **b, nnc_lexpr **oy, nnc_lexpr **ox) {
+  lower *L = g->L;
+  const conv_view *v = view_of(g);
+  if (!v->rows_k) {
+    *b = k[0], *oy = k[1], *ox = k[2];
+    return;
   }
-  row_tiles(&g, &s, body[nb], par && !par_batch);
-  for (int d = nb - 1; d >= 0; d--)
-    nnc_ls_push(L->k, body[d], nnc_ls_for(L->k, bv[d], I(L, 0), extent(L, g.o, d), 1,
-                                          d == 0 && par_batch ? NNC_LOOP_PARALLEL : NNC_LOOP_SERIAL, body[d + 1]));
+  *b = bin(L, NNC_LB_FLOORDIV, k[0], I(L, v->y->dims[2]));
+  *oy = bin(L, NNC_LB_MOD, k[0], I(L, v->y->dims[2]));
+  *ox = k[1];
+}
+static nnc_lexpr *wgrad_a(mm *g, nnc_lexpr *row, nnc_lexpr *const *k) {
+  nnc_lexpr *idx[4] = {NULL, row, NULL, NULL};
+  wgrad_k(g, k, &idx[0], &idx[2], &idx[3]);
+  return scalar_operand(g, 0, idx);
+}
+static void wgrad_col(mm *g, nnc_lexpr *col, nnc_lexpr **c, nnc_lexpr **ky, nnc_lexpr **kx) {
+  lower *L = g->L;
+  const nnc_type *w = view_of(g)->w;
+  *c = bin(L, NNC_LB_FLOORDIV, col, I(L, w->dims[2] * w->dims[3]));
+  *ky = bin(L, NNC_LB_MOD, bin(L, NNC_LB_FLOORDIV, col, I(L, w->dims[3])), I(L, w->dims[2]));
+  *kx = bin(L, NNC_LB_MOD, col, I(L, w->dims[3]));
+}
+static nnc_lexpr *wgrad_b(mm *g, nnc_lexpr *const *k, nnc_lexpr *col) {
+  nnc_lexpr *c, *ky, *kx, *b, *oy, *ox;
+  wgrad_col(g, col, &c, &ky, &kx);
+  wgrad_k(g, k, &b, &oy, &ox);
+  return image_at(g, 1, b, c, oy, ox, ky, kx);
+}
+static void wgrad_put(mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc_lexpr *v) {
+  lower *L = g->L;
+  nnc_lexpr *c, *ky, *kx;
+  wgrad_col(g, col, &c, &ky, &kx);
+  nnc_lexpr *idx[4] = {row, c, ky, kx};
+  if (L->store_hook) return L->store_hook(L, blk, idx, L->nd, v);
+  nnc_ls_push(L->k, blk, nnc_ls_store(L->k, L->out, ravel(L, L->out_type, idx), v, NULL));
+}
+
+/* conv2d_input_grad: rows (iy, ix) of image b, columns c, k (o, ky, kx); a is the gradient at
+ * the output position whose window tap (ky, kx) lands on (iy, ix), 0 where none does (lower.c's
+ * loops skip those taps: the same value). */
+static nnc_lexpr *source_pos(lower *L, nnc_lexpr *i, nnc_lexpr *k, int64_t s, int64_t p, int64_t d, int64_t size,
+                             nnc_lexpr **valid) {
+  nnc_lexpr *t = sub(L, add_const(L, i, p), mul_const(L, k, d));
+  nnc_lexpr *o = s == 1 ? t : bin(L, NNC_LB_FLOORDIV, t, I(L, s));
+  nnc_lexpr *ok = and_(L, bin(L, NNC_LB_GE, t, I(L, 0)), bin(L, NNC_LB_LT, o, I(L, size)));
+  if (s != 1) ok = and_(L, ok, bin(L, NNC_LB_EQ, bin(L, NNC_LB_MOD, t, I(L, s)), I(L, 0)));
+  *valid = ok;
+  return clamp(L, o, 0, I(L, size - 1));
+}
+static nnc_lexpr *igrad_a(mm *g, nnc_lexpr *row, nnc_lexpr *const *k) {
+  lower *L = g->L;
+  const conv_view *v = view_of(g);
+  int64_t w = v->x->dims[3];
+  nnc_lexpr *vy, *vx;
+  nnc_lexpr *oy = source_pos(L, bin(L, NNC_LB_FLOORDIV, row, I(L, w)), k[1], v->sy, v->py, v->dy, v->y->dims[2], &vy);
+  nnc_lexpr *ox = source_pos(L, bin(L, NNC_LB_MOD, row, I(L, w)), k[2], v->sx, v->px, v->dx, v->y->dims[3], &vx);
+  nnc_lexpr *idx[4] = {g->batch[0], k[0], oy, ox};
+  return nnc_le_select(L->k, and_(L, vy, vx), scalar_operand(g, 0, idx), nnc_le_const(L->k, nnc_lt(NNC_F32, 1), 0));
+}
+static nnc_lexpr *igrad_b(mm *g, nnc_lexpr *const *k, nnc_lexpr *col) {
+  nnc_lexpr *idx[4] = {k[0], col, k[1], k[2]};
+  return scalar_operand(g, 1, idx);
+}
+static void igrad_put(mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc_lexpr *v) {
+  lower *L = g->L;
+  int64_t w = view_of(g)->x->dims[3];
+  nnc_lexpr *idx[4] = {g->batch[0], col, bin(L, NNC_LB_FLOORDIV, row, I(L, w)), bin(L, NNC_LB_MOD, row, I(L, w))};
+  if (L->store_hook) return L->store_hook(L, blk, idx, L->nd, v);
+  nnc_ls_push(L->k, blk, nnc_ls_store(L->k, L->out, ravel(L, L->out_type, idx), v, NULL));
+}
+
+/* conv2d and its gradients (one group; any stride, padding and dilation) as the packed form:
+ * the forward with rows the output positions of one image (the batch loop outside) and columns
+ * the output channels; the input gradient likewise over the image positions and channels; the
+ * weight gradient with rows the output channels, columns the (c, ky, kx) of the weight and k the
+ * batch and output positions, one image per chunk. Each result sums in lower.c's order ((c, ky,
+ * kx), (o, ky, kx) or (b, oy, ox)), unfused. */
+bool nnc_lw_conv_cpu(lower *L) {
+  const nnc_node *nd = L->nd;
+  bool fwd = nd->op == NNC_OP_conv2d, wgrad = nd->op == NNC_OP_conv2d_weight_grad, igrad = nd->op == NNC_OP_conv2d_input_grad;
+  mm g = {.L = L};
+  conv_view v = {0};
+  if (!(fwd || wgrad || igrad) || L->nin != 2 || !cpu_vectors(L, &g) || !conv_window(L, &v)) return false;
+  for (int j = 0; j < 2; j++)
+    if (L->in[j]->type.dtype != NNC_F32 || L->in[j]->type.rank != 4) return false;
+  if (L->out_type->dtype != NNC_F32 || L->out_type->rank != 4) return false;
+  g.view = &v;
+  g.o = L->out_type;
+  shape s;
+  if (fwd) {
+    v.x = &L->in[0]->type, v.w = &L->in[1]->type, v.y = L->out_type;
+    if (v.x->batch_axis != 0 || v.y->batch_axis != 0 || v.w->batch_axis >= 0 || v.x->dims[0] != 1) return false;
+    g.m_static = g.m_max = v.y->dims[2] * v.y->dims[3];
+    g.M = I(L, g.m_static);
+    g.n_static = v.y->dims[1], g.N = I(L, g.n_static);
+    g.nk = 3;
+    for (int i = 0; i < 3; i++) g.kdim[i] = v.w->dims[i + 1], g.kext[i] = I(L, g.kdim[i]);
+    g.a_at = fwd_a, g.b_at = fwd_b, g.put = fwd_put;
+    if (!tile_shape(&g, true, &s)) return false;
+    nnc_lexpr *ext[1] = {extent(L, v.y, 0)};
+    int64_t work = nnc_type_elements(v.y, L->bmax) * inner_k(&g) * g.kdim[0];
+    batch_and_rows(&g, &s, 1, ext, L->bmax, work >= PARALLEL_MIN_ELEMENTS);
+    return true;
+  }
+  if (igrad) {
+    v.y = &L->in[0]->type, v.w = &L->in[1]->type, v.x = L->out_type;
+    if (v.x->batch_axis != 0 || v.y->batch_axis != 0 || v.w->batch_axis >= 0 || v.x->dims[0] != 1) return false;
+    g.m_static = g.m_max = v.x->dims[2] * v.x->dims[3];
+    g.M = I(L, g.m_static);
+    g.n_static = v.x->dims[1], g.N = I(L, g.n_static);
+    g.nk = 3;
+    g.kdim[0] = v.w->dims[0], g.kdim[1] = v.w->dims[2], g.kdim[2] = v.w->dims[3];
+    for (int i = 0; i < 3; i++) g.kext[i] = I(L, g.kdim[i]);
+    g.a_at = igrad_a, g.b_at = igrad_b, g.put = igrad_put;
+    if (!tile_shape(&g, true, &s)) return false;
+    nnc_lexpr *ext[1] = {extent(L, v.x, 0)};
+    int64_t work = nnc_type_elements(v.x, L->bmax) * inner_k(&g) * g.kdim[0];
+    batch_and_rows(&g, &s, 1, ext, L->bmax, work >= PARALLEL_MIN_ELEMENTS);
+    return true;
+  }
+  v.y = &L->in[0]->type, v.x = &L->in[1]->type, v.w = L->out_type;
+  if (v.x->batch_axis != 0 || v.y->batch_axis != 0 || v.w->batch_axis >= 0 || v.x->dims[0] != 1) return false;
+  g.m_static = g.m_max = v.w->dims[0];
+  g.M = I(L, g.m_static);
+  g.n_static = v.w->dims[1] * v.w->dims[2] * v.w->dims[3], g.N = I(L, g.n_static);
+  g.nk = 3;
+  g.kdim[0] = -1, g.kext[0] = extent(L, v.y, 0), g.kmult = 1;
+  for (int i = 1; i < 3; i++) g.kdim[i] = v.y->dims[i + 1], g.kext[i] = I(L, g.kdim[i]);
+  g.a_at = wgrad_a, g.b_at = wgrad_b, g.put = wgrad_put;
+  if (!tile_shape(&g, true, &s)) { /* chunks of output rows */
+    v.rows_k = true;
+    g.nk = 2;
+    g.kmult = v.y->dims[2], g.kext[0] = mul_const(L, extent(L, v.y, 0), g.kmult);
+    g.kdim[1] = v.y->dims[3], g.kext[1] = I(L, g.kdim[1]);
+    if (!tile_shape(&g, true, &s)) return false;
+  }
+  int64_t work = nnc_type_elements(v.w, L->bmax) * L->bmax * inner_k(&g);
+  batch_and_rows(&g, &s, 0, NULL, 1, work >= PARALLEL_MIN_ELEMENTS);
   return true;
 }
