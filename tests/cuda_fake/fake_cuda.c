@@ -303,7 +303,7 @@ static void run_op(op *o) {
 static void drain(stream *s, int upto) {
   int k = upto + 1;
   for (int i = 0; i < k; i++) run_op(&s->ops[i]);
-  memmove(s->ops, s->ops + k, sizeof *s->ops * (size_t)(s->nops - k));
+  if (s->nops > k) memmove(s->ops, s->ops + k, sizeof *s->ops * (size_t)(s->nops - k)); /* ops may be NULL */
   s->nops -= k;
 }
 
