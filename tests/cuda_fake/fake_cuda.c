@@ -54,6 +54,12 @@ static void say(const char *fmt, ...) {
   log_len += (size_t)snprintf(log_text + log_len, log_cap - log_len, "%s\n", line);
 }
 
+/* The log goes with the library: nnc dlcloses the driver when an executor is destroyed. */
+__attribute__((destructor)) static void free_log(void) {
+  free(log_text);
+  log_text = NULL, log_len = log_cap = 0;
+}
+
 static CUresult violation(const char *what) {
   violations++;
   say("VIOLATION %s", what);
