@@ -580,12 +580,15 @@ static nnc_lexpr *fwd_b(mm *g, nnc_lexpr *const *k, nnc_lexpr *col) {
   nnc_lexpr *idx[4] = {col, k[0], k[1], k[2]};
   return scalar_operand(g, 1, idx);
 }
-static void fwd_put(mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc_lexpr *v) {
+/* Stores v at [batch, col, row / w, row % w] of an image result of width w. */
+static void put_image(mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc_lexpr *v, int64_t w) {
   lower *L = g->L;
-  int64_t wo = view_of(g)->y->dims[3];
-  nnc_lexpr *idx[4] = {g->batch[0], col, bin(L, NNC_LB_FLOORDIV, row, I(L, wo)), bin(L, NNC_LB_MOD, row, I(L, wo))};
+  nnc_lexpr *idx[4] = {g->batch[0], col, bin(L, NNC_LB_FLOORDIV, row, I(L, w)), bin(L, NNC_LB_MOD, row, I(L, w))};
   if (L->store_hook) return L->store_hook(L, blk, idx, L->nd, v);
   nnc_ls_push(L->k, blk, nnc_ls_store(L->k, L->out, ravel(L, L->out_type, idx), v, NULL));
+}
+static void fwd_put(mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc_lexpr *v) {
+  put_image(g, blk, row, col, v, view_of(g)->y->dims[3]);
 }
 
 /* conv2d_weight_grad: rows o, columns (c, ky, kx), k (b, oy, ox) with b up to the batch, or
@@ -655,11 +658,7 @@ static nnc_lexpr *igrad_b(mm *g, nnc_lexpr *const *k, nnc_lexpr *col) {
   return scalar_operand(g, 1, idx);
 }
 static void igrad_put(mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc_lexpr *v) {
-  lower *L = g->L;
-  int64_t w = view_of(g)->x->dims[3];
-  nnc_lexpr *idx[4] = {g->batch[0], col, bin(L, NNC_LB_FLOORDIV, row, I(L, w)), bin(L, NNC_LB_MOD, row, I(L, w))};
-  if (L->store_hook) return L->store_hook(L, blk, idx, L->nd, v);
-  nnc_ls_push(L->k, blk, nnc_ls_store(L->k, L->out, ravel(L, L->out_type, idx), v, NULL));
+  put_image(g, blk, row, col, v, view_of(g)->x->dims[3]);
 }
 
 /* conv2d and its gradients (one group; any stride, padding and dilation) as the packed form:
