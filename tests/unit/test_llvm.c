@@ -544,6 +544,19 @@ static void test_cache_concurrent(void) {
 /* A kernel of 300 buffer parameters, as an optimizer step fused over every parameter of a model
  * passes (tiny_gpt's AdamW kernel has 365): every one gets its align and readonly attributes at
  * its own index, and the JIT builds it. */
+/* m emitted as text (IR or assembly) to path and read back (empty after a failed check). */
+static const char *emitted_text(nnc_cg_llvm_module *m, nnc_cg_llvm_emit_kind kind, const char *path) {
+  static char text[1 << 20];
+  char err[512];
+  text[0] = 0;
+  CHECK_MSG(m && nnc_cg_llvm_emit(m, kind, path, err, sizeof err), "%s", err);
+  FILE *f = fopen(path, "r");
+  size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
+  text[len] = 0;
+  if (f) fclose(f);
+  return text;
+}
+
 static void test_many_buffers(void) {
   enum { NIN = 299 };
   nnc_arena *a = nnc_arena_new();
@@ -563,12 +576,7 @@ static void test_many_buffers(void) {
   nnc_diags_init(&d, stderr);
   CHECK(m && nnc_cg_llvm_kernel(m, k, &d));
   snprintf(path, sizeof path, "%s/wide.ll", cache_root);
-  CHECK_MSG(m && nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_IR, path, err, sizeof err), "%s", err);
-  FILE *f = fopen(path, "r");
-  static char text[1 << 20];
-  size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
-  text[len] = 0;
-  if (f) fclose(f);
+  const char *text = emitted_text(m, NNC_LLVM_EMIT_IR, path);
   const char *def = strstr(text, "define void @wide(");
   const char *end = def ? strchr(def, '{') : NULL;
   int aligned_params = 0, readonly_params = 0;
@@ -594,30 +602,22 @@ static void test_emit(void) {
   CHECK(m && nnc_cg_llvm_kernel(m, g.k, &d));
   CHECK(m && nnc_cg_llvm_vector_bits(m) == 256);
   snprintf(path, sizeof path, "%s/sgemm.ll", cache_root);
-  CHECK_MSG(m && nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_IR, path, err, sizeof err), "%s", err);
-  FILE *f = fopen(path, "r");
-  static char text[1 << 20];
-  size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
-  text[len] = 0;
-  if (f) fclose(f);
+  const char *text = emitted_text(m, NNC_LLVM_EMIT_IR, path);
   CHECK(strstr(text, "define void @sgemm(ptr") != NULL);
   CHECK(strstr(text, "noalias") && strstr(text, "align 64"));
   CHECK(strstr(text, "\"prefer-vector-width\"=\"256\""));
   CHECK(strstr(text, "fmuladd") || strstr(text, "llvm.fma"));
   CHECK(strstr(text, "fast") == NULL && strstr(text, "reassoc") == NULL); /* the loop IR fixes every order */
   snprintf(path, sizeof path, "%s/sgemm.s", cache_root);
-  CHECK_MSG(nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_ASM, path, err, sizeof err), "%s", err);
-  f = fopen(path, "r");
-  len = f ? fread(text, 1, sizeof text - 1, f) : 0;
-  text[len] = 0;
-  if (f) fclose(f);
+  text = emitted_text(m, NNC_LLVM_EMIT_ASM, path);
   CHECK(strstr(text, "vfmadd") && strstr(text, "ymm"));
   snprintf(path, sizeof path, "%s/sgemm.o", cache_root);
   CHECK_MSG(nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_OBJ, path, err, sizeof err), "%s", err);
-  f = fopen(path, "rb");
-  len = f ? fread(text, 1, 4, f) : 0;
+  FILE *f = fopen(path, "rb");
+  char magic[4];
+  size_t len = f ? fread(magic, 1, 4, f) : 0;
   if (f) fclose(f);
-  CHECK(len == 4 && memcmp(text, "\x7f" "ELF", 4) == 0);
+  CHECK(len == 4 && memcmp(magic, "\x7f" "ELF", 4) == 0);
   CHECK(!nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_OBJ, "/nonexistent/dir/x.o", err, sizeof err));
   nnc_cg_llvm_module_free(m);
   nnc_arena_free(a);

@@ -15,6 +15,7 @@
 #include "ir/interp.h"
 #include "ir/target.h"
 #include "loop_sgemm.h"
+#include "uneven_pool.h"
 #include "runtime/abi.h"
 
 typedef void (*sgemm_fn)(const nnc_rt *, const float *, const float *, float *, float *);
@@ -61,15 +62,6 @@ static nnc_tensor interp_matmul(const float *A, const float *B, int64_t M, int64
   CHECK_MSG(ok, "%s", err);
   nnc_module_free(m);
   return out;
-}
-
-static int chunk_calls;
-static void uneven(void *pool, int64_t n, nnc_abi_body body, void *env) {
-  (void)pool;
-  int64_t cut = n / 3;
-  body(env, cut, n);
-  if (cut) body(env, 0, cut);
-  chunk_calls++;
 }
 
 static void check_shape_lanes(int64_t M, int64_t N, int64_t K, int lanes) {

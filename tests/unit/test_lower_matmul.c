@@ -21,6 +21,7 @@
 #include "ir/interp.h"
 #include "passes/lower.h"
 #include "runtime/abi.h"
+#include "uneven_pool.h"
 
 typedef void (*mm_fn)(const nnc_rt *, float *, const float *, const float *, int64_t);
 
@@ -53,15 +54,6 @@ static nnc_cg_lib *compile_kernel(const nnc_kernel *k) {
   CHECK_MSG(lib, "%s", err);
   free(text);
   return lib;
-}
-
-static int chunk_calls;
-static void uneven(void *pool, int64_t n, nnc_abi_body body, void *env) {
-  (void)pool;
-  int64_t cut = n / 3;
-  body(env, cut, n);
-  if (cut) body(env, 0, cut);
-  chunk_calls++;
 }
 
 static void fill(float *x, int64_t count, uint32_t s) {
