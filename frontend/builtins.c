@@ -25,8 +25,10 @@ nnc_node *el_new(el_ctx *c, nnc_op op, int n, nnc_node *const *in, nnc_loc loc) 
 nnc_node *el_done(el_ctx *c, nnc_node *n) {
   if (!n) return NULL;
   char err[512];
-  if (nnc_infer_type(n, err, sizeof err)) return n;
-  el_internal(c, n->loc, err);
+  bool too_large;
+  if (nnc_infer_type_sized(n, err, sizeof err, &too_large)) return n;
+  if (too_large) nnc_error(c->d, n->loc, "%s", err); /* sizes the user chose */
+  else el_internal(c, n->loc, err);
   return NULL;
 }
 
@@ -257,11 +259,21 @@ bool el_bind_args(el_ctx *c, const el_sig *sig, const nnc_ast *call, int first, 
   return ok;
 }
 
+/* What a value that is not an integer is, for "must be an integer, got ...": a whole number
+ * written as a real one (1e3, 64.0) says how to write it. */
+const char *el_non_int_desc(el_ctx *c, const el_val *v) {
+  if (v->kind != V_NUM) return el_val_desc(c, v);
+  if (v->num == floor(v->num) && fabs(v->num) < 9e15)
+    return nnc_arena_printf(c->arena, "the real number %.0f (written with '.' or an exponent: write %.0f)", v->num,
+                            v->num);
+  return nnc_arena_printf(c->arena, "the fraction %g", v->num);
+}
+
 bool el_get_int(el_ctx *c, el_scope *s, const nnc_ast *e, const char *what, int64_t lo, int64_t hi, int64_t *out) {
   el_val v = el_eval(c, s, e);
   if (v.kind == V_POISON) return false;
   if (v.kind != V_NUM || !v.is_int) {
-    nnc_error(c->d, e->loc, "'%s' must be an integer, got %s", what, v.kind == V_NUM ? "a fraction" : el_val_desc(c, &v));
+    nnc_error(c->d, e->loc, "'%s' must be an integer, got %s", what, el_non_int_desc(c, &v));
     return false;
   }
   if (v.num < (double)lo) {

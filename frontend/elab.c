@@ -645,7 +645,7 @@ static bool eval_dim(el_ctx *c, const nnc_ast *e, int64_t *size, bool *batch) {
   el_val v = el_eval(c, c->globals, k ? k : e);
   if (v.kind == V_POISON) return false;
   if (v.kind != V_NUM || !v.is_int) {
-    nnc_error(c->d, e->loc, "a dimension must be an integer, got %s", v.kind == V_NUM ? "a fraction" : el_val_desc(c, &v));
+    nnc_error(c->d, e->loc, "a dimension must be an integer, got %s", el_non_int_desc(c, &v));
     return false;
   }
   if (v.num <= 0) {

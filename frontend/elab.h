@@ -73,6 +73,7 @@ struct el_layer {
   nnc_init init;            /* IS_FIXED */
   /* parameters, once their shapes are known */
   bool materialized;
+  bool oversized;           /* a parameter past the size limit (reported once) */
   int nparams;
   int param[EL_MAX_PARAMS]; /* module param indices */
   const char *pname[EL_MAX_PARAMS];
@@ -134,6 +135,7 @@ el_val el_tensor(nnc_node *, nnc_loc);
 el_val el_eval(el_ctx *, el_scope *, const nnc_ast *);
 const char *el_type_str(el_ctx *, const nnc_type *);
 const char *el_val_desc(el_ctx *, const el_val *);
+const char *el_non_int_desc(el_ctx *, const el_val *);
 el_entry *el_lookup(el_scope *, const char *);
 el_entry *el_define(el_ctx *, el_scope *, const char *name, el_entry_kind, el_val, nnc_loc);
 el_scope *el_scope_new(el_ctx *, el_scope *parent);
@@ -228,6 +230,7 @@ bool el_check_in(el_ctx *, el_layer *, int64_t got, const char *what, const el_v
 /* --- recurrent and attention layers (seq_layers.c) --- */
 bool el_declare_seq_layer(el_ctx *, el_scope *, el_layer *, const nnc_ast *call);
 void el_materialize_seq_layer(el_ctx *, el_layer *);
+bool el_materialize(el_ctx *, el_layer *);
 el_val el_call_seq_layer(el_ctx *, el_layer *, const el_val *args, int nargs, nnc_loc);
 void el_freeze_layer(el_ctx *, el_layer *);
 nnc_node *el_param_node(el_ctx *, int param, nnc_loc);

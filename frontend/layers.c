@@ -67,7 +67,19 @@ static nnc_init weight_init(const el_layer *l, const nnc_type *w, nnc_init dflt)
   }
 }
 
+/* A parameter's size comes from the user's hyperparameters: past the limit per tensor it is an
+ * error in the model, reported once at the layer, and the layer is unusable from then on. */
+static bool param_within_limit(el_ctx *c, el_layer *l, const char *suffix, const nnc_type *t, nnc_loc loc) {
+  if (nnc_type_within_limit(t)) return true;
+  if (!l->oversized)
+    nnc_error(c->d, loc, "'%s' (%s): parameter '%s.%s' %s has more than %lld elements, the limit per tensor",
+              l->name, l->ctor, l->name, suffix, el_type_str(c, t), (long long)NNC_MAX_ELEMENTS);
+  l->oversized = true;
+  return false;
+}
+
 int el_add_param(el_ctx *c, el_layer *l, const char *suffix, nnc_type t, nnc_init init, bool is_state, nnc_loc loc) {
+  if (!param_within_limit(c, l, suffix, &t, loc)) return -1;
   nnc_param p = {.name = nnc_arena_printf(c->arena, "%s.%s", l->name, suffix), .type = t, .init = init,
                  .frozen = l->frozen, .is_state = is_state, .tied_to = -1, .loc = loc};
   int idx = nnc_module_add_param(c->m, &p);
@@ -93,9 +105,10 @@ static nnc_init uniform_fan(double fan_in) {
   return (nnc_init){NNC_INIT_UNIFORM, -b, b};
 }
 
-/* Adds the parameters of a built-in layer whose sizes are all known. */
-static void materialize(el_ctx *c, el_layer *l) {
-  if (l->materialized) return;
+/* Adds the parameters of a built-in layer whose sizes are all known; false when one of them is
+ * too large (reported). */
+bool el_materialize(el_ctx *c, el_layer *l) {
+  if (l->materialized) return !l->oversized;
   l->materialized = true;
   nnc_init ones = {NNC_INIT_ONES, 0, 0}, zeros = {NNC_INIT_ZEROS, 0, 0};
   nnc_type w;
@@ -131,6 +144,7 @@ static void materialize(el_ctx *c, el_layer *l) {
   case LK_RNN: case LK_LSTM: case LK_GRU: case LK_MHA: el_materialize_seq_layer(c, l); break;
   default: break;
   }
+  return !l->oversized;
 }
 
 nnc_node *el_pnode(el_ctx *c, el_layer *l, const char *suffix, nnc_loc loc) {
@@ -427,7 +441,7 @@ el_layer *el_instantiate(el_ctx *c, el_scope *s, const char *name, const char *p
     for (int i = 0; el_layer_names[i]; i++)
       if (strcmp(el_layer_names[i], ctor) == 0) l->kind = (el_layer_kind)i;
     ok = declare_builtin(c, s, l, call);
-    if (ok && sizes_known(l)) materialize(c, l);
+    if (ok && sizes_known(l)) el_materialize(c, l);
   } else {
     if (el_is_builtin_op(ctor)) {
       nnc_error(c->d, call->a->loc, "'%s' is an op, not a layer: call it where it is needed, %s(x)", ctor, ctor);
@@ -483,10 +497,11 @@ static el_val call_linear(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L) {
     return el_poison();
   }
   if (!el_check_in(c, l, t->dims[t->rank - 1], "input features", x, L)) return el_poison();
-  materialize(c, l);
+  if (!el_materialize(c, l)) return el_poison();
   nnc_node *in = x->node;
   if (t->rank == 1) in = el_reshape(c, in, &(nnc_type){NNC_F32, 2, -1, {1, t->dims[0]}}, L);
   nnc_node *y = el_matmul(c, in, el_pnode(c, l, "weight", L), false, true, L);
+  if (!y) return el_poison();
   if (l->bias) y = el_binary(c, NNC_OP_add, y, el_bcast_right(c, el_pnode(c, l, "bias", L), &y->type, L), L);
   if (y && t->rank == 1) y = el_reshape(c, y, &(nnc_type){NNC_F32, 1, -1, {l->out}}, L);
   return el_tensor(y, L);
@@ -515,7 +530,7 @@ static el_val call_conv(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L) {
       note_from(c, x);
       return el_poison();
     }
-  materialize(c, l);
+  if (!el_materialize(c, l)) return el_poison();
   nnc_node *y = el_new(c, NNC_OP_conv2d, 2, (nnc_node *[]){x->node, el_pnode(c, l, "weight", L)}, L);
   if (!y) return el_poison();
   nnc_node_set_ints(y, NNC_ATTR_stride, 2, l->stride);
@@ -554,7 +569,7 @@ static void write_buffer(el_ctx *c, el_layer *l, const char *suffix, nnc_node *v
 static el_val call_batchnorm(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L) {
   const nnc_type *t = &x->node->type;
   if (!image(c, l, x, L) || !el_check_in(c, l, t->dims[1], "channels", x, L)) return el_poison();
-  materialize(c, l);
+  if (!el_materialize(c, l)) return el_poison();
   const int red[3] = {0, 2, 3};
   const int ch[1] = {1};
   nnc_node *xn = x->node, *mean, *var;
@@ -606,7 +621,7 @@ static el_val call_layernorm(el_ctx *c, el_layer *l, const el_val *x, nnc_loc L)
     note_from(c, x);
     return el_poison();
   }
-  materialize(c, l);
+  if (!el_materialize(c, l)) return el_poison();
   int axes[NNC_MAX_RANK];
   for (int i = 0; i < l->nnorm; i++) axes[i] = t->rank - l->nnorm + i;
   int keep[NNC_MAX_RANK];

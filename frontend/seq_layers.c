@@ -129,12 +129,6 @@ void el_materialize_seq_layer(el_ctx *c, el_layer *l) {
   }
 }
 
-static void ensure_params(el_ctx *c, el_layer *l) {
-  if (l->materialized) return;
-  l->materialized = true;
-  el_materialize_seq_layer(c, l);
-}
-
 static nnc_node *param_k(el_ctx *c, el_layer *l, const char *what, int64_t k, nnc_loc L) {
   return el_pnode(c, l, nnc_arena_printf(c->arena, "%s_l%lld", what, (long long)k), L);
 }
@@ -224,7 +218,7 @@ static el_val call_recurrent(el_ctx *c, el_layer *l, const el_val *args, int nar
   int time_axis = l->batch_first ? 1 : 0;
   if (!sequence_arg(c, l, x, time_axis, L)) return el_poison();
   if (!el_check_in(c, l, x->node->type.dims[2], "input features", x, L)) return el_poison();
-  ensure_params(c, l);
+  if (!el_materialize(c, l)) return el_poison();
   nnc_node *seq = l->batch_first ? x->node : permute(c, x->node, (int64_t[]){1, 0, 2}, L); /* [B, T, I] */
   if (!seq) return el_poison();
   const nnc_type *bt = &seq->type;
@@ -312,7 +306,7 @@ static el_val call_mha(el_ctx *c, el_layer *l, const el_val *args, int nargs, nn
   }
   int64_t E = l->in, H = l->heads, d = E / H, lq = tq->dims[1], ls = tk->dims[1];
   if (nargs == 4 && !attention_mask(c, l, &args[3], lq, ls, L)) return el_poison();
-  ensure_params(c, l);
+  if (!el_materialize(c, l)) return el_poison();
   nnc_node *w = el_pnode(c, l, "in_proj_weight", L), *b = l->bias ? el_pnode(c, l, "in_proj_bias", L) : NULL;
   nnc_node *q, *k, *v;
   if (qkv[0] == qkv[1] && qkv[1] == qkv[2]) { /* self-attention: one projection, then its thirds */

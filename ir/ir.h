@@ -200,6 +200,11 @@ void nnc_param_init_values(const nnc_param *p, uint32_t seed, int index, void *o
  * Computes a node's result type from its inputs and attributes. On a violation returns false
  * and writes a message naming both shapes into err (the caller reports it with locations). */
 bool nnc_infer_type(nnc_node *, char *err, size_t errcap);
+/* The same; *too_large tells whether the violation was the size limit (NNC_MAX_ELEMENTS per
+ * tensor, each dimension included): a size the user chose, not a malformed graph. */
+bool nnc_infer_type_sized(nnc_node *, char *err, size_t errcap, bool *too_large);
+/* Whether t's dims and element count (B = 1) are within NNC_MAX_ELEMENTS. */
+bool nnc_type_within_limit(const nnc_type *t);
 
 /* --- verifier (ir/verify.c) --------------------------------------------------------------
  * Checks topological order, arity, attributes, types against the shape rules, outputs.

@@ -111,6 +111,16 @@ static bool in_range(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <=
 
 /* --- types --------------------------------------------------------------------------------- */
 
+/* Set when the last rule failed on the size limit (nnc_infer_type_sized). */
+static _Thread_local bool limit_failed;
+
+bool nnc_type_within_limit(const nnc_type *t) {
+  for (int i = 0; i < t->rank; i++)
+    if (t->dims[i] > NNC_MAX_ELEMENTS) return false;
+  int64_t e = nnc_type_elements(t, 1);
+  return e >= 0 && e <= NNC_MAX_ELEMENTS;
+}
+
 /* A type is well formed: known dtype, rank and batch axis in range, every dim within bounds,
  * and at most NNC_MAX_ELEMENTS elements with B = 1. */
 static bool check_type(const nnc_type *t, const char *what, char *err, size_t cap) {
@@ -120,12 +130,14 @@ static bool check_type(const nnc_type *t, const char *what, char *err, size_t ca
     return fail(err, cap, "%s: batch axis %d out of range for rank %d", what, t->batch_axis, t->rank);
   for (int i = 0; i < t->rank; i++) {
     int64_t lo = i == t->batch_axis ? 1 : 0;
-    if (!in_range(t->dims[i], lo, NNC_MAX_ELEMENTS))
+    if (t->dims[i] < lo)
       return fail(err, cap, "%s: dimension %d of size %lld out of range", what, i, (long long)t->dims[i]);
   }
-  int64_t e = nnc_type_elements(t, 1);
-  if (e < 0 || e > NNC_MAX_ELEMENTS)
-    return fail(err, cap, "%s: %s has more than %lld elements", what, TS(t), (long long)NNC_MAX_ELEMENTS);
+  if (!nnc_type_within_limit(t)) {
+    limit_failed = true;
+    return fail(err, cap, "%s: %s has more than %lld elements, the limit per tensor", what, TS(t),
+                (long long)NNC_MAX_ELEMENTS);
+  }
   return true;
 }
 
@@ -658,6 +670,13 @@ static bool apply_rule(nnc_node *n, const char *op, char *err, size_t cap) {
   case NNC_OP_maxpool2d_grad: return rule_maxpool2d_grad(n, err, cap);
   default: return fail(err, cap, "%s: no shape rule", op);
   }
+}
+
+bool nnc_infer_type_sized(nnc_node *n, char *err, size_t errcap, bool *too_large) {
+  limit_failed = false;
+  bool ok = nnc_infer_type(n, err, errcap);
+  *too_large = !ok && limit_failed;
+  return ok;
 }
 
 bool nnc_infer_type(nnc_node *n, char *err, size_t errcap) {
