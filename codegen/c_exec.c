@@ -178,7 +178,7 @@ static bool build(c_exec *x, const nnc_module *m, const nnc_rt_model *rm, const 
     if (!x->entries[i]) return snprintf(err, cap, "the compiled model has no %s", sym), false;
   }
   if (posix_memalign((void **)&x->scratch, NNC_ABI_ALIGN, (size_t)(scratch > 0 ? scratch : NNC_ABI_ALIGN)) != 0)
-    return snprintf(err, cap, "out of memory for %lld bytes of scratch", (long long)scratch), false;
+    nnc_oom((size_t)scratch);
   return true;
 }
 

@@ -1,9 +1,12 @@
 #include "diag.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "arena.h"
 
@@ -129,14 +132,38 @@ void nnc_note(nnc_diags *d, nnc_loc loc, const char *fmt, ...) {
   va_end(ap);
 }
 
-bool nnc_source_read(nnc_source *s, const char *path, nnc_diags *d) {
-  memset(s, 0, sizeof *s);
-  FILE *f = fopen(path, "rb");
+/* The model file, opened without blocking (a FIFO would wait for a writer forever) and only when
+ * it is a regular file; "-" is standard input, read when the user asks for it. */
+static FILE *open_source(const char *path, nnc_diags *d) {
   nnc_loc none = {0};
+  if (strcmp(path, "-") == 0) return stdin;
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    nnc_error(d, none, "cannot open '%s': %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return NULL;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    nnc_error(d, none, "cannot read '%s': %s, not a regular file (use '-' to read a model from standard input)",
+              path, S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket");
+    close(fd);
+    return NULL;
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  FILE *f = fdopen(fd, "rb");
   if (!f) {
     nnc_error(d, none, "cannot open '%s': %s", path, strerror(errno));
-    return false;
+    close(fd);
   }
+  return f;
+}
+
+bool nnc_source_read(nnc_source *s, const char *path, nnc_diags *d) {
+  memset(s, 0, sizeof *s);
+  nnc_loc none = {0};
+  FILE *f = open_source(path, d);
+  if (!f) return false;
   size_t cap = 4096, len = 0;
   char *text = nnc_xmalloc(cap);
   for (;;) {
@@ -147,15 +174,16 @@ bool nnc_source_read(nnc_source *s, const char *path, nnc_diags *d) {
   }
   bool failed = ferror(f);
   int err = errno; /* fclose may change it */
-  fclose(f);
+  if (f != stdin) fclose(f);
   if (failed) {
     nnc_error(d, none, "cannot read '%s': %s", path, strerror(err));
     free(text);
     return false;
   }
   text[len] = 0;
-  char *p = nnc_xmalloc(strlen(path) + 1);
-  strcpy(p, path);
+  const char *name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+  char *p = nnc_xmalloc(strlen(name) + 1);
+  strcpy(p, name);
   s->path = p;
   s->text = text;
   s->len = len;

@@ -67,8 +67,25 @@ static void meta_fill(meta_builder *mb, const nnc_rt_model *m, const nnc_rt_trai
   meta_add(mb, "plateau_cooldown_left", "%" PRId64, st->plateau_cooldown_left);
 }
 
+bool nnc_rt_persist_finite(const nnc_rt_model *m, const uint8_t *persist, char *err, size_t cap) {
+  for (int i = 0; i < m->nbuffers; i++) {
+    const nnc_rt_buffer *b = &m->buffers[i];
+    if (!saved(b) || b->dtype != NNC_RT_F32) continue;
+    for (size_t k = 0; k < b->bytes / 4; k++) {
+      float v;
+      memcpy(&v, persist + b->offset + 4 * k, 4);
+      if (isfinite(v)) continue;
+      snprintf(err, cap, "'%s' holds %s at element %zu", b->name, isnan(v) ? "nan" : v > 0 ? "inf" : "-inf", k);
+      return false;
+    }
+  }
+  return true;
+}
+
 bool nnc_rt_checkpoint_save(const char *path, const nnc_rt_model *m, const uint8_t *persist,
                             const nnc_rt_train_state *st, char *err, size_t cap) {
+  char why[256];
+  if (!nnc_rt_persist_finite(m, persist, why, sizeof why)) return fail(err, cap, path, "not written: %s", why);
   nnc_st_tensor *ts = calloc((size_t)m->nbuffers + 1, sizeof *ts);
   if (!ts) return fail(err, cap, path, "out of memory");
   size_t n = 0;

@@ -31,8 +31,13 @@ typedef enum nnc_rt_load_mode {
   NNC_RT_LOAD_RESUME,   /* everything, and the training state from the metadata (--resume) */
 } nnc_rt_load_mode;
 
+/* Whether every f32 value a checkpoint saves is finite; else err names the first tensor that is
+ * not ("'fc1.weight' holds nan at element 3"). A diverged run must not replace a good checkpoint. */
+bool nnc_rt_persist_finite(const nnc_rt_model *, const uint8_t *persist, char *err, size_t cap);
+
 /* Writes every PARAM, STATE and OPTIM buffer of persist (a tied param once, under its
- * target's name) and *st, atomically. Failures are I/O failures. */
+ * target's name) and *st, atomically. Refuses (before touching path) when a value is not
+ * finite (nnc_rt_persist_finite); other failures are I/O failures. */
 bool nnc_rt_checkpoint_save(const char *path, const nnc_rt_model *, const uint8_t *persist,
                             const nnc_rt_train_state *st, char *err, size_t cap);
 

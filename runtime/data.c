@@ -28,24 +28,12 @@ bool nnc_rt_data_fail(char *err, size_t cap, const char *path, const char *fmt, 
   return false;
 }
 
-int64_t nnc_rt_file_size(FILE *f) {
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) return -1;
-  return (int64_t)st.st_size;
-}
+static void (*oom_handler)(size_t);
 
-FILE *nnc_rt_open_read(const char *path, char *err, size_t cap) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    nnc_rt_data_fail(err, cap, path, "%s", strerror(errno));
-    return NULL;
-  }
-  if (nnc_rt_file_size(f) < 0) {
-    fclose(f);
-    nnc_rt_data_fail(err, cap, path, "not a regular file");
-    return NULL;
-  }
-  return f;
+void nnc_rt_set_oom_handler(void (*h)(size_t)) { oom_handler = h; }
+
+void nnc_rt_oom(size_t bytes) {
+  if (oom_handler) oom_handler(bytes);
 }
 
 const char *nnc_rt_dtype_name(nnc_rt_dtype t) {
@@ -342,7 +330,10 @@ static bool cast_split(const nnc_rt_dataset *ds, nnc_rt_split *sp, nnc_rt_dtype 
                        const char *name, char *err, size_t cap) {
   size_t count = (size_t)sp->n * ds->x_elems;
   uint8_t *out = malloc(count ? count * to_size : 1);
-  if (!out) return nnc_rt_data_fail(err, cap, "cast", "out of memory");
+  if (!out) {
+    nnc_rt_oom(count * to_size);
+    return nnc_rt_data_fail(err, cap, "cast", "out of memory");
+  }
   size_t from_size = nnc_rt_dtype_size(ds->x_dtype);
   for (size_t i = 0; i < count; i++) {
     double v = load_elem(ds->x_dtype, sp->x + i * from_size);

@@ -38,6 +38,13 @@ typedef enum nnc_rt_dtype {
 const char *nnc_rt_dtype_name(nnc_rt_dtype);
 size_t nnc_rt_dtype_size(nnc_rt_dtype);
 
+/* The runtime's out-of-memory hook: a reader, the training loop or an executor calls it with
+ * the size of a large allocation that failed, before reporting the failure as an error. The
+ * nnc driver installs one that exits with the environment status (3); unset (a program that
+ * links the runtime as a library), it does nothing and the error is returned as usual. */
+void nnc_rt_set_oom_handler(void (*)(size_t bytes));
+void nnc_rt_oom(size_t bytes);
+
 typedef enum nnc_rt_label_kind {
   NNC_RT_LABELS_AUTO,  /* readers choose: see nnc_rt_load_options */
   NNC_RT_LABELS_CLASS, /* i32 class ids, 0 <= id < num_classes: one per example, or label_shape

@@ -1,5 +1,6 @@
 /* CSV files of numbers: comma-separated fields, one example per line, blank lines skipped.
- * The first non-blank line is a header when one of its fields is not a number. Every other
+ * The first non-blank line is a header when every field is a name (no number); a first line
+ * that mixes names and numbers is an error, as is a NUL byte anywhere. Every other
  * line has the header's (or the first line's) number of fields, each a finite number; errors
  * name file:line:column, the column counted in characters, and the field's number. */
 #include "runtime/data.h"
@@ -82,11 +83,30 @@ static bool parse_number(const field *f, double *out) {
   return *end == 0 && isfinite(*out) && errno != ERANGE;
 }
 
-static bool is_header(const csv_state *st) {
-  double v;
-  for (size_t i = 0; i < st->nfields; i++)
-    if (!parse_number(&st->fields[i], &v)) return true;
-  return false;
+/* A field that is no number at all (a name), as opposed to a malformed or non-finite one
+ * ("nan", "1e999", "1.2.3" still start as numbers). */
+static bool is_name(const field *f) {
+  char buf[128];
+  size_t n = f->len < sizeof buf - 1 ? f->len : sizeof buf - 1;
+  memcpy(buf, f->s, n);
+  buf[n] = 0;
+  char *end;
+  strtod(buf, &end);
+  return n > 0 && end == buf;
+}
+
+/* The first row is a header when every field is a name. A row that mixes names and numbers is
+ * neither: the error names its first name, rather than a number being dropped silently. */
+static bool classify_first_row(const csv_state *st, bool *header, char *err, size_t cap) {
+  size_t names = 0, first = 0;
+  for (size_t i = st->nfields; i-- > 0;)
+    if (is_name(&st->fields[i])) names++, first = i;
+  *header = names == st->nfields;
+  if (names == 0 || *header) return true;
+  const field *f = &st->fields[first];
+  return csv_fail(err, cap, st, f->col,
+                  "field %zu '%.*s' is not a number, but other fields of this first row are: a header row names "
+                  "every column, a data row holds only numbers", first + 1, (int)f->len, f->s);
 }
 
 static bool field_is(const field *f, const char *name) {
@@ -166,6 +186,7 @@ static char *read_whole(const char *path, size_t *size, char *err, size_t cap) {
   int64_t n = nnc_rt_file_size(f);
   char *buf = malloc((size_t)n + 1);
   if (!buf) {
+    nnc_rt_oom((size_t)n + 1);
     nnc_rt_data_fail(err, cap, path, "out of memory for %" PRId64 " bytes", n);
   } else if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
     nnc_rt_data_fail(err, cap, path, "short read");
@@ -179,8 +200,21 @@ static char *read_whole(const char *path, size_t *size, char *err, size_t cap) {
   return buf;
 }
 
+/* A NUL byte would end a field early (strtod stops there): the file is not text. */
+static bool check_no_nul(csv_state *st, const char *text, size_t size, char *err, size_t cap) {
+  const char *nul = memchr(text, '\0', size);
+  if (!nul) return true;
+  const char *line = text;
+  for (const char *p = text; p < nul; p++)
+    if (*p == '\n') st->line++, line = p + 1;
+  bool ok = csv_fail(err, cap, st, (int)(nul - line) + 1, "a NUL byte: this is not a CSV text file");
+  st->line = 1;
+  return ok;
+}
+
 static bool parse_rows(csv_state *st, const char *text, size_t size, const nnc_rt_load_options *opt,
                        char *err, size_t cap) {
+  if (!check_no_nul(st, text, size, err, cap)) return false;
   size_t ncols = 0, label_col = 0;
   bool first = true;
   for (const char *s = text, *end = text + size; s < end; st->line++) {
@@ -194,7 +228,8 @@ static bool parse_rows(csv_state *st, const char *text, size_t size, const nnc_r
       if (!split_line(st, s, e)) return nnc_rt_data_fail(err, cap, st->path, "out of memory");
       if (first) {
         first = false;
-        bool header = is_header(st);
+        bool header;
+        if (!classify_first_row(st, &header, err, cap)) return false;
         ncols = st->nfields;
         if (ncols < 2)
           return csv_fail(err, cap, st, 1, "a row needs at least one feature and a label, found %zu field",

@@ -138,6 +138,7 @@ static uint8_t *read_body(byte_reader *r, size_t n, const char *what, char *err,
   }
   if (!buf || have < n) {
     free(buf);
+    if (!buf) nnc_rt_oom(n);
     nnc_rt_data_fail(err, cap, r->path, "out of memory for %zu bytes", n);
     return NULL;
   }
@@ -324,7 +325,10 @@ static bool load_cifar_split(const char *dir, const char *const *names, int nfil
     sp->x = malloc((size_t)total * CIFAR_IMAGE);
     sp->y = malloc((size_t)total * sizeof(int32_t));
     sp->n = total;
-    if (!sp->x || !sp->y) ok = nnc_rt_data_fail(err, cap, dir, "out of memory for %" PRId64 " images", total);
+    if (!sp->x || !sp->y) {
+      nnc_rt_oom((size_t)total * CIFAR_IMAGE);
+      ok = nnc_rt_data_fail(err, cap, dir, "out of memory for %" PRId64 " images", total);
+    }
   }
   int64_t at = 0;
   for (int i = 0; ok && i < nfiles; i++) {

@@ -3,6 +3,7 @@
 #define NNC_DATA_INTERNAL_H
 
 #include "runtime/data.h"
+#include "runtime/files.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,11 +17,6 @@ static inline bool nnc_rt_mul_size(size_t a, size_t b, size_t *out) {
   return !__builtin_mul_overflow(a, b, out);
 }
 
-/* Size of an open file, or -1. */
-int64_t nnc_rt_file_size(FILE *);
-
-/* Opens path for reading; on failure fills err with the path and errno's reason. */
-FILE *nnc_rt_open_read(const char *path, char *err, size_t cap);
 
 /* Label values before they become class ids or targets: one double per label element, which
  * holds every i32/u8 id and every f32 value exactly. `lines` (may be NULL) names the source

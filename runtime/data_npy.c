@@ -218,8 +218,10 @@ bool nnc_rt_npy_read(const char *path, nnc_rt_array *a, char *err, size_t cap) {
   bool ok = read_preamble(f, path, nnc_rt_file_size(f), a, &bytes, err, cap);
   if (ok) {
     a->data = malloc(bytes ? bytes : 1);
-    if (!a->data)
+    if (!a->data) {
+      nnc_rt_oom(bytes);
       ok = nnc_rt_data_fail(err, cap, path, "out of memory for %zu bytes", bytes);
+    }
     else if (fread(a->data, 1, bytes, f) != bytes)
       ok = nnc_rt_data_fail(err, cap, path, "short read in the data");
   }

@@ -44,6 +44,7 @@ static bool append_file(text_buf *t, const char *path, char *err, size_t cap) {
   if (!f) return false;
   int64_t size = nnc_rt_file_size(f);
   bool ok = size >= 0 && text_reserve(t, (size_t)size);
+  if (!ok && size >= 0) nnc_rt_oom((size_t)size);
   if (!ok) nnc_rt_data_fail(err, cap, path, "out of memory (%" PRId64 " bytes)", size);
   else if (fread(t->data + t->len, 1, (size_t)size, f) != (size_t)size)
     ok = nnc_rt_data_fail(err, cap, path, "short read: %s", ferror(f) ? strerror(errno) : "the file shrank");

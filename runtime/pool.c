@@ -21,6 +21,7 @@ typedef struct worker {
 
 struct nnc_rt_pool {
   int threads;                   /* workers, the caller included */
+  bool oversubscribed;           /* more workers than cores: spinning would starve the working ones */
   worker *workers;               /* [1, threads) are started threads */
   /* the loop being run, written by the caller before gen is bumped */
   nnc_abi_body body;
@@ -64,7 +65,8 @@ static uint64_t await_loop(nnc_rt_pool *p, uint64_t seen) {
     uint64_t g = atomic_load_explicit(&p->gen, memory_order_acquire);
     if (g != seen || atomic_load(&p->quit)) return g;
     if (i % SPINS_PER_CLOCK_READ == 0 && now_ns() > deadline) break;
-    cpu_relax();
+    if (p->oversubscribed) sched_yield();
+    else cpu_relax();
   }
   pthread_mutex_lock(&p->lock);
   atomic_fetch_add(&p->sleepers, 1);
@@ -90,8 +92,10 @@ static void *worker_main(void *arg) {
 
 int nnc_rt_pool_default_threads(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+  return n < 1 ? 1 : n > NNC_RT_POOL_MAX_THREADS / NNC_RT_POOL_OVERSUBSCRIBE ? NNC_RT_POOL_MAX_THREADS / NNC_RT_POOL_OVERSUBSCRIBE : (int)n;
 }
+
+int nnc_rt_pool_max_threads(void) { return NNC_RT_POOL_OVERSUBSCRIBE * nnc_rt_pool_default_threads(); }
 
 nnc_rt_pool *nnc_rt_pool_new(int threads) {
   if (threads <= 0) threads = nnc_rt_pool_default_threads();
@@ -104,6 +108,7 @@ nnc_rt_pool *nnc_rt_pool_new(int threads) {
   }
   p->workers = ws;
   p->threads = 1;
+  p->oversubscribed = threads > nnc_rt_pool_default_threads();
   atomic_init(&p->gen, 0);
   atomic_init(&p->remaining, 0);
   atomic_init(&p->sleepers, 0);

@@ -19,8 +19,15 @@
 
 typedef struct nnc_rt_pool nnc_rt_pool;
 
+/* More workers than cores only slow a step down (a parallel loop waits for its slowest chunk,
+ * and a descheduled worker is slow), and each costs a stack: a pool has at most
+ * NNC_RT_POOL_OVERSUBSCRIBE workers per online core. */
+enum { NNC_RT_POOL_OVERSUBSCRIBE = 4, NNC_RT_POOL_MAX_THREADS = 1024 };
+
 /* The number of online cores (sysconf), at least 1. */
 int nnc_rt_pool_default_threads(void);
+/* The most workers a pool should have here: NNC_RT_POOL_OVERSUBSCRIBE x the online cores. */
+int nnc_rt_pool_max_threads(void);
 
 /* A pool of `threads` workers, the caller included (<= 0: nnc_rt_pool_default_threads()). When a
  * worker thread cannot be started the pool keeps those it has (at least the caller). NULL only

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "runtime/atomic_file.h"
+#include "runtime/files.h"
 
 /* ---- dtypes ---- */
 
@@ -330,8 +331,8 @@ static bool read_file(FILE *fp, const char *path, nnc_st_file *out, char **heade
 
 bool nnc_st_read(const char *path, nnc_st_file *out, char *err, size_t cap) {
   memset(out, 0, sizeof *out);
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return fail(err, cap, path, "cannot open: %s", strerror(errno));
+  FILE *fp = nnc_rt_open_read(path, err, cap);
+  if (!fp) return false;
   char *header = NULL;
   uint64_t hsize = 0;
   bool ok = read_file(fp, path, out, &header, &hsize, err, cap) &&

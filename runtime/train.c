@@ -216,13 +216,18 @@ static void print_epoch(run *r, const epoch_row *row) {
   fflush(c->out);
 }
 
+/* A non-finite evaluation loss means the weights diverged: the run stops there, as for a
+ * non-finite training loss, before a checkpoint is written. */
 static bool evaluate(run *r, nnc_rt_metrics *out) {
   const nnc_rt_split *s = r->cfg->eval_split;
   if (!s || s->n == 0) {
     *out = (nnc_rt_metrics){.loss = NAN, .accuracy = NAN};
     return true;
   }
-  return nnc_rt_evaluate(r->m, r->ex, r->ds, s, &r->cfg->io, r->persist, r->io, out, r->err, r->cap);
+  if (!nnc_rt_evaluate(r->m, r->ex, r->ds, s, &r->cfg->io, r->persist, r->io, out, r->err, r->cap)) return false;
+  if (isfinite(out->loss)) return true;
+  return fail(r->err, r->cap, "the %s loss is %s after step %lld: the weights diverged", r->cfg->eval_name,
+              isnan(out->loss) ? "nan" : "inf", (long long)r->step);
 }
 
 static bool nonfinite_loss(run *r, double loss, int64_t step) {
@@ -282,10 +287,19 @@ static nnc_rt_train_state current_state(const run *r) {
                               .vocab = r->ds->vocab};
 }
 
-static bool save(run *r) {
-  if (!r->cfg->save_path) return true;
+/* A checkpoint of weights that are not finite would replace the last good one: the run stops
+ * with an error instead (a diverged run is an input problem: the learning rate, the data). */
+static nnc_rt_train_status save(run *r) {
+  if (!r->cfg->save_path) return NNC_RT_TRAIN_OK;
+  char why[256];
+  if (!nnc_rt_persist_finite(r->m, r->persist, why, sizeof why)) {
+    fail(r->err, r->cap, "the weights are not finite after step %lld (%s): %s is not written, the last checkpoint "
+         "is kept (a lower learning rate may help)", (long long)r->step, why, r->cfg->save_path);
+    return NNC_RT_TRAIN_BAD_INPUT;
+  }
   nnc_rt_train_state st = current_state(r);
-  return nnc_rt_checkpoint_save(r->cfg->save_path, r->m, r->persist, &st, r->err, r->cap);
+  return nnc_rt_checkpoint_save(r->cfg->save_path, r->m, r->persist, &st, r->err, r->cap) ? NNC_RT_TRAIN_OK
+                                                                                         : NNC_RT_TRAIN_IO_ERROR;
 }
 
 /* One optimizer step on batch `b` of epoch `epoch`; false after filling err. */
@@ -352,7 +366,8 @@ static nnc_rt_train_status train_epochs(run *r) {
       if (c->save_every && r->step % c->save_every == 0) {
         /* no checkpoint after a non-finite loss */
         if (!collect_losses(r) || !pull_persist(r)) return NNC_RT_TRAIN_BAD_INPUT;
-        if (!save(r)) return NNC_RT_TRAIN_IO_ERROR;
+        nnc_rt_train_status saved = save(r);
+        if (saved != NNC_RT_TRAIN_OK) return saved;
       }
     }
   }
@@ -469,12 +484,7 @@ static bool write_plot(const char *path, const epoch_row *rows, int64_t n, const
   svg_printf(&s, "</svg>\n");
   bool ok = !s.oom;
   if (!ok) fail(err, cap, "%s: out of memory", path);
-  nnc_afile f;
-  ok = ok && nnc_afile_open(&f, path, err, cap);
-  if (ok && !(nnc_afile_write(&f, s.buf, s.len, err, cap) && nnc_afile_commit(&f, err, cap))) {
-    nnc_afile_abort(&f);
-    ok = false;
-  }
+  ok = ok && nnc_afile_write_whole(path, s.buf, s.len, err, cap);
   free(s.buf);
   return ok;
 }
@@ -501,7 +511,8 @@ static nnc_rt_train_status finish(run *r, nnc_rt_train_status status) {
   if (status == NNC_RT_TRAIN_OK && !r->evaluated_last_step && !evaluate(r, &r->last_eval))
     return NNC_RT_TRAIN_BAD_INPUT;
   if (!pull_persist(r)) return NNC_RT_TRAIN_BAD_INPUT;
-  if (!save(r)) return NNC_RT_TRAIN_IO_ERROR;
+  nnc_rt_train_status saved = save(r);
+  if (saved != NNC_RT_TRAIN_OK) return saved;
   if (r->cfg->plot_path && !write_plot(r->cfg->plot_path, r->rows, r->nrows, r->cfg->eval_name, r->err, r->cap))
     return NNC_RT_TRAIN_IO_ERROR;
   summary(r, status);
