@@ -7,7 +7,10 @@
  * the interpreter's saturating casts. */
 #include "codegen/llvm.h"
 
+#include <dlfcn.h>
+#include <errno.h>
 #include <llvm-c/Analysis.h>
+#include <llvm-c/ErrorHandling.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
@@ -15,6 +18,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codegen/llvm_internal.h"
 
@@ -31,9 +35,42 @@ static bool has_feature(const char *features, const char *name) {
   return false;
 }
 
-nnc_cg_llvm_module *nnc_cg_llvm_module_new(const char *name, const nnc_cg_llvm_target *t, char *err, size_t cap) {
+/* LLVM reports what it cannot recover from through a fatal-error handler, and exits after it
+ * returns; what reaches it in nnc is a resource failure (an object file that cannot be
+ * written), so the status is the environment's (3), with nnc's own message. */
+static void on_llvm_fatal_error(const char *reason) {
+  fprintf(stderr, "nnc: error: LLVM: %s\n", reason);
+  fflush(stderr);
+  _exit(3);
+}
+
+/* LLVM is C++: an allocation that fails inside it throws std::bad_alloc through C frames, which
+ * aborts. A C++ new handler runs instead of the throw; it reports out of memory (nnc_oom, exit
+ * 3). std::set_new_handler is found by its (Itanium ABI) name in the C++ runtime that libLLVM
+ * loaded, as the C API does not wrap it. */
+typedef void (*cxx_new_handler)(void);
+typedef cxx_new_handler (*cxx_set_new_handler)(cxx_new_handler);
+
+static void on_llvm_out_of_memory(void) { nnc_oom(0); }
+
+static void install_new_handler(void) {
+  cxx_set_new_handler set;
+  *(void **)&set = dlsym(RTLD_DEFAULT, "_ZSt15set_new_handlerPFvvE");
+  if (set) set(on_llvm_out_of_memory);
+}
+
+static void init_llvm_once(void) {
+  static bool done;
+  if (done) return;
+  done = true;
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
+  LLVMInstallFatalErrorHandler(on_llvm_fatal_error);
+  install_new_handler();
+}
+
+nnc_cg_llvm_module *nnc_cg_llvm_module_new(const char *name, const nnc_cg_llvm_target *t, char *err, size_t cap) {
+  init_llvm_once();
   nnc_cg_llvm_module *m = nnc_xcalloc(1, sizeof *m);
   m->triple = LLVMGetDefaultTargetTriple();
   m->cpu = t && t->cpu ? strdup(t->cpu) : LLVMGetHostCPUName();
@@ -939,22 +976,29 @@ bool nnc_llvm_optimize(nnc_cg_llvm_module *m, char *err, size_t cap) {
   return true;
 }
 
-bool nnc_cg_llvm_emit(nnc_cg_llvm_module *m, nnc_cg_llvm_emit_kind kind, const char *path, char *err, size_t cap) {
+/* Emitted in memory and written by the caller's stream: the driver commits the file atomically
+ * (and LLVM's own file writer turns a full disk into a fatal error). */
+bool nnc_cg_llvm_emit(nnc_cg_llvm_module *m, nnc_cg_llvm_emit_kind kind, FILE *out, char *err, size_t cap) {
   if (!nnc_llvm_optimize(m, err, cap)) return false;
-  char *msg = NULL;
   if (kind == NNC_LLVM_EMIT_IR) {
-    if (LLVMPrintModuleToFile(m->mod, path, &msg)) {
-      snprintf(err, cap, "cannot write %s: %s", path, msg ? msg : "");
-      LLVMDisposeMessage(msg);
-      return false;
-    }
-    return true;
+    char *text = LLVMPrintModuleToString(m->mod);
+    bool ok = fputs(text, out) >= 0 && fflush(out) == 0;
+    LLVMDisposeMessage(text);
+    if (!ok) snprintf(err, cap, "writing the LLVM IR failed: %s", strerror(errno));
+    return ok;
   }
-  if (LLVMTargetMachineEmitToFile(m->tm, m->mod, (char *)path, kind == NNC_LLVM_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile,
-                                  &msg)) {
-    snprintf(err, cap, "cannot write %s: %s", path, msg ? msg : "");
+  char *msg = NULL;
+  LLVMMemoryBufferRef buf = NULL;
+  if (LLVMTargetMachineEmitToMemoryBuffer(m->tm, m->mod, kind == NNC_LLVM_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile,
+                                          &msg, &buf)) {
+    snprintf(err, cap, "LLVM code generation failed: %s", msg ? msg : "");
     LLVMDisposeMessage(msg);
     return false;
   }
-  return true;
+  size_t size = LLVMGetBufferSize(buf);
+  bool ok = fwrite(LLVMGetBufferStart(buf), 1, size, out) == size && fflush(out) == 0;
+  LLVMDisposeMemoryBuffer(buf);
+  if (!ok) snprintf(err, cap, "writing the %s failed: %s", kind == NNC_LLVM_EMIT_ASM ? "assembly" : "object file",
+                    strerror(errno));
+  return ok;
 }

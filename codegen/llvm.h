@@ -57,9 +57,9 @@ void nnc_cg_llvm_module_call_entries(nnc_cg_llvm_module *, bool on);
 
 typedef enum { NNC_LLVM_EMIT_IR, NNC_LLVM_EMIT_ASM, NNC_LLVM_EMIT_OBJ } nnc_cg_llvm_emit_kind;
 
-/* Optimizes the module (default<O3> for its target) and writes it to path: LLVM IR text,
+/* Optimizes the module (default<O3> for its target) and writes it to out: LLVM IR text,
  * assembly, or a position-independent object file. False with a message. */
-bool nnc_cg_llvm_emit(nnc_cg_llvm_module *, nnc_cg_llvm_emit_kind, const char *path, char *err, size_t cap);
+bool nnc_cg_llvm_emit(nnc_cg_llvm_module *, nnc_cg_llvm_emit_kind, FILE *out, char *err, size_t cap);
 
 /* --- the JIT and its object cache ------------------------------------------------------------ */
 

@@ -1,4 +1,5 @@
 /* --devices, --emit cuda and the --target cuda check (driver/cuda_cmd.h). */
+#include "driver/output.h"
 #include "driver/cuda_cmd.h"
 
 #include <errno.h>
@@ -119,44 +120,29 @@ static nnc_lprogram **lower_programs(nnc_arena *a, const nnc_module *m, int *cou
   return progs;
 }
 
-static int finish_output(FILE *out, const char *path, int status) {
-  bool failed = fflush(out) != 0 || ferror(out);
-  if (out != stdout) failed |= fclose(out) != 0;
-  if (failed && status == NNC_EXIT_OK) {
-    fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", path ? path : "standard output", strerror(errno));
-    status = NNC_EXIT_ENVIRONMENT;
-  }
-  return status;
-}
-
 int nnc_cmd_emit_cuda(const nnc_module *m, const nnc_options *o) {
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   nnc_arena *a = nnc_arena_new();
   int count = 0, status = NNC_EXIT_OK;
   nnc_lprogram **progs = lower_programs(a, m, &count, &status, &d);
-  FILE *out = stdout;
-  if (progs && o->output && !(out = fopen(o->output, "w"))) {
-    fprintf(stderr, "nnc: error: cannot write '%s': %s\n", o->output, strerror(errno));
-    nnc_arena_free(a);
-    return NNC_EXIT_ENVIRONMENT;
-  }
-  if (progs) {
-    if (!nnc_cg_cuda_model_file(out, m->name, m->batch_max, progs, count, NNC_CUDA_SCALARS_PARAMS, &d)) status = NNC_EXIT_MODEL_ERROR;
-    status = finish_output(out, o->output, status);
+  nnc_outfile out;
+  if (progs && !nnc_outfile_open(&out, o->output)) status = NNC_EXIT_ENVIRONMENT;
+  else if (progs) {
+    if (!nnc_cg_cuda_model_file(out.f, m->name, m->batch_max, progs, count, NNC_CUDA_SCALARS_PARAMS, &d))
+      status = NNC_EXIT_MODEL_ERROR;
+    status = nnc_outfile_close(&out, status);
   }
   nnc_arena_free(a);
   return status;
 }
 
-/* DIR/name: written through fn(f), reported on failure. */
+/* DIR/name: written through fn(f), whole or not at all; reported on failure. */
 static bool write_file(const char *dir, const char *name, void (*fn)(FILE *, void *), void *ctx) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "w");
-  if (!f) return fprintf(stderr, "nnc: error: cannot write '%s': %s\n", path, strerror(errno)), false;
-  fn(f, ctx);
-  return finish_output(f, path, NNC_EXIT_OK) == NNC_EXIT_OK;
+  nnc_outfile out;
+  if (!nnc_outfile_open_in(&out, dir, name)) return false;
+  fn(out.f, ctx);
+  return nnc_outfile_close(&out, NNC_EXIT_OK) == NNC_EXIT_OK;
 }
 
 typedef struct ptx_job {
@@ -207,10 +193,7 @@ int nnc_cmd_emit_ptx(const nnc_module *m, const nnc_options *o) {
     fprintf(stderr, "nnc: error: --emit ptx: NVRTC: %s\n%s", err, ptx.log ? ptx.log : "");
     status = NNC_EXIT_MODEL_ERROR;
   }
-  if (status == NNC_EXIT_OK && mkdir(o->output, 0777) != 0 && errno != EEXIST) {
-    fprintf(stderr, "nnc: error: cannot create '%s': %s\n", o->output, strerror(errno));
-    status = NNC_EXIT_ENVIRONMENT;
-  }
+  if (status == NNC_EXIT_OK && !nnc_outdir_make(o->output)) status = NNC_EXIT_ENVIRONMENT;
   if (status == NNC_EXIT_OK) {
     ptx_job j = {.m = m, .progs = progs, .count = count, .d = &d, .ok = true};
     bool ok = true;

@@ -8,6 +8,7 @@
 
 #include "codegen/c_program.h"
 #include "driver/layout.h"
+#include "driver/output.h"
 #include "passes/lower.h"
 #include "runtime/safetensors.h"
 
@@ -21,36 +22,30 @@ typedef struct emit {
   int nprogs;
 } emit;
 
-static FILE *open_out(const emit *e, const char *file) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s", e->dir, file);
-  FILE *f = fopen(path, "w");
-  if (!f) fprintf(stderr, "nnc: error: cannot write '%s': %s\n", path, strerror(errno));
-  return f;
-}
+enum { SRC_ABI, SRC_HEADER, SRC_MODEL, SRC_LOADER_HEADER, SRC_LOADER, SRC_COUNT };
+static const char *const source_names[SRC_COUNT] = {"nnc_abi.h", "model.h", "model.c", "model_loader.h",
+                                                    "model_loader.c"};
 
-static bool close_out(FILE *f, const emit *e, const char *file) {
-  bool ok = fflush(f) == 0 && !ferror(f);
-  ok = fclose(f) == 0 && ok;
-  if (!ok) fprintf(stderr, "nnc: error: writing '%s/%s' failed: %s\n", e->dir, file, strerror(errno));
-  return ok;
-}
-
-static bool write_sources(const emit *e, nnc_diags *d) {
-  bool ok = true;
-  FILE *f;
-  if ((f = open_out(e, "nnc_abi.h"))) fputs(nnc_cg_abi_text, f), ok &= close_out(f, e, "nnc_abi.h");
-  else ok = false;
-  if (ok && (f = open_out(e, "model.h")))
-    nnc_cg_c_model_header(f, e->model, e->L, e->progs, e->nprogs), ok &= close_out(f, e, "model.h");
-  if (ok && (f = open_out(e, "model.c"))) {
-    bool printed = nnc_cg_c_model_source(f, e->model, e->progs, e->nprogs, d);
-    ok &= close_out(f, e, "model.c") && printed;
+/* Prints source i; false when the printer failed (reported through d). */
+static bool print_source(const emit *e, int i, FILE *f, nnc_diags *d) {
+  switch (i) {
+  case SRC_ABI: fputs(nnc_cg_abi_text, f); return true;
+  case SRC_HEADER: nnc_cg_c_model_header(f, e->model, e->L, e->progs, e->nprogs); return true;
+  case SRC_MODEL: return nnc_cg_c_model_source(f, e->model, e->progs, e->nprogs, d);
+  case SRC_LOADER_HEADER: nnc_cg_c_loader_header(f, e->model); return true;
+  default: nnc_cg_c_loader_source(f, e->model, e->L); return true;
   }
-  if (ok && (f = open_out(e, "model_loader.h"))) nnc_cg_c_loader_header(f, e->model), ok &= close_out(f, e, "model_loader.h");
-  if (ok && (f = open_out(e, "model_loader.c")))
-    nnc_cg_c_loader_source(f, e->model, e->L), ok &= close_out(f, e, "model_loader.c");
-  return ok && f;
+}
+
+/* Each file appears whole or not at all (driver/output.h). An exit status. */
+static int write_sources(const emit *e, nnc_diags *d) {
+  int status = NNC_EXIT_OK;
+  for (int i = 0; i < SRC_COUNT && status == NNC_EXIT_OK; i++) {
+    nnc_outfile out;
+    if (!nnc_outfile_open_in(&out, e->dir, source_names[i])) return NNC_EXIT_ENVIRONMENT;
+    status = nnc_outfile_close(&out, print_source(e, i, out.f, d) ? NNC_EXIT_OK : NNC_EXIT_MODEL_ERROR);
+  }
+  return status;
 }
 
 static nnc_st_dtype st_dtype(nnc_dtype dt) { return dt == NNC_F32 ? NNC_ST_F32 : dt == NNC_I32 ? NNC_ST_I32 : NNC_ST_U8; }
@@ -86,10 +81,7 @@ int nnc_cmd_emit_c(const nnc_module *m, const nnc_options *o) {
     fprintf(stderr, "nnc: error: --emit c needs an output directory: -o DIR\n");
     return NNC_EXIT_USAGE;
   }
-  if (mkdir(o->output, 0777) != 0 && errno != EEXIST) {
-    fprintf(stderr, "nnc: error: cannot create '%s': %s\n", o->output, strerror(errno));
-    return NNC_EXIT_ENVIRONMENT;
-  }
+  if (!nnc_outdir_make(o->output)) return NNC_EXIT_ENVIRONMENT;
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   nnc_arena *a = nnc_arena_new();
@@ -108,8 +100,8 @@ int nnc_cmd_emit_c(const nnc_module *m, const nnc_options *o) {
     if (!(e.progs[e.nprogs++] = nnc_lower_program(a, m, g, e.L, &lo, &d))) status = NNC_EXIT_MODEL_ERROR;
   }
   uint32_t seed = (uint32_t)(o->seed >= 0 ? o->seed : m->train.seed);
-  if (status == NNC_EXIT_OK && !(write_sources(&e, &d) && write_weights(&e, m, seed)))
-    status = d.nerrors ? NNC_EXIT_MODEL_ERROR : NNC_EXIT_ENVIRONMENT;
+  if (status == NNC_EXIT_OK) status = write_sources(&e, &d);
+  if (status == NNC_EXIT_OK && !write_weights(&e, m, seed)) status = NNC_EXIT_ENVIRONMENT;
   nnc_arena_free(a);
   return status;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "codegen/llvm.h"
+#include "driver/output.h"
 #include "passes/lower.h"
 
 enum { MAX_PROGRAMS = 8 };
@@ -41,8 +42,14 @@ int nnc_cmd_emit_llvm(const nnc_module *m, const nnc_options *o) {
   if (mod && !nnc_cg_llvm_program(mod, m->name, progs, nprogs, &d)) status = NNC_EXIT_MODEL_ERROR;
   nnc_cg_llvm_emit_kind k = o->emit == NNC_EMIT_LLVM ? NNC_LLVM_EMIT_IR : o->emit == NNC_EMIT_ASM ? NNC_LLVM_EMIT_ASM
                                                                                                    : NNC_LLVM_EMIT_OBJ;
-  if (status == NNC_EXIT_OK && !nnc_cg_llvm_emit(mod, k, o->output, err, sizeof err)) {
-    fprintf(stderr, "nnc: error: %s\n", err);
+  nnc_outfile out;
+  if (status == NNC_EXIT_OK && nnc_outfile_open(&out, o->output)) {
+    if (!nnc_cg_llvm_emit(mod, k, out.f, err, sizeof err)) {
+      fprintf(stderr, "nnc: error: %s\n", err);
+      status = NNC_EXIT_ENVIRONMENT;
+    }
+    status = nnc_outfile_close(&out, status);
+  } else if (status == NNC_EXIT_OK) {
     status = NNC_EXIT_ENVIRONMENT;
   }
   nnc_cg_llvm_module_free(mod);

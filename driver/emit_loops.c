@@ -1,9 +1,9 @@
 /* --emit loops: lower every program with the CPU schedule and print its kernels and calls. */
 #include "driver/emit_loops.h"
 
-#include <errno.h>
 #include <string.h>
 
+#include "driver/output.h"
 #include "passes/lower.h"
 #include "passes/memplan.h"
 
@@ -14,11 +14,8 @@ static bool shown(const nnc_module *m, const nnc_graph *g) {
 }
 
 int nnc_cmd_emit_loops(const nnc_module *m, const nnc_options *o) {
-  FILE *out = o->output ? fopen(o->output, "w") : stdout;
-  if (!out) {
-    fprintf(stderr, "nnc: error: cannot write '%s': %s\n", o->output, strerror(errno));
-    return NNC_EXIT_ENVIRONMENT;
-  }
+  nnc_outfile out;
+  if (!nnc_outfile_open(&out, o->output)) return NNC_EXIT_ENVIRONMENT;
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   nnc_arena *a = nnc_arena_new();
@@ -34,15 +31,9 @@ int nnc_cmd_emit_loops(const nnc_module *m, const nnc_options *o) {
     const nnc_graph *g = nnc_module_program(m, i);
     if (!shown(m, g)) continue;
     nnc_lprogram *p = nnc_lower_program(a, m, g, L, &lo, &d);
-    if (p) nnc_lower_print(out, p);
+    if (p) nnc_lower_print(out.f, p);
     else status = NNC_EXIT_MODEL_ERROR;
   }
   nnc_arena_free(a);
-  bool failed = fflush(out) != 0 || ferror(out);
-  if (out != stdout) failed |= fclose(out) != 0;
-  if (failed && status == NNC_EXIT_OK) {
-    fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", o->output ? o->output : "standard output", strerror(errno));
-    status = NNC_EXIT_ENVIRONMENT;
-  }
-  return status;
+  return nnc_outfile_close(&out, status);
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "driver/output.h"
 #include "passes/fusion.h"
 #include "passes/simplify.h"
 
@@ -43,24 +44,10 @@ static int programs(const nnc_module *m, const nnc_graph **out) {
   return n;
 }
 
-static FILE *open_output(const nnc_options *o) {
-  if (!o->output) return stdout;
-  FILE *f = fopen(o->output, "w");
-  if (!f) fprintf(stderr, "nnc: error: cannot write '%s': %s\n", o->output, strerror(errno));
-  return f;
-}
-
-static int close_output(const nnc_options *o, FILE *out) {
-  bool failed = fflush(out) != 0 || ferror(out);
-  if (out != stdout) failed |= fclose(out) != 0;
-  if (!failed) return NNC_EXIT_OK;
-  fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", o->output ? o->output : "standard output", strerror(errno));
-  return NNC_EXIT_ENVIRONMENT;
-}
-
 int nnc_cmd_emit_fusion(const nnc_module *m, const nnc_options *o, bool dot) {
-  FILE *out = open_output(o);
-  if (!out) return NNC_EXIT_ENVIRONMENT;
+  nnc_outfile output;
+  if (!nnc_outfile_open(&output, o->output)) return NNC_EXIT_ENVIRONMENT;
+  FILE *out = output.f;
   const nnc_graph *progs[MAX_PROGRAMS];
   int n = programs(m, progs);
   nnc_arena *a = nnc_arena_new();
@@ -72,7 +59,7 @@ int nnc_cmd_emit_fusion(const nnc_module *m, const nnc_options *o, bool dot) {
   }
   if (dot) nnc_fuse_dot_end(out);
   nnc_arena_free(a);
-  return close_output(o, out);
+  return nnc_outfile_close(&output, NNC_EXIT_OK);
 }
 
 typedef struct counts {
@@ -84,15 +71,13 @@ static counts unfused_counts(const nnc_graph *g, int64_t bmax) {
   return (counts){g->nnodes, nnc_fuse_unfused_kernels(g), nnc_fuse_unfused_bytes(g, bmax)};
 }
 
-int nnc_cmd_stats(nnc_module *m, const nnc_options *o, nnc_diags *d) {
+int nnc_cmd_stats(nnc_module *m, const nnc_options *o, FILE *out, nnc_diags *d) {
   const nnc_graph *progs[MAX_PROGRAMS];
   int n = programs(m, progs);
   counts before[MAX_PROGRAMS];
   for (int i = 0; i < n; i++) before[i] = unfused_counts(progs[i], m->batch_max);
   if (!nnc_simplify_module(m, passes_of(o), d)) return NNC_EXIT_MODEL_ERROR;
   n = programs(m, progs);
-  FILE *out = open_output(o);
-  if (!out) return NNC_EXIT_ENVIRONMENT;
   nnc_arena *a = nnc_arena_new();
   fprintf(out, "%-12s %7s %7s %8s %8s %6s %14s %14s %14s\n", "program", "nodes", "passes", "kernels", "unfused", "fused",
           "bytes", "bytes unfused", "bytes fused");
@@ -107,5 +92,5 @@ int nnc_cmd_stats(nnc_module *m, const nnc_options *o, nnc_diags *d) {
                "fused; bytes read and written per step at batch %lld, likewise)\n",
           (long long)m->batch_max);
   nnc_arena_free(a);
-  return close_output(o, out);
+  return NNC_EXIT_OK;
 }

@@ -16,8 +16,9 @@ bool nnc_driver_passes_valid(const char *list);
  * of m. False after reporting. --stats runs them itself, to count before and after. */
 bool nnc_driver_run_passes(nnc_module *m, const nnc_options *o, nnc_diags *d);
 
-/* --emit kernels / --emit dot / --stats: print to o->output or stdout; an exit status. */
+/* --emit kernels / --emit dot: print to o->output or stdout; an exit status. */
 int nnc_cmd_emit_fusion(const nnc_module *m, const nnc_options *o, bool dot);
-int nnc_cmd_stats(nnc_module *m, const nnc_options *o, nnc_diags *d);
+/* --stats' graph figures, printed to out; an exit status. */
+int nnc_cmd_stats(nnc_module *m, const nnc_options *o, FILE *out, nnc_diags *d);
 
 #endif

@@ -20,9 +20,13 @@
 #include "driver/layout.h"
 #include "driver/memplan_cmd.h"
 #include "driver/options.h"
+#include "driver/output.h"
+#include "runtime/atomic_file.h"
 #include "driver/sample_cmd.h"
 #include "ir/ir.h"
 #include "passes/programs.h"
+#include "runtime/data.h"
+#include "runtime/pool.h"
 
 static const char usage_text[] =
     "usage: nnc FILE [options]\n"
@@ -104,8 +108,10 @@ static void usage_error(const char *fmt, const char *arg) {
   fputs("\nTry 'nnc --help' for more information.\n", stderr);
 }
 
+/* bytes = 0: an allocation of unknown size (inside LLVM). */
 static void out_of_memory(size_t bytes) {
-  fprintf(stderr, "nnc: error: out of memory (allocating %zu bytes)\n", bytes);
+  if (bytes) fprintf(stderr, "nnc: error: out of memory (allocating %zu bytes)\n", bytes);
+  else fputs("nnc: error: out of memory\n", stderr);
   exit(NNC_EXIT_ENVIRONMENT);
 }
 
@@ -175,12 +181,37 @@ static const struct option longopts[] = {
     {0, 0, 0, 0},
 };
 
-static bool set_action(nnc_options *o, nnc_action a, const char *flag) {
-  if (o->action != NNC_ACTION_SUMMARY && o->action != a) {
-    usage_error("%s cannot be combined with another action flag", flag);
-    return false;
+/* The flag that asks for each action. */
+static const char *const action_flags[] = {
+    [NNC_ACTION_CHECK] = "--check", [NNC_ACTION_CHECK_KERNELS] = "--check-kernels", [NNC_ACTION_EMIT] = "--emit",
+    [NNC_ACTION_STATS] = "--stats", [NNC_ACTION_MEMPLAN] = "--memory-plan", [NNC_ACTION_EVAL] = "--eval",
+    [NNC_ACTION_TRAIN] = "--train",
+};
+
+static bool give_action(nnc_options *o, nnc_action a) {
+  o->actions_given |= 1u << a;
+  return true;
+}
+
+/* The action of the flags given, whatever their order (docs/cli.md, "Combining flags"): one
+ * action at most, except that --train with --emit asks for the training programs. */
+static bool resolve_action(nnc_options *o) {
+  unsigned given = o->actions_given;
+  if (given & (1u << NNC_ACTION_EMIT)) {
+    o->emit_train = given & (1u << NNC_ACTION_TRAIN);
+    given &= ~(1u << NNC_ACTION_TRAIN);
   }
-  o->action = a;
+  o->action = NNC_ACTION_SUMMARY;
+  for (unsigned a = 0; a < sizeof action_flags / sizeof *action_flags; a++) {
+    if (!(given & (1u << a))) continue;
+    if (o->action != NNC_ACTION_SUMMARY) {
+      fprintf(stderr, "nnc: error: %s and %s cannot be combined: give one action\n", action_flags[o->action],
+              action_flags[a]);
+      fputs("Try 'nnc --help' for more information.\n", stderr);
+      return false;
+    }
+    o->action = (nnc_action)a;
+  }
   return true;
 }
 
@@ -188,27 +219,25 @@ static bool set_action(nnc_options *o, nnc_action a, const char *flag) {
 static bool take_flag(nnc_options *o, int c, const char *arg) {
   int64_t i;
   switch (c) {
-  case OPT_CHECK: return set_action(o, NNC_ACTION_CHECK, "--check");
+  case OPT_CHECK: return give_action(o, NNC_ACTION_CHECK);
   case OPT_CHECK_KERNELS:
 #ifdef NNC_WITH_LLVM
-    return set_action(o, NNC_ACTION_CHECK_KERNELS, "--check-kernels");
+    return give_action(o, NNC_ACTION_CHECK_KERNELS);
 #else
     usage_error("%s: this nnc was built without the LLVM backend (NNC_WITH_LLVM=OFF)", "--check-kernels");
     return false;
 #endif
-  case OPT_EVAL: return set_action(o, NNC_ACTION_EVAL, "--eval");
-  case OPT_TRAIN:
-    o->emit_train = true; /* with --emit ir: print the training programs */
-    return o->action == NNC_ACTION_EMIT || set_action(o, NNC_ACTION_TRAIN, "--train");
+  case OPT_EVAL: return give_action(o, NNC_ACTION_EVAL);
+  case OPT_TRAIN: return give_action(o, NNC_ACTION_TRAIN);
   case OPT_EMIT:
     if (strcmp(arg, "kernels") == 0 || strcmp(arg, "dot") == 0 || strcmp(arg, "loops") == 0) {
       o->emit = arg[0] == 'k' ? NNC_EMIT_KERNELS : arg[0] == 'd' ? NNC_EMIT_DOT : NNC_EMIT_LOOPS;
-      return set_action(o, NNC_ACTION_EMIT, "--emit");
+      return give_action(o, NNC_ACTION_EMIT);
     }
     if (strcmp(arg, "llvm") == 0 || strcmp(arg, "asm") == 0 || strcmp(arg, "obj") == 0) {
 #ifdef NNC_WITH_LLVM
       o->emit = arg[0] == 'l' ? NNC_EMIT_LLVM : arg[0] == 'a' ? NNC_EMIT_ASM : NNC_EMIT_OBJ;
-      return set_action(o, NNC_ACTION_EMIT, "--emit");
+      return give_action(o, NNC_ACTION_EMIT);
 #else
       usage_error("--emit %s: this nnc was built without the LLVM backend (NNC_WITH_LLVM=OFF)", arg);
       return false;
@@ -216,23 +245,22 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     }
     if (strcmp(arg, "ptx") == 0) {
       o->emit = NNC_EMIT_PTX;
-      return set_action(o, NNC_ACTION_EMIT, "--emit");
+      return give_action(o, NNC_ACTION_EMIT);
     }
     if (strcmp(arg, "ir") != 0 && strcmp(arg, "c") != 0 && strcmp(arg, "cuda") != 0) {
       usage_error("unknown --emit kind '%s' (available: ir, c, cuda, ptx, kernels, dot, loops, llvm, asm, obj)", arg);
       return false;
     }
     o->emit = strcmp(arg, "c") == 0 ? NNC_EMIT_C : strcmp(arg, "cuda") == 0 ? NNC_EMIT_CUDA : NNC_EMIT_IR;
-    if (o->action == NNC_ACTION_TRAIN) o->action = NNC_ACTION_SUMMARY; /* --train --emit ir */
-    return set_action(o, NNC_ACTION_EMIT, "--emit");
+    return give_action(o, NNC_ACTION_EMIT);
   case 'o': o->output = arg; return true;
   case OPT_PASSES:
     o->passes = arg;
     if (nnc_driver_passes_valid(arg)) return true;
     usage_error("--passes: unknown pass in '%s' (available: dce, cse, fold, algebra, simplify)", arg);
     return false;
-  case OPT_STATS: return set_action(o, NNC_ACTION_STATS, "--stats");
-  case OPT_MEMORY_PLAN: return set_action(o, NNC_ACTION_MEMPLAN, "--memory-plan");
+  case OPT_STATS: return give_action(o, NNC_ACTION_STATS);
+  case OPT_MEMORY_PLAN: return give_action(o, NNC_ACTION_MEMPLAN);
   case OPT_NO_FUSION: o->no_fusion = true; return true;
   case OPT_MODE:
     if (strcmp(arg, "train") == 0) o->mode = NNC_MODE_TRAIN;
@@ -253,30 +281,32 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     return false;
   case OPT_EPOCHS:
     if (parse_int(arg, 1, 1000000, &o->epochs)) return true;
-    usage_error("--epochs expects a positive integer, got '%s'", arg);
+    usage_error("--epochs expects an integer from 1 to 1000000, got '%s'", arg);
     return false;
   case OPT_MAX_STEPS:
     if (parse_int(arg, 1, INT32_MAX, &o->max_steps)) return true;
-    usage_error("--max-steps expects a positive integer, got '%s'", arg);
+    usage_error("--max-steps expects an integer from 1 to 2147483647, got '%s'", arg);
     return false;
   case OPT_SAVE_EVERY:
     if (parse_int(arg, 1, INT32_MAX, &o->save_every)) return true;
-    usage_error("--save-every expects a positive integer, got '%s'", arg);
+    usage_error("--save-every expects an integer from 1 to 2147483647, got '%s'", arg);
     return false;
   case OPT_SEED:
     if (parse_int(arg, 0, UINT32_MAX, &o->seed)) return true;
     usage_error("--seed expects an integer from 0 to 4294967295, got '%s'", arg);
     return false;
   case OPT_THREADS:
-    if (parse_int(arg, 1, 1024, &i)) {
+    if (parse_int(arg, 1, nnc_rt_pool_max_threads(), &i)) {
       o->threads = (int)i;
       return true;
     }
-    usage_error("--threads expects an integer from 1 to 1024, got '%s'", arg);
+    fprintf(stderr, "nnc: error: --threads expects an integer from 1 to %d (%d x the %d online cores), got '%s'\n",
+            nnc_rt_pool_max_threads(), NNC_RT_POOL_OVERSUBSCRIBE, nnc_rt_pool_default_threads(), arg);
+    fputs("Try 'nnc --help' for more information.\n", stderr);
     return false;
   case OPT_LR:
     if (parse_num(arg, 1e-12, 1e6, &o->lr)) return true;
-    usage_error("--lr expects a positive number, got '%s'", arg);
+    usage_error("--lr expects a number from 1e-12 to 1e6, got '%s'", arg);
     return false;
   case OPT_MOMENTUM:
     if (parse_num(arg, 0, 1, &o->momentum)) return true;
@@ -284,7 +314,7 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     return false;
   case OPT_WD:
     if (parse_num(arg, 0, 1e3, &o->weight_decay)) return true;
-    usage_error("--weight-decay expects a non-negative number, got '%s'", arg);
+    usage_error("--weight-decay expects a number from 0 to 1000, got '%s'", arg);
     return false;
   case OPT_VAL_SPLIT:
     if (parse_num(arg, 1e-9, 1 - 1e-9, &o->val_split)) return true;
@@ -387,7 +417,7 @@ static int parse_options(int argc, char **argv, nnc_options *o) {
     return NNC_EXIT_USAGE;
   }
   o->input = argv[optind];
-  return check_sample(o) ? -1 : NNC_EXIT_USAGE;
+  return resolve_action(o) && check_sample(o) ? -1 : NNC_EXIT_USAGE;
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -434,23 +464,13 @@ static void print_summary(FILE *out, const nnc_module *m) {
 }
 
 static int write_output(const nnc_options *o, const nnc_module *m) {
-  FILE *out = stdout;
-  if (o->output && !(out = fopen(o->output, "w"))) {
-    fprintf(stderr, "nnc: error: cannot write '%s': %s\n", o->output, strerror(errno));
-    return NNC_EXIT_ENVIRONMENT;
-  }
+  nnc_outfile out;
+  if (!nnc_outfile_open(&out, o->output)) return NNC_EXIT_ENVIRONMENT;
   if (o->action == NNC_ACTION_EMIT)
-    nnc_print_module(out, m);
+    nnc_print_module(out.f, m);
   else
-    print_summary(out, m);
-  bool failed = fflush(out) != 0 || ferror(out);
-  if (out != stdout) failed |= fclose(out) != 0;
-  if (failed) {
-    fprintf(stderr, "nnc: error: writing '%s' failed: %s\n", o->output ? o->output : "standard output",
-            strerror(errno));
-    return NNC_EXIT_ENVIRONMENT;
-  }
-  return NNC_EXIT_OK;
+    print_summary(out.f, m);
+  return nnc_outfile_close(&out, NNC_EXIT_OK);
 }
 
 /* Which programs the action needs: a summary, a check and training need all of them; --emit ir
@@ -472,22 +492,45 @@ static int emit_llvm(const nnc_module *m, const nnc_options *o) {
 }
 
 /* --stats, after the graph figures: compile the programs for the target and say where the time went. */
-static int stats_compile(const nnc_module *m, const nnc_options *o, nnc_driver_front_times ft) {
+static int stats_compile(const nnc_module *m, const nnc_options *o, FILE *out, nnc_driver_front_times ft) {
   if (!nnc_module_find_program(m, "predict")) return NNC_EXIT_OK; /* a lone graph (.ir) has no programs to run */
   char err[1024];
   nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
   nnc_rt_executor *e = rm ? nnc_driver_executor_new(m, rm, o, err, sizeof err) : NULL;
-  FILE *out = stdout;
-  if (o->output && !(out = fopen(o->output, "a"))) out = stdout;
   if (e) nnc_driver_print_compile_times(out, e, ft);
   else fprintf(stderr, "nnc: error: %s\n", err);
-  if (out != stdout) fclose(out);
   if (e) e->destroy(e);
   nnc_layout_free(rm);
   return e ? NNC_EXIT_OK : NNC_EXIT_MODEL_ERROR;
 }
 
+static int stats(nnc_module *m, const nnc_options *o, nnc_driver_front_times ft, nnc_diags *d) {
+  nnc_outfile out;
+  if (!nnc_outfile_open(&out, o->output)) return NNC_EXIT_ENVIRONMENT;
+  double t0 = nnc_driver_seconds();
+  int status = nnc_cmd_stats(m, o, out.f, d);
+  ft.passes_s = nnc_driver_seconds() - t0;
+  if (status == NNC_EXIT_OK) status = stats_compile(m, o, out.f, ft);
+  return nnc_outfile_close(&out, status);
+}
+
+/* Outputs that cannot be written fail before any work (docs/cli.md): -o, and training's --save,
+ * --plot (replaced atomically) and --log (appended to as the run goes: absent or a regular file). */
+static bool outputs_writable(const nnc_options *o) {
+  bool dir_output = o->action == NNC_ACTION_EMIT && (o->emit == NNC_EMIT_C || o->emit == NNC_EMIT_PTX);
+  if (o->output && !dir_output && !nnc_outfile_check(o->output)) return false;
+  if (o->output && dir_output && !nnc_outdir_usable(o->output)) return false;
+  if (o->action != NNC_ACTION_TRAIN) return true;
+  char err[1024];
+  if ((o->save_path && !nnc_outfile_check(o->save_path)) || (o->plot_path && !nnc_outfile_check(o->plot_path)))
+    return false;
+  if (!o->log_path || nnc_check_regular_target(o->log_path, err, sizeof err)) return true;
+  fprintf(stderr, "nnc: error: %s\n", err);
+  return false;
+}
+
 static int run(const nnc_options *o) {
+  if (!outputs_writable(o)) return NNC_EXIT_ENVIRONMENT;
   if (o->target && strcmp(o->target, "cuda") == 0 && nnc_cmd_check_cuda() != NNC_EXIT_OK) return NNC_EXIT_ENVIRONMENT;
   nnc_diags d;
   nnc_diags_init(&d, stderr);
@@ -517,12 +560,7 @@ static int run(const nnc_options *o) {
                : o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT ? nnc_cmd_emit_fusion(m, o, o->emit == NNC_EMIT_DOT)
                                           : write_output(o, m);
       break;
-    case NNC_ACTION_STATS:
-      t0 = nnc_driver_seconds();
-      status = nnc_cmd_stats(m, o, &d);
-      ft.passes_s = nnc_driver_seconds() - t0;
-      if (status == NNC_EXIT_OK) status = stats_compile(m, o, ft);
-      break;
+    case NNC_ACTION_STATS: status = stats(m, o, ft, &d); break;
     case NNC_ACTION_MEMPLAN: status = nnc_cmd_memory_plan(m, o, &d); break;
     default: status = write_output(o, m); break;
     }
@@ -534,6 +572,7 @@ static int run(const nnc_options *o) {
 
 int main(int argc, char **argv) {
   nnc_set_oom_handler(out_of_memory);
+  nnc_rt_set_oom_handler(out_of_memory);
   nnc_options o = {0};
   int status = parse_options(argc, argv, &o);
   if (status < 0) status = run(&o);

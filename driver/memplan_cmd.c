@@ -2,9 +2,9 @@
  * print the plan. */
 #include "driver/memplan_cmd.h"
 
-#include <errno.h>
 #include <string.h>
 
+#include "driver/output.h"
 #include "passes/lower.h"
 #include "passes/memplan.h"
 #include "passes/programs.h"
@@ -18,9 +18,8 @@ int nnc_cmd_memory_plan(const nnc_module *m, const nnc_options *o, nnc_diags *d)
     nnc_arena_free(a);
     return NNC_EXIT_MODEL_ERROR;
   }
-  FILE *out = o->output ? fopen(o->output, "w") : stdout;
-  if (!out) {
-    fprintf(stderr, "nnc: error: cannot write '%s': %s\n", o->output, strerror(errno));
+  nnc_outfile out;
+  if (!nnc_outfile_open(&out, o->output)) {
     nnc_arena_free(a);
     return NNC_EXIT_ENVIRONMENT;
   }
@@ -32,9 +31,8 @@ int nnc_cmd_memory_plan(const nnc_module *m, const nnc_options *o, nnc_diags *d)
     if (count > 1 && strcmp(g->name, "forward") == 0) continue; /* the programs the backends run */
     nnc_lprogram *p = nnc_lower_program(a, m, g, L, &cpu, d);
     if (!p) status = NNC_EXIT_MODEL_ERROR;
-    else nnc_mem_print(out, p->plan);
+    else nnc_mem_print(out.f, p->plan);
   }
-  if (out != stdout && fclose(out) != 0 && status == NNC_EXIT_OK) status = NNC_EXIT_ENVIRONMENT;
   nnc_arena_free(a);
-  return status;
+  return nnc_outfile_close(&out, status);
 }

@@ -23,7 +23,8 @@ typedef enum { NNC_ACTION_SUMMARY, NNC_ACTION_CHECK, NNC_ACTION_EMIT, NNC_ACTION
 
 typedef struct nnc_options {
   const char *input;
-  nnc_action action;
+  nnc_action action;          /* resolved from actions_given once every flag is read */
+  unsigned actions_given;     /* 1 << nnc_action for each action flag given */
   nnc_emit_kind emit;
   bool emit_train;            /* --emit ir --train: print the programs, train_step included */
   const char *output;         /* -o */

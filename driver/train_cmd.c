@@ -2,6 +2,7 @@
  * loads the data the train block names (or --data), checks that the data fits the model's
  * inputs, builds the schedule, initializes or loads the params, and maps the runtime's
  * results to exit statuses (docs/training.md). */
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -332,23 +333,13 @@ static bool check_checkpoint_vocab(const nnc_options *o, const nnc_rt_dataset *d
   return false;
 }
 
-/* An unwritable --save, --log or --plot path fails before training, not after it. */
-static bool check_writable(const char *path) {
-  if (!path) return true;
-  char err[ERR_CAP];
-  nnc_afile f;
-  if (!nnc_afile_open(&f, path, err, sizeof err)) {
-    report(err);
-    return false;
-  }
-  nnc_afile_abort(&f);
-  return true;
-}
 
 /* ---- the commands ---- */
 
+/* SIGINT (Ctrl-C) and SIGTERM (what schedulers and `kill` send) both stop the run after the
+ * step in progress, with the checkpoint written; the exit status is 128 + the signal. */
 static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) { interrupted = 1; }
+static void on_stop_signal(int sig) { interrupted = sig; }
 
 typedef struct session {
   model_io io;
@@ -387,7 +378,7 @@ static int session_open(session *s, nnc_module *m, const nnc_options *o) {
 static int train_status(nnc_rt_train_status st, const char *err) {
   switch (st) {
   case NNC_RT_TRAIN_OK: return NNC_EXIT_OK;
-  case NNC_RT_TRAIN_STOPPED: return 130;
+  case NNC_RT_TRAIN_STOPPED: return 128 + (interrupted ? interrupted : SIGINT);
   case NNC_RT_TRAIN_BAD_INPUT: report(err); return NNC_EXIT_MODEL_ERROR;
   case NNC_RT_TRAIN_IO_ERROR: report(err); return NNC_EXIT_ENVIRONMENT;
   }
@@ -401,7 +392,6 @@ static int run_training(nnc_module *m, const nnc_options *o, session *s) {
   int status = prepare_params(m, s->rm, o, s->seed, s->persist, &st, &resumed);
   if (status != NNC_EXIT_OK) return status;
   if (!check_checkpoint_vocab(o, &s->ds)) return NNC_EXIT_MODEL_ERROR;
-  if (!check_writable(o->save_path) || !check_writable(o->plot_path)) return NNC_EXIT_ENVIRONMENT;
   nnc_rt_train_config cfg = {
       .epochs = o->epochs > 0 ? o->epochs : (m->train.epochs > 0 ? m->train.epochs : 1),
       .max_steps = o->max_steps, .save_every = o->save_every, .seed = s->seed, .io = s->io.names,
@@ -416,11 +406,13 @@ static int run_training(nnc_module *m, const nnc_options *o, session *s) {
     report(err);
     return o->schedule ? NNC_EXIT_USAGE : NNC_EXIT_MODEL_ERROR;
   }
-  struct sigaction sa = {.sa_handler = on_sigint}, old;
+  struct sigaction sa = {.sa_handler = on_stop_signal}, old_int, old_term;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, &old);
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
   nnc_rt_train_status ts = nnc_rt_train(s->rm, s->ex, &s->ds, s->persist, &cfg, err, sizeof err);
-  sigaction(SIGINT, &old, NULL);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
   return train_status(ts, err);
 }
 
@@ -454,7 +446,13 @@ int nnc_cmd_eval(nnc_module *m, const nnc_options *o) {
     const nnc_rt_split *split = s.ds.test.n ? &s.ds.test : &s.ds.train;
     uint8_t *io = alloc_region(s.rm->io_bytes);
     nnc_rt_metrics r;
-    if (nnc_rt_evaluate(s.rm, s.ex, &s.ds, split, &s.io.names, s.persist, io, &r, err, sizeof err)) {
+    bool ok = nnc_rt_evaluate(s.rm, s.ex, &s.ds, split, &s.io.names, s.persist, io, &r, err, sizeof err);
+    if (ok && !isfinite(r.loss)) {
+      format(err, ERR_CAP, "%s: the %s loss is %s: the weights are not usable (a diverged run?)",
+             o->load_path ? o->load_path : o->resume_path, s.eval_name, isnan(r.loss) ? "nan" : "inf");
+      ok = false;
+    }
+    if (ok) {
       printf("%s loss %.4f", s.eval_name, r.loss);
       if (r.accuracy == r.accuracy) printf(", %s accuracy %.2f%%", s.eval_name, 100 * r.accuracy);
       printf(" (%lld examples)\n", (long long)r.n);

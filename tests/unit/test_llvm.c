@@ -541,22 +541,19 @@ static void test_cache_concurrent(void) {
 
 /* --- output files -------------------------------------------------------------------------------------------- */
 
-/* A kernel of 300 buffer parameters, as an optimizer step fused over every parameter of a model
- * passes (tiny_gpt's AdamW kernel has 365): every one gets its align and readonly attributes at
- * its own index, and the JIT builds it. */
-/* m emitted as text (IR or assembly) to path and read back (empty after a failed check). */
-static const char *emitted_text(nnc_cg_llvm_module *m, nnc_cg_llvm_emit_kind kind, const char *path) {
-  static char text[1 << 20];
-  char err[512];
-  text[0] = 0;
-  CHECK_MSG(m && nnc_cg_llvm_emit(m, kind, path, err, sizeof err), "%s", err);
-  FILE *f = fopen(path, "r");
-  size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
-  text[len] = 0;
+/* m emitted (IR, assembly or an object) into memory; *len bytes (0 after a failed check). The
+ * caller frees the result. */
+static char *emitted(nnc_cg_llvm_module *m, nnc_cg_llvm_emit_kind kind, size_t *len) {
+  char *text = NULL, err[512];
+  FILE *f = open_memstream(&text, len);
+  CHECK_MSG(m && f && nnc_cg_llvm_emit(m, kind, f, err, sizeof err), "%s", err);
   if (f) fclose(f);
   return text;
 }
 
+/* A kernel of 300 buffer parameters, as an optimizer step fused over every parameter of a model
+ * passes (tiny_gpt's AdamW kernel has 365): every one gets its align and readonly attributes at
+ * its own index, and the JIT builds it. */
 static void test_many_buffers(void) {
   enum { NIN = 299 };
   nnc_arena *a = nnc_arena_new();
@@ -569,21 +566,22 @@ static void test_many_buffers(void) {
   }
   nnc_ls_push(k, k->body, nnc_ls_store(k, nnc_lk_buf(k, "out", NNC_F32, NNC_SCOPE_GLOBAL, 1), I(0), sum, NULL));
   CHECK(verify(k));
-  char err[512], path[400];
+  char err[512];
   nnc_cg_llvm_target t = {"haswell", "+avx,+avx2,+fma,+sse4.2"};
   nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("wide", &t, err, sizeof err);
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   CHECK(m && nnc_cg_llvm_kernel(m, k, &d));
-  snprintf(path, sizeof path, "%s/wide.ll", cache_root);
-  const char *text = emitted_text(m, NNC_LLVM_EMIT_IR, path);
-  const char *def = strstr(text, "define void @wide(");
+  size_t len;
+  char *text = emitted(m, NNC_LLVM_EMIT_IR, &len);
+  const char *def = text ? strstr(text, "define void @wide(") : NULL;
   const char *end = def ? strchr(def, '{') : NULL;
   int aligned_params = 0, readonly_params = 0;
   for (const char *s = def; s && s < end && (s = strstr(s, "align 64 %")) && s < end; s++) aligned_params++;
   for (const char *s = def; s && s < end && (s = strstr(s, "readonly")) && s < end; s++) readonly_params++;
   CHECK_MSG(aligned_params == NIN + 1 && readonly_params == NIN, "%d aligned, %d readonly", aligned_params,
             readonly_params);
+  free(text);
   nnc_cg_llvm_module_free(m);
   nnc_cg_llvm_jit *j = jit(k, NULL, NULL);
   CHECK(j && nnc_cg_llvm_jit_sym(j, "wide"));
@@ -594,31 +592,30 @@ static void test_many_buffers(void) {
 static void test_emit(void) {
   nnc_arena *a = nnc_arena_new();
   sgemm_ir g = sgemm_build(a, "sgemm", 64, 64, 64);
-  char err[512], path[400];
+  char err[512];
   nnc_cg_llvm_target t = {"haswell", "+avx,+avx2,+fma,+sse4.2"}; /* pinned: the text does not depend on the host */
   nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("sgemm", &t, err, sizeof err);
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   CHECK(m && nnc_cg_llvm_kernel(m, g.k, &d));
   CHECK(m && nnc_cg_llvm_vector_bits(m) == 256);
-  snprintf(path, sizeof path, "%s/sgemm.ll", cache_root);
-  const char *text = emitted_text(m, NNC_LLVM_EMIT_IR, path);
-  CHECK(strstr(text, "define void @sgemm(ptr") != NULL);
-  CHECK(strstr(text, "noalias") && strstr(text, "align 64"));
-  CHECK(strstr(text, "\"prefer-vector-width\"=\"256\""));
-  CHECK(strstr(text, "fmuladd") || strstr(text, "llvm.fma"));
-  CHECK(strstr(text, "fast") == NULL && strstr(text, "reassoc") == NULL); /* the loop IR fixes every order */
-  snprintf(path, sizeof path, "%s/sgemm.s", cache_root);
-  text = emitted_text(m, NNC_LLVM_EMIT_ASM, path);
-  CHECK(strstr(text, "vfmadd") && strstr(text, "ymm"));
-  snprintf(path, sizeof path, "%s/sgemm.o", cache_root);
-  CHECK_MSG(nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_OBJ, path, err, sizeof err), "%s", err);
-  FILE *f = fopen(path, "rb");
-  char magic[4];
-  size_t len = f ? fread(magic, 1, 4, f) : 0;
-  if (f) fclose(f);
-  CHECK(len == 4 && memcmp(magic, "\x7f" "ELF", 4) == 0);
-  CHECK(!nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_OBJ, "/nonexistent/dir/x.o", err, sizeof err));
+  size_t len;
+  char *text = emitted(m, NNC_LLVM_EMIT_IR, &len);
+  CHECK(text && strstr(text, "define void @sgemm(ptr") != NULL);
+  CHECK(text && strstr(text, "noalias") && strstr(text, "align 64"));
+  CHECK(text && strstr(text, "\"prefer-vector-width\"=\"256\""));
+  CHECK(text && (strstr(text, "fmuladd") || strstr(text, "llvm.fma")));
+  CHECK(text && strstr(text, "fast") == NULL && strstr(text, "reassoc") == NULL); /* the loop IR fixes every order */
+  free(text);
+  text = emitted(m, NNC_LLVM_EMIT_ASM, &len);
+  CHECK(text && strstr(text, "vfmadd") && strstr(text, "ymm"));
+  free(text);
+  text = emitted(m, NNC_LLVM_EMIT_OBJ, &len);
+  CHECK(text && len > 4 && memcmp(text, "\x7f" "ELF", 4) == 0);
+  free(text);
+  FILE *full = fopen("/dev/full", "w"); /* a full device: the write fails with a message, nothing aborts */
+  CHECK(full && !nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_OBJ, full, err, sizeof err) && strstr(err, "No space"));
+  if (full) fclose(full);
   nnc_cg_llvm_module_free(m);
   nnc_arena_free(a);
 }
