@@ -397,26 +397,35 @@ void nnc_cg_c_loader_header(FILE *out, const char *model) {
                " * written by nnc or PyTorch with the same names) into the persist region. */\n", model);
   fprintf(out, "#ifndef %s_MODEL_LOADER_H\n#define %s_MODEL_LOADER_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n", M, M);
   fprintf(out, "/* Reads every param and state buffer of the model from path into persist (%s_PERSIST_BYTES\n"
-               " * bytes). Every param and state tensor must be present with the model's dtype and shape;\n"
-               " * optimizer moments missing from the file are zeroed; extra tensors are ignored. Nothing is\n"
-               " * kept: the file is read once and freed. Returns 0, or -1 with a message in err (cap bytes)\n"
-               " * that names the file or the tensor at fault. */\n", M);
+               " * bytes), with the checks of nnc's own reader: a well-formed safetensors file whose tensors\n"
+               " * tile its data exactly, each one the model has, with its shape and dtype, and every param\n"
+               " * and state tensor present; optimizer moments missing from the file are zeroed. Nothing is\n"
+               " * written to persist unless the whole file passes. Returns 0, or -1 with a message in err\n"
+               " * (cap bytes) that names the file or the tensor at fault. */\n", M);
   fprintf(out, "int %s_load_weights(const char *path, uint8_t *persist, char *err, size_t cap);\n\n#endif\n", id);
 }
 
 static const char *st_dtype(nnc_dtype dt) { return dt == NNC_F32 ? "F32" : dt == NNC_I32 ? "I32" : "U8"; }
 
+/* The kind of each tensor: required (params and state), an optimizer moment (zeroed when the
+ * file has none), or tied to another (its values are the target's; only its shape is checked). */
+static const char *spec_kind(const nnc_mem_buffer *b) {
+  if (b->tied_to >= 0) return "SPEC_TIED";
+  return strstr(b->name, ".exp_avg") || strstr(b->name, ".momentum_buffer") ? "SPEC_MOMENT" : "SPEC_REQUIRED";
+}
+
 static void print_loader_table(FILE *out, const nnc_mem_layout *L) {
-  fprintf(out, "static const struct tensor_spec {\n  const char *name, *dtype;\n  int rank;\n  int64_t shape[8];\n"
-               "  size_t offset, bytes;\n  int optional;\n} specs[] = {\n");
+  fprintf(out, "enum { SPEC_REQUIRED, SPEC_MOMENT, SPEC_TIED };\n\n"
+               "static const struct tensor_spec {\n  const char *name, *dtype;\n  int rank;\n  int64_t shape[8];\n"
+               "  size_t offset, bytes;\n  int kind;\n} specs[] = {\n");
   for (int i = 0; i < L->nparams; i++) {
     const nnc_mem_buffer *b = &L->bufs[i];
     fprintf(out, "  {\"");
     for (const char *c = b->name; *c; c++) fprintf(out, (*c == '"' || *c == '\\') ? "\\%c" : "%c", *c);
     fprintf(out, "\", \"%s\", %d, {", st_dtype(b->type.dtype), b->type.rank);
     for (int k = 0; k < b->type.rank; k++) fprintf(out, "%s%lld", k ? ", " : "", (long long)b->type.dims[k]);
-    bool optional = strstr(b->name, ".exp_avg") || strstr(b->name, ".momentum_buffer") || b->tied_to >= 0;
-    fprintf(out, "%s}, %lld, %lld, %d},\n", b->type.rank ? "" : "0", (long long)b->offset, (long long)b->bytes, optional);
+    fprintf(out, "%s}, %lld, %lld, %s},\n", b->type.rank ? "" : "0", (long long)b->offset, (long long)b->bytes,
+            spec_kind(b));
   }
   fprintf(out, "  {0, 0, 0, {0}, 0, 0, 0}\n};\n");
 }

@@ -2,8 +2,9 @@
 """Turns a text file into a C string literal body (an .inc file #included by codegen/).
 
 usage: gen_inc.py INPUT OUTPUT
-codegen/abi_text.inc comes from runtime/abi.h, codegen/loader_text.inc from
-codegen/loader_body.h; the backend tests check that both are current."""
+The build makes abi_text.inc from runtime/abi.h and loader_text.inc from codegen/loader_body.h
+(CMakeLists.txt), so the texts are never stale."""
+import os
 import sys
 
 def literal(text):
@@ -18,6 +19,7 @@ def literal(text):
 src, dst = sys.argv[1], sys.argv[2]
 with open(src, encoding="utf-8") as f:
     text = f.read()
+os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
 with open(dst, "w", encoding="utf-8") as f:
-    f.write("/* Generated from %s by scripts/gen_inc.py: do not edit. */\n" % src)
+    f.write("/* Generated from %s by scripts/gen_inc.py: do not edit. */\n" % os.path.basename(src))
     f.write(literal(text))
