@@ -31,7 +31,8 @@
 static const char usage_text[] =
     "usage: nnc FILE [options]\n"
     "\n"
-    "FILE is a model (.nn) or graph IR text (.ir, as written by --emit ir).\n"
+    "FILE is a model (.nn) or graph IR text (.ir, as written by --emit ir); '-' reads a model\n"
+    "from standard input. Flags may come in any order (docs/cli.md, \"Combining flags\").\n"
     "\n"
     "actions (default: print a summary of the model):\n"
     "  --check              parse, elaborate, differentiate and verify; print nothing on success\n"
@@ -72,14 +73,15 @@ static const char usage_text[] =
     "  --seed N             seed of initialization, shuffling and dropout\n"
     "  --data PATH          the data source's path (its kind comes from the train block)\n"
     "  --val-split F        hold out the last fraction F of the training set for evaluation\n"
-    "  --threads N          worker threads, the calling thread included (default: all cores);\n"
-    "                       results do not depend on it\n"
+    "  --threads N          worker threads, the calling thread included, 1 to 4 x the cores\n"
+    "                       (default: all cores); results do not depend on it\n"
     "  --target NAME        executor: llvm (native code through the LLVM JIT, the default),\n"
     "                       interp (the reference interpreter), cuda (needs a CUDA device)\n"
     "  --max-steps N        stop after N training steps\n"
     "  --log FILE           write metrics as CSV\n"
     "  --plot FILE          draw loss and accuracy curves as SVG\n"
-    "  --save FILE          write a checkpoint (safetensors) at the end, atomically\n"
+    "  --save FILE          write a checkpoint (safetensors) at the end, atomically; also on\n"
+    "                       SIGINT or SIGTERM, after the step in progress\n"
     "  --save-every N       also every N steps\n"
     "  --resume FILE        continue training from a checkpoint\n"
     "  --load FILE          start from the weights in FILE (e.g. trained by PyTorch)\n"
@@ -100,7 +102,8 @@ static const char usage_text[] =
     "  0  success\n"
     "  1  an error in the model or another input file (diagnostics on standard error)\n"
     "  2  a usage error (bad flags)\n"
-    "  3  an environment failure (no device, out of memory, I/O failure)\n";
+    "  3  an environment failure (no device, out of memory, I/O failure)\n"
+    "  130, 143  training stopped by SIGINT or SIGTERM, the checkpoint written\n";
 
 static void usage_error(const char *fmt, const char *arg) {
   fputs("nnc: error: ", stderr);
