@@ -941,17 +941,6 @@ nnc_lprogram *nnc_lower_program_fused(nnc_arena *a, const nnc_module *m, const n
   return ok ? finish_program(&B, m, layout, o, d) : NULL;
 }
 
-void nnc_lower_print(FILE *out, const nnc_lprogram *p) {
-  fprintf(out, "# program %s: %d kernels, %d calls\n", p->name, p->nkernels, p->ncalls);
-  for (int i = 0; i < p->nkernels; i++) nnc_lk_print(out, p->kernels[i]);
-  for (int i = 0; i < p->ncalls; i++) {
-    const nnc_lcall *c = &p->calls[i];
-    fprintf(out, "call %s(", p->kernels[c->kernel]->name);
-    for (int j = 0; j < c->nbufs; j++) fprintf(out, "%s%s", j ? ", " : "", p->plan->bufs[c->bufs[j]].name);
-    fprintf(out, ")  # %s\n", c->what);
-  }
-}
-
 /* --- shared with passes/lower_group.c (lower_impl.h) ------------------------------------------- */
 
 element_fn nnc_lw_element_builder(nnc_op op) { return element_builder(op); }

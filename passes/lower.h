@@ -13,6 +13,7 @@
 
 #include "../ir/ir.h"
 #include "../ir/loop.h"
+#include "../ir/lowered.h"
 #include "memplan.h"
 
 typedef enum { NNC_LOWER_CPU, NNC_LOWER_GPU } nnc_lower_target;
@@ -23,26 +24,6 @@ typedef struct nnc_lower_opts {
   int gpu_threads;            /* GPU: threads per block; 0: 256 */
   bool fuse;                  /* nnc_lower_program: simplify and fuse first, one kernel per group */
 } nnc_lower_opts;
-
-/* One kernel call of a program: the kernel and, for each of its GLOBAL buffers in parameter
- * order, the plan buffer it is bound to. */
-typedef struct nnc_lcall {
-  int kernel;                 /* index into the program's kernels */
-  int *bufs;
-  int nbufs;
-  const nnc_node *node;       /* the node it computes; NULL for a copy to an output or state */
-  const char *what;           /* "%12 = matmul", "state fc1.weight", "output logits" */
-} nnc_lcall;
-
-typedef struct nnc_lprogram {
-  const char *name;           /* "train_step", "eval_step", "predict" */
-  const nnc_graph *graph;
-  nnc_kernel **kernels;       /* deduplicated: structurally equal kernels appear once */
-  int nkernels;
-  nnc_lcall *calls;           /* in order */
-  int ncalls;
-  nnc_mem_plan *plan;
-} nnc_lprogram;
 
 /* The kernel of node nd of graph g (not a source other than nbatch), in arena a. Its GLOBAL
  * buffers are the result, then each input that is not a `scalar` source, in order. NULL after
@@ -72,7 +53,5 @@ nnc_kernel *nnc_lower_group(nnc_arena *a, const nnc_module *m, const struct nnc_
 nnc_lprogram *nnc_lower_program_fused(nnc_arena *a, const nnc_module *m, const struct nnc_fusion_plan *plan,
                                       const nnc_mem_layout *layout, const nnc_lower_opts *, nnc_diags *);
 
-/* Prints every kernel (nnc_lk_print) and the call list. */
-void nnc_lower_print(FILE *, const nnc_lprogram *);
 
 #endif

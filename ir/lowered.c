@@ -1,0 +1,68 @@
+/* Reading lowered programs: their memory and calls (ir/lowered.h). */
+#include "lowered.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *nnc_mem_region_name(nnc_mem_region r) {
+  return r == NNC_MEM_PERSIST ? "persist" : r == NNC_MEM_IO ? "io" : "scratch";
+}
+
+int nnc_mem_find(const nnc_mem_layout *L, const char *name) {
+  for (int i = 0; i < L->nbufs; i++)
+    if (strcmp(L->bufs[i].name, name) == 0) return i;
+  return -1;
+}
+
+int nnc_mem_slot_cmp(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)((const struct nnc_mem_slot *)a)->node, y = (uintptr_t)((const struct nnc_mem_slot *)b)->node;
+  return x < y ? -1 : x > y;
+}
+
+int nnc_mem_node_pos(const nnc_mem_plan *P, const nnc_node *nd) {
+  struct nnc_mem_slot key = {nd, 0};
+  const struct nnc_mem_slot *s = bsearch(&key, P->slots, (size_t)P->graph->nnodes, sizeof key, nnc_mem_slot_cmp);
+  return s ? s->pos : -1;
+}
+
+int nnc_mem_node_buffer(const nnc_mem_plan *P, const nnc_node *nd) {
+  int p = nnc_mem_node_pos(P, nd);
+  return p < 0 ? -1 : P->node_buf[p];
+}
+
+int64_t nnc_mem_region_bytes(const nnc_mem_plan *P, nnc_mem_region r) {
+  return r == NNC_MEM_PERSIST ? P->layout->persist_bytes : r == NNC_MEM_IO ? P->layout->io_bytes : P->scratch_bytes;
+}
+
+void nnc_mem_print(FILE *out, const nnc_mem_plan *P) {
+  char buf[128], live[48];
+  fprintf(out, "# memory plan of %s: persist %lld, io %lld, scratch %lld bytes, %d steps\n", P->graph->name,
+          (long long)P->layout->persist_bytes, (long long)P->layout->io_bytes, (long long)P->scratch_bytes,
+          P->nsteps);
+  fprintf(out, "# region       offset      bytes  live       name  type\n");
+  for (int i = 0; i < P->nbufs; i++) {
+    const nnc_mem_buffer *b = &P->bufs[i];
+    if (b->region != NNC_MEM_SCRATCH) snprintf(live, sizeof live, "all");
+    else if (b->first < 0) snprintf(live, sizeof live, "-");
+    else snprintf(live, sizeof live, "[%d,%d]", b->first, b->last);
+    fprintf(out, "%-7s %12lld %10lld  %-10s %s  %s", nnc_mem_region_name(b->region), (long long)b->offset,
+            (long long)b->bytes, live, b->name, nnc_type_str(&b->type, buf, sizeof buf));
+    if (b->inplace_of >= 0) fprintf(out, "  in place of %s", P->bufs[b->inplace_of].name);
+    fprintf(out, "\n");
+  }
+  fprintf(out, "# scratch %lld bytes (order %s), naive %lld, lower bound %lld, %d in place\n",
+          (long long)P->scratch_bytes, P->scratch_order ? P->scratch_order : "naive", (long long)P->scratch_naive,
+          (long long)P->scratch_lower_bound, P->ninplace);
+}
+
+void nnc_lower_print(FILE *out, const nnc_lprogram *p) {
+  fprintf(out, "# program %s: %d kernels, %d calls\n", p->name, p->nkernels, p->ncalls);
+  for (int i = 0; i < p->nkernels; i++) nnc_lk_print(out, p->kernels[i]);
+  for (int i = 0; i < p->ncalls; i++) {
+    const nnc_lcall *c = &p->calls[i];
+    fprintf(out, "call %s(", p->kernels[c->kernel]->name);
+    for (int j = 0; j < c->nbufs; j++) fprintf(out, "%s%s", j ? ", " : "", p->plan->bufs[c->bufs[j]].name);
+    fprintf(out, ")  # %s\n", c->what);
+  }
+}
+
