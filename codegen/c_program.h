@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 #include "ir/diag.h"
-#include "passes/lower.h"
+#include "ir/lowered.h"
 
 /* runtime/abi.h, verbatim: written beside model.h as nnc_abi.h. */
 extern const char nnc_cg_abi_text[];

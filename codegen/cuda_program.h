@@ -16,7 +16,7 @@
 
 #include "codegen/cuda.h"
 #include "ir/diag.h"
-#include "passes/lower.h"
+#include "ir/lowered.h"
 
 /* Gives kernels that share a name but differ (node ids repeat between programs) the program's
  * name as a suffix, so a name means one kernel in the whole file. */

@@ -20,7 +20,7 @@
 
 #include "ir/diag.h"
 #include "ir/loop.h"
-#include "passes/lower.h"
+#include "ir/lowered.h"
 
 typedef struct nnc_cg_llvm_module nnc_cg_llvm_module;
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codegen/llvm_exec.h"
+#include "driver/exec_llvm.h"
 #include "driver/commands.h"
 #include "driver/layout.h"
 #include "ir/compare.h"
@@ -148,14 +148,14 @@ static int check_program(const nnc_module *m, const nnc_rt_model *rm, nnc_rt_exe
   for (int i = 0; result == 0 && i < lp->ncalls; i++) {
     const nnc_lcall *c = &lp->calls[i];
     const nnc_kernel *k = lp->kernels[c->kernel];
-    if (!nnc_llvm_exec_call(e, lp->name, i, pj, ioj, call, err, sizeof err)) {
+    if (!nnc_exec_llvm_call(e, lp->name, i, pj, ioj, call, err, sizeof err)) {
       fprintf(stderr, "nnc: error: %s\n", err);
       result = -1;
       break;
     }
     if (v.out_of_call[i] < 0 || c->nbufs == 0) continue;
     const nnc_mem_buffer *b = &lp->plan->bufs[c->bufs[0]];
-    uint8_t *out = buffer_ptr(b, pj, ioj, nnc_llvm_exec_scratch(e));
+    uint8_t *out = buffer_ptr(b, pj, ioj, nnc_rt_executor_scratch(e));
     inject_fault(k, &c->node->type, out);
     const nnc_tensor *ref = &v.outs[v.out_of_call[i]];
     nnc_tensor got = {.type = c->node->type, .n = call->n, .data = out};
@@ -173,17 +173,12 @@ static int check_program(const nnc_module *m, const nnc_rt_model *rm, nnc_rt_exe
   return result;
 }
 
-int nnc_cmd_check_kernels(nnc_module *m, const nnc_options *o) {
+int nnc_cmd_check_kernels(const nnc_compiled *c, const nnc_options *o) {
   char err[ERR_CAP];
-  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
-  if (!rm) {
-    fprintf(stderr, "nnc: error: %s\n", err);
-    return NNC_EXIT_MODEL_ERROR;
-  }
-  nnc_rt_pool *pool = nnc_rt_pool_new(o->threads);
-  nnc_rt rt = nnc_rt_pool_rt(pool);
-  nnc_llvm_exec_opts eo = {.lower = {.target = NNC_LOWER_CPU}, .rt = &rt, .call_entries = true};
-  nnc_rt_executor *e = nnc_llvm_exec_new(m, rm, &eo, err, sizeof err);
+  const nnc_module *m = c->module;
+  nnc_rt_model *rm = nnc_layout_model(c);
+  nnc_exec_llvm_opts eo = {.threads = o->threads > 0 ? o->threads : nnc_rt_pool_default_threads(), .call_entries = true};
+  nnc_rt_executor *e = nnc_exec_llvm_new(c, &eo, err, sizeof err);
   int status = NNC_EXIT_OK, checked = 0, programs = 0;
   if (!e) {
     fprintf(stderr, "nnc: error: %s\n", err);
@@ -196,8 +191,9 @@ int nnc_cmd_check_kernels(nnc_module *m, const nnc_options *o) {
   nnc_rt_call call = {.n = rm->batch_max, .lr = (float)(m->train.lr > 0 ? m->train.lr : 1e-3), .step = 0, .seed = 7};
   const char *order[] = {"predict", "eval_step", "train_step"};
   for (int p = 0; e && p < 3 && status == NNC_EXIT_OK; p++) {
-    const nnc_lprogram *lp = nnc_llvm_exec_lprogram(e, order[p]);
-    if (!lp) continue;
+    const nnc_compiled_program *cp = nnc_compiled_find(c, order[p]);
+    if (!cp) continue;
+    const nnc_lprogram *lp = cp->lowered;
     programs++;
     int r = check_program(m, rm, e, lp, persist, io, &call, &checked);
     if (r != 0) status = NNC_EXIT_MODEL_ERROR;
@@ -207,7 +203,6 @@ int nnc_cmd_check_kernels(nnc_module *m, const nnc_options *o) {
            (long long)rm->batch_max);
   free(persist), free(io);
   if (e) e->destroy(e);
-  nnc_rt_pool_free(pool);
   nnc_layout_free(rm);
   return status;
 }

@@ -1,5 +1,4 @@
 /* --devices, --emit cuda and the --target cuda check (driver/cuda_cmd.h). */
-#include "driver/output.h"
 #include "driver/cuda_cmd.h"
 
 #include <errno.h>
@@ -12,7 +11,7 @@
 #include "codegen/cuda_load.h"
 #include "codegen/cuda_program.h"
 #include "codegen/c_program.h"
-#include "passes/lower.h"
+#include "driver/output.h"
 
 /* --- the CPU -------------------------------------------------------------------------------- */
 
@@ -88,44 +87,29 @@ int nnc_cmd_devices(FILE *out) {
 int nnc_cmd_check_cuda(void) {
   nnc_cg_cuda_device dev;
   char why[512];
-  if (nnc_cg_cuda_devices(&dev, 1, NULL, why, sizeof why) > 0) return NNC_EXIT_OK; /* codegen/cuda_exec.h runs there */
+  if (nnc_cg_cuda_devices(&dev, 1, NULL, why, sizeof why) > 0) return NNC_EXIT_OK; /* driver/exec_cuda.h runs there */
   fprintf(stderr, "nnc: error: --target cuda: %s\n", why);
   return NNC_EXIT_ENVIRONMENT;
 }
 
 /* --- --emit cuda and --emit ptx --------------------------------------------------------------- */
 
-/* Every program but forward (the others' part), lowered with the GPU schedule, kernels named
- * apart. NULL after reporting. */
-static nnc_lprogram **lower_programs(nnc_arena *a, const nnc_module *m, int *count, int *status, nnc_diags *d) {
-  char err[512];
-  nnc_mem_layout *L = nnc_mem_layout_module(a, m, err, sizeof err);
-  if (!L) {
-    fprintf(stderr, "nnc: error: %s\n", err);
-    *status = NNC_EXIT_MODEL_ERROR;
-    return NULL;
-  }
-  nnc_lower_opts lo = {.target = NNC_LOWER_GPU};
-  nnc_lprogram **progs = nnc_arena_alloc(a, sizeof *progs * (size_t)(nnc_module_program_count(m) + 1));
-  *count = 0;
-  for (int i = 0; i < nnc_module_program_count(m); i++) {
-    const nnc_graph *g = nnc_module_program(m, i);
-    if (strcmp(g->name, "forward") == 0) continue;
-    if (!(progs[(*count)++] = nnc_lower_program(a, m, g, L, &lo, d))) {
-      *status = NNC_EXIT_MODEL_ERROR;
-      return NULL;
-    }
-  }
+/* The programs of c (lowered with the GPU schedule), kernels named apart. */
+static nnc_lprogram **gpu_programs(nnc_arena *a, const nnc_compiled *c, int *count) {
+  nnc_lprogram **progs = nnc_arena_alloc(a, sizeof *progs * (size_t)(c->nprograms + 1));
+  for (int i = 0; i < c->nprograms; i++) progs[i] = c->programs[i].lowered;
+  *count = c->nprograms;
   nnc_cg_cuda_name_kernels(progs, *count);
   return progs;
 }
 
-int nnc_cmd_emit_cuda(const nnc_module *m, const nnc_options *o) {
+int nnc_cmd_emit_cuda(const nnc_compiled *c, const nnc_options *o) {
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   nnc_arena *a = nnc_arena_new();
+  const nnc_module *m = c->module;
   int count = 0, status = NNC_EXIT_OK;
-  nnc_lprogram **progs = lower_programs(a, m, &count, &status, &d);
+  nnc_lprogram **progs = gpu_programs(a, c, &count);
   nnc_outfile out;
   if (progs && !nnc_outfile_open(&out, o->output)) status = NNC_EXIT_ENVIRONMENT;
   else if (progs) {
@@ -166,7 +150,7 @@ static void put_header(FILE *f, void *ctx) {
 }
 static void put_main(FILE *f, void *ctx) { nnc_cg_cuda_launcher_main(f, ((ptx_job *)ctx)->m->name); }
 
-int nnc_cmd_emit_ptx(const nnc_module *m, const nnc_options *o) {
+int nnc_cmd_emit_ptx(const nnc_compiled *c, const nnc_options *o) {
   if (!o->output) {
     fprintf(stderr, "nnc: error: --emit ptx writes a directory: give it with -o DIR\n");
     return NNC_EXIT_USAGE;
@@ -174,8 +158,9 @@ int nnc_cmd_emit_ptx(const nnc_module *m, const nnc_options *o) {
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   nnc_arena *a = nnc_arena_new();
+  const nnc_module *m = c->module;
   int count = 0, status = NNC_EXIT_OK;
-  nnc_lprogram **progs = lower_programs(a, m, &count, &status, &d);
+  nnc_lprogram **progs = gpu_programs(a, c, &count);
   char *cu = NULL;
   size_t len = 0;
   FILE *f = progs ? open_memstream(&cu, &len) : NULL;

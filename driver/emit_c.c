@@ -1,15 +1,12 @@
 /* --emit c: lower every program, print the C files, write the initial weights. */
 #include "driver/emit_c.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "codegen/c_program.h"
 #include "driver/layout.h"
 #include "driver/output.h"
-#include "passes/lower.h"
 #include "runtime/safetensors.h"
 
 enum { MAX_PROGRAMS = 8 };
@@ -17,7 +14,7 @@ enum { MAX_PROGRAMS = 8 };
 typedef struct emit {
   const char *dir;
   const char *model;
-  nnc_mem_layout *L;
+  const nnc_mem_layout *L;
   nnc_lprogram *progs[MAX_PROGRAMS];
   int nprogs;
 } emit;
@@ -51,10 +48,10 @@ static int write_sources(const emit *e, nnc_diags *d) {
 static nnc_st_dtype st_dtype(nnc_dtype dt) { return dt == NNC_F32 ? NNC_ST_F32 : dt == NNC_I32 ? NNC_ST_I32 : NNC_ST_U8; }
 
 /* The initial persist region as safetensors: every param and state buffer (tied ones once). */
-static bool write_weights(const emit *e, const nnc_module *m, uint32_t seed) {
+static bool write_weights(const emit *e, const nnc_compiled *c, uint32_t seed) {
   char err[512];
-  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
-  if (!rm) return fprintf(stderr, "nnc: error: %s\n", err), false;
+  const nnc_module *m = c->module;
+  nnc_rt_model *rm = nnc_layout_model(c);
   uint8_t *persist = nnc_xcalloc(1, rm->persist_bytes + 1);
   nnc_layout_init_params(m, rm, seed, persist);
   nnc_st_tensor *t = nnc_xcalloc((size_t)m->nparams + 1, sizeof *t);
@@ -76,7 +73,7 @@ static bool write_weights(const emit *e, const nnc_module *m, uint32_t seed) {
   return ok;
 }
 
-int nnc_cmd_emit_c(const nnc_module *m, const nnc_options *o) {
+int nnc_cmd_emit_c(const nnc_compiled *c, const nnc_options *o) {
   if (!o->output) {
     fprintf(stderr, "nnc: error: --emit c needs an output directory: -o DIR\n");
     return NNC_EXIT_USAGE;
@@ -84,24 +81,11 @@ int nnc_cmd_emit_c(const nnc_module *m, const nnc_options *o) {
   if (!nnc_outdir_make(o->output)) return NNC_EXIT_ENVIRONMENT;
   nnc_diags d;
   nnc_diags_init(&d, stderr);
-  nnc_arena *a = nnc_arena_new();
-  emit e = {.dir = o->output, .model = m->name};
-  char err[512];
-  int status = NNC_EXIT_OK;
-  e.L = nnc_mem_layout_module(a, m, err, sizeof err);
-  if (!e.L) {
-    fprintf(stderr, "nnc: error: %s\n", err);
-    status = NNC_EXIT_MODEL_ERROR;
-  }
-  nnc_lower_opts lo = {.target = NNC_LOWER_CPU, .fuse = !o->no_fusion};
-  for (int i = 0; status == NNC_EXIT_OK && i < nnc_module_program_count(m) && e.nprogs < MAX_PROGRAMS; i++) {
-    const nnc_graph *g = nnc_module_program(m, i);
-    if (strcmp(g->name, "forward") == 0) continue;
-    if (!(e.progs[e.nprogs++] = nnc_lower_program(a, m, g, e.L, &lo, &d))) status = NNC_EXIT_MODEL_ERROR;
-  }
+  const nnc_module *m = c->module;
+  emit e = {.dir = o->output, .model = m->name, .L = c->layout};
+  for (int i = 0; i < c->nprograms && e.nprogs < MAX_PROGRAMS; i++) e.progs[e.nprogs++] = c->programs[i].lowered;
   uint32_t seed = (uint32_t)(o->seed >= 0 ? o->seed : m->train.seed);
-  if (status == NNC_EXIT_OK) status = write_sources(&e, &d);
-  if (status == NNC_EXIT_OK && !write_weights(&e, m, seed)) status = NNC_EXIT_ENVIRONMENT;
-  nnc_arena_free(a);
+  int status = write_sources(&e, &d);
+  if (status == NNC_EXIT_OK && !write_weights(&e, c, seed)) status = NNC_EXIT_ENVIRONMENT;
   return status;
 }

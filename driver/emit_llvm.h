@@ -5,8 +5,9 @@
 
 #include "driver/options.h"
 #include "ir/ir.h"
+#include "ir/lowered.h"
 
 /* Returns an exit status after reporting. */
-int nnc_cmd_emit_llvm(const nnc_module *m, const nnc_options *o);
+int nnc_cmd_emit_llvm(const nnc_compiled *c, const nnc_options *o);
 
 #endif

@@ -5,8 +5,9 @@
 
 #include "driver/options.h"
 #include "ir/ir.h"
+#include "ir/lowered.h"
 
 /* Prints to o->output or stdout; an exit status. */
-int nnc_cmd_emit_loops(const nnc_module *m, const nnc_options *o);
+int nnc_cmd_emit_loops(const nnc_compiled *c, const nnc_options *o);
 
 #endif

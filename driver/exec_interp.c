@@ -10,19 +10,29 @@
 
 #include "driver/layout.h"
 #include "ir/interp.h"
-#include "passes/programs.h"
+#include "runtime/executor.h"
 
 enum { SCALAR_LR, SCALAR_STEP, SCALAR_SEED, NSCALARS };
 
-typedef struct exec_interp {
-  nnc_rt_executor base;
+enum { MAX_PROGRAMS = 8 };
+
+typedef struct exec_interp exec_interp;
+
+/* What an entry runs: one graph of the module. */
+typedef struct interp_program {
+  exec_interp *x;
+  const nnc_graph *g;
+} interp_program;
+
+struct exec_interp {
   const nnc_module *m;
   const nnc_rt_model *rm;
   nnc_tensor *tensors;             /* per buffer, then the scalars */
   nnc_interp_binding *bindings;
   float lr;
   int32_t step, seed;
-} exec_interp;
+  interp_program progs[MAX_PROGRAMS];
+};
 
 static void bind_buffers(exec_interp *x, uint8_t *persist, uint8_t *io, int64_t n) {
   for (int i = 0; i < x->rm->nbuffers; i++) {
@@ -54,17 +64,14 @@ static bool store_results(exec_interp *x, const nnc_graph *g, nnc_tensor *outs, 
   return ok;
 }
 
-static bool interp_run(nnc_rt_executor *e, const char *program, uint8_t *persist, uint8_t *io,
-                       const nnc_rt_call *call, char *err, size_t cap) {
-  exec_interp *x = (exec_interp *)e;
-  const nnc_graph *g = nnc_module_find_program(x->m, program);
-  if (!g) {
-    snprintf(err, cap, "the model has no program '%s'", program);
-    return false;
-  }
-  bind_buffers(x, persist, io, call->n);
-  x->lr = call->lr, x->step = call->step, x->seed = (int32_t)call->seed;
-  nnc_interp_env env = {.n = call->n, .bindings = x->bindings, .nbindings = x->rm->nbuffers + NSCALARS};
+static bool interp_run(void *ctx, const nnc_args *a, char *err, size_t cap) {
+  interp_program *p = ctx;
+  exec_interp *x = p->x;
+  const nnc_graph *g = p->g;
+  uint8_t *persist = a->persist, *io = a->io;
+  bind_buffers(x, persist, io, a->n);
+  x->lr = a->lr, x->step = (int32_t)a->step, x->seed = (int32_t)a->seed;
+  nnc_interp_env env = {.n = a->n, .bindings = x->bindings, .nbindings = x->rm->nbuffers + NSCALARS};
   nnc_tensor *outs = nnc_xcalloc((size_t)g->noutputs + 1, sizeof *outs);
   nnc_tensor *states = nnc_xcalloc((size_t)g->nstate + 1, sizeof *states);
   bool ok = nnc_interp_run(x->m, g, NNC_INTERP_F32, &env, outs, states, err, cap) &&
@@ -76,12 +83,21 @@ static bool interp_run(nnc_rt_executor *e, const char *program, uint8_t *persist
   return ok;
 }
 
-static void interp_destroy(nnc_rt_executor *e) {
-  exec_interp *x = (exec_interp *)e;
+static nnc_rt_entry interp_symbol(void *lib, const char *program) {
+  exec_interp *x = lib;
+  for (int i = 0; i < MAX_PROGRAMS && x->progs[i].g; i++)
+    if (strcmp(x->progs[i].g->name, program) == 0) return (nnc_rt_entry){.run = interp_run, .ctx = &x->progs[i]};
+  return (nnc_rt_entry){0};
+}
+
+static void interp_free(void *lib) {
+  exec_interp *x = lib;
   free(x->tensors);
   free(x->bindings);
   free(x);
 }
+
+static const nnc_rt_backend interp_backend = {.name = "interp", .symbol = interp_symbol, .free = interp_free};
 
 static void bind_scalar(exec_interp *x, int slot, const char *name, nnc_dtype dt, void *data) {
   int i = x->rm->nbuffers + slot;
@@ -91,7 +107,6 @@ static void bind_scalar(exec_interp *x, int slot, const char *name, nnc_dtype dt
 
 nnc_rt_executor *nnc_exec_interp_new(const nnc_module *m, const nnc_rt_model *rm) {
   exec_interp *x = nnc_xcalloc(1, sizeof *x);
-  x->base = (nnc_rt_executor){.name = "interp", .run = interp_run, .destroy = interp_destroy};
   x->m = m, x->rm = rm;
   size_t n = (size_t)rm->nbuffers + NSCALARS;
   x->tensors = nnc_xcalloc(n, sizeof *x->tensors);
@@ -103,5 +118,14 @@ nnc_rt_executor *nnc_exec_interp_new(const nnc_module *m, const nnc_rt_model *rm
   bind_scalar(x, SCALAR_LR, "lr", NNC_F32, &x->lr);
   bind_scalar(x, SCALAR_STEP, "step", NNC_I32, &x->step);
   bind_scalar(x, SCALAR_SEED, "seed", NNC_I32, &x->seed);
-  return &x->base;
+  const char *names[MAX_PROGRAMS];
+  int np = 0;
+  for (int i = 0; i < nnc_module_program_count(m) && np < MAX_PROGRAMS; i++) {
+    const nnc_graph *g = nnc_module_program(m, i);
+    x->progs[np] = (interp_program){x, g};
+    names[np++] = g->name;
+  }
+  char err[256];
+  nnc_rt_executor_opts eo = {.batch_max = rm->batch_max};
+  return nnc_rt_executor_new(&interp_backend, x, names, np, &eo, err, sizeof err); /* cannot fail */
 }

@@ -1,5 +1,4 @@
-/* The driver's view of the graph passes: `--passes LIST`, `--emit kernels`, `--emit dot` and
- * `--stats` (docs/cli.md, docs/fusion.md). */
+/* --emit kernels, --emit dot and the graph figures of --stats (driver/fusion_cmd.c). */
 #ifndef NNC_DRIVER_FUSION_CMD_H
 #define NNC_DRIVER_FUSION_CMD_H
 
@@ -7,18 +6,12 @@
 #include <stdio.h>
 
 #include "driver/options.h"
-#include "ir/ir.h"
+#include "ir/lowered.h"
 
-/* Is every name of the comma-separated list a pass? */
-bool nnc_driver_passes_valid(const char *list);
-
-/* Runs --passes (or, for the fusion outputs without --passes, `simplify`) on every program
- * of m. False after reporting. --stats runs them itself, to count before and after. */
-bool nnc_driver_run_passes(nnc_module *m, const nnc_options *o, nnc_diags *d);
-
-/* --emit kernels / --emit dot: print to o->output or stdout; an exit status. */
-int nnc_cmd_emit_fusion(const nnc_module *m, const nnc_options *o, bool dot);
-/* --stats' graph figures, printed to out; an exit status. */
-int nnc_cmd_stats(nnc_module *m, const nnc_options *o, FILE *out, nnc_diags *d);
+/* --emit kernels / --emit dot: the fusion plans of c (compiled through fuse), to o->output or
+ * stdout; an exit status. */
+int nnc_cmd_emit_fusion(const nnc_compiled *c, const nnc_options *o, bool dot);
+/* --stats' graph figures of c, printed to out; an exit status. */
+int nnc_cmd_stats(const nnc_compiled *c, FILE *out);
 
 #endif

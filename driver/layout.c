@@ -1,13 +1,12 @@
-/* Module -> nnc_rt_model: the persist and io regions exactly as the memory plan lays them out
- * (passes/memplan.h), so the runtime and every compiled program agree on each offset by
- * construction. This file only translates the plan's buffers into the runtime's terms. */
+/* Compiled module -> nnc_rt_model: the persist and io regions exactly as the pipeline's memory
+ * plan laid them out (ir/lowered.h), so the runtime and every compiled program agree on each
+ * offset by construction. This file only translates the plan's buffers into the runtime's terms. */
 #include "driver/layout.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes/memplan.h"
 #include "passes/programs.h"
 
 nnc_rt_dtype nnc_layout_rt_dtype(nnc_dtype dt) {
@@ -55,13 +54,9 @@ static nnc_rt_buffer runtime_buffer(const nnc_module *m, const nnc_mem_buffer *m
   return b;
 }
 
-nnc_rt_model *nnc_layout_model(const nnc_module *m, char *err, size_t cap) {
-  nnc_arena *a = nnc_arena_new();
-  const nnc_mem_layout *L = nnc_mem_layout_module(a, m, err, cap);
-  if (!L) {
-    nnc_arena_free(a);
-    return NULL;
-  }
+nnc_rt_model *nnc_layout_model(const nnc_compiled *c) {
+  const nnc_module *m = c->module;
+  const nnc_mem_layout *L = c->layout;
   nnc_rt_model *rm = nnc_xcalloc(1, sizeof *rm);
   rm->name = m->name;
   rm->batch_max = m->batch_max;
@@ -72,7 +67,6 @@ nnc_rt_model *nnc_layout_model(const nnc_module *m, char *err, size_t cap) {
   rm->has_train_step = nnc_module_find_program(m, "train_step") != NULL;
   rm->has_eval_step = nnc_module_find_program(m, "eval_step") != NULL;
   rm->has_predict = nnc_module_find_program(m, "predict") != NULL;
-  nnc_arena_free(a); /* the names point into m, not into the plan */
   return rm;
 }
 

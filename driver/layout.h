@@ -1,7 +1,7 @@
 /* The compiled module as the runtime sees it (runtime/model.h): every param, piece of state
  * and optimizer moment in the persist region, every program input and output in the io
- * region at B_max. The layout is the memory plan's (nnc_mem_layout_module, passes/memplan.h),
- * translated: there is no second layout algorithm. */
+ * region at B_max. The layout is the pipeline's (ir/lowered.h), translated: there is no second
+ * layout algorithm. */
 #ifndef NNC_DRIVER_LAYOUT_H
 #define NNC_DRIVER_LAYOUT_H
 
@@ -9,12 +9,13 @@
 #include <stdint.h>
 
 #include "ir/ir.h"
+#include "ir/lowered.h"
 #include "runtime/model.h"
 
-/* Buffers 0 .. m->nparams-1 are m's params in order; then the io buffers. Names point into
- * m, which must outlive the result. NULL with a message in err when two programs give one
- * input or output name different types. */
-nnc_rt_model *nnc_layout_model(const nnc_module *m, char *err, size_t cap);
+/* c compiled at least through the plan stage. Buffers 0 .. nparams-1 are the module's params in
+ * order; then the io buffers. Names point into the module and the layout, which must outlive
+ * the result. */
+nnc_rt_model *nnc_layout_model(const nnc_compiled *c);
 void nnc_layout_free(nnc_rt_model *);
 
 /* Writes every param's initial values (nnc_param_init_values, keyed by seed) into persist. */

@@ -8,7 +8,7 @@
 #include <strings.h>
 
 #include "driver/commands.h"
-#include "driver/compile.h"
+#include "driver/front_end.h"
 #include "driver/cuda_cmd.h"
 #include "driver/emit_c.h"
 #include "driver/executor.h"
@@ -24,7 +24,9 @@
 #include "runtime/atomic_file.h"
 #include "driver/sample_cmd.h"
 #include "ir/ir.h"
+#include "passes/pipeline.h"
 #include "passes/programs.h"
+#include "passes/simplify.h"
 #include "runtime/data.h"
 #include "runtime/pool.h"
 
@@ -58,8 +60,11 @@ static const char usage_text[] =
     "model:\n"
     "  --set NAME=VALUE     override a hyperparameter or a train-block field (repeatable)\n"
     "  --batch N            the compiled batch size B_max (default: the train block's, else 64)\n"
-    "  --passes LIST        run graph passes first: dce, cse, fold, algebra, simplify\n"
-    "  --no-fusion          --emit c / loops: one kernel per node instead of one per fused group\n"
+    "  --passes LIST        the graph passes of the pipeline: dce, cse, fold, algebra, simplify\n"
+    "                       (default: simplify)\n"
+    "  --no-fusion          one kernel per graph node instead of one per fused group\n"
+    "  --stop-after STAGE   run the pipeline up to STAGE: autodiff, simplify, fuse, plan, lower,\n"
+    "                       scratch (with --emit ir, kernels, dot, loops or --memory-plan)\n"
     "  --mode MODE          the forward graph --emit ir shows: train (default), eval, predict\n"
     "\n"
     "training (each overrides the train block; see docs/training.md):\n"
@@ -158,7 +163,7 @@ enum {
   OPT_EPOCHS, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_SEED, OPT_DATA,
   OPT_VAL_SPLIT, OPT_THREADS, OPT_TARGET, OPT_MAX_STEPS, OPT_LOG, OPT_PLOT, OPT_SAVE,
   OPT_SAVE_EVERY, OPT_RESUME, OPT_LOAD, OPT_QUIET, OPT_DEVICES, OPT_PASSES, OPT_STATS, OPT_MEMORY_PLAN, OPT_NO_FUSION,
-  OPT_SAMPLE, OPT_PROMPT, OPT_TEMPERATURE, OPT_CHECK_KERNELS,
+  OPT_SAMPLE, OPT_PROMPT, OPT_TEMPERATURE, OPT_CHECK_KERNELS, OPT_STOP_AFTER,
 };
 
 static const struct option longopts[] = {
@@ -181,8 +186,23 @@ static const struct option longopts[] = {
     {"memory-plan", no_argument, 0, OPT_MEMORY_PLAN}, {"no-fusion", no_argument, 0, OPT_NO_FUSION},
     {"sample", required_argument, 0, OPT_SAMPLE},  {"prompt", required_argument, 0, OPT_PROMPT},
     {"temperature", required_argument, 0, OPT_TEMPERATURE}, {"check-kernels", no_argument, 0, OPT_CHECK_KERNELS},
+    {"stop-after", required_argument, 0, OPT_STOP_AFTER},
     {0, 0, 0, 0},
 };
+
+/* A comma-separated list of graph passes, each known (passes/simplify.h). */
+static bool passes_valid(const char *list) {
+  char name[64];
+  for (const char *p = list;; p++) {
+    size_t len = strcspn(p, ",");
+    if (len == 0 || len >= sizeof name) return false;
+    memcpy(name, p, len);
+    name[len] = 0;
+    if (!nnc_simplify_known(name)) return false;
+    p += len;
+    if (!*p) return true;
+  }
+}
 
 /* The flag that asks for each action. */
 static const char *const action_flags[] = {
@@ -259,12 +279,21 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
   case 'o': o->output = arg; return true;
   case OPT_PASSES:
     o->passes = arg;
-    if (nnc_driver_passes_valid(arg)) return true;
+    if (passes_valid(arg)) return true;
     usage_error("--passes: unknown pass in '%s' (available: dce, cse, fold, algebra, simplify)", arg);
     return false;
   case OPT_STATS: return give_action(o, NNC_ACTION_STATS);
   case OPT_MEMORY_PLAN: return give_action(o, NNC_ACTION_MEMPLAN);
   case OPT_NO_FUSION: o->no_fusion = true; return true;
+  case OPT_STOP_AFTER: {
+    nnc_stage st;
+    if (nnc_stage_from_name(arg, &st)) {
+      o->stop_after = (int)st;
+      return true;
+    }
+    usage_error("unknown --stop-after stage '%s' (available: autodiff, simplify, fuse, plan, lower, scratch)", arg);
+    return false;
+  }
   case OPT_MODE:
     if (strcmp(arg, "train") == 0) o->mode = NNC_MODE_TRAIN;
     else if (strcmp(arg, "eval") == 0) o->mode = NNC_MODE_EVAL;
@@ -386,9 +415,35 @@ static bool check_sample(nnc_options *o) {
   return false;
 }
 
+/* --stop-after goes with the actions that print what a stage made, from the stage that makes it
+ * on; the fusion plan is what --emit kernels and --emit dot print, so they take no --no-fusion. */
+static bool check_pipeline_flags(const nnc_options *o) {
+  bool plans = o->action == NNC_ACTION_EMIT && (o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT);
+  if (plans && o->no_fusion) {
+    usage_error("%s", "--no-fusion: --emit kernels and --emit dot show the fusion plan");
+    return false;
+  }
+  if (o->stop_after < 0) return true;
+  nnc_stage least = o->action == NNC_ACTION_MEMPLAN ? NNC_STAGE_PLAN
+                    : o->action != NNC_ACTION_EMIT ? NNC_STAGE_COUNT
+                    : o->emit == NNC_EMIT_IR ? NNC_STAGE_AUTODIFF
+                    : plans ? NNC_STAGE_FUSE
+                    : o->emit == NNC_EMIT_LOOPS ? NNC_STAGE_LOWER : NNC_STAGE_COUNT;
+  if (least == NNC_STAGE_COUNT) {
+    usage_error("%s", "--stop-after goes with --emit ir, kernels, dot or loops, or --memory-plan");
+    return false;
+  }
+  if ((int)least <= o->stop_after) return true;
+  fprintf(stderr, "nnc: error: --stop-after %s: what the action prints is made by the %s stage, after it\n",
+          nnc_stage_name((nnc_stage)o->stop_after), nnc_stage_name(least));
+  fputs("Try 'nnc --help' for more information.\n", stderr);
+  return false;
+}
+
 /* Returns -1 when parsing succeeded, else the exit status. */
 static int parse_options(int argc, char **argv, nnc_options *o) {
   o->lr = -1, o->momentum = -1, o->weight_decay = -1, o->epochs = 0, o->seed = -1, o->temperature = -1;
+  o->stop_after = -1;
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
@@ -420,7 +475,7 @@ static int parse_options(int argc, char **argv, nnc_options *o) {
     return NNC_EXIT_USAGE;
   }
   o->input = argv[optind];
-  return resolve_action(o) && check_sample(o) ? -1 : NNC_EXIT_USAGE;
+  return resolve_action(o) && check_sample(o) && check_pipeline_flags(o) ? -1 : NNC_EXIT_USAGE;
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -466,6 +521,7 @@ static void print_summary(FILE *out, const nnc_module *m) {
   fprintf(out, "%lld state values\n", (long long)count_params(m, PARAMS_STATE));
 }
 
+/* The summary, or the IR text of --emit ir. */
 static int write_output(const nnc_options *o, const nnc_module *m) {
   nnc_outfile out;
   if (!nnc_outfile_open(&out, o->output)) return NNC_EXIT_ENVIRONMENT;
@@ -476,45 +532,96 @@ static int write_output(const nnc_options *o, const nnc_module *m) {
   return nnc_outfile_close(&out, NNC_EXIT_OK);
 }
 
-/* Which programs the action needs: a summary, a check and training need all of them; --emit ir
+/* Which programs the front end builds: a summary, a check and training need all of them; --emit ir
  * shows one forward graph unless --train asks for the training programs. */
-static bool wants_programs(const nnc_options *o) {
-  return o->action != NNC_ACTION_EMIT || o->emit_train || o->emit == NNC_EMIT_C || o->emit == NNC_EMIT_CUDA ||
-         o->emit == NNC_EMIT_PTX ||
-         o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT || o->emit == NNC_EMIT_LOOPS || o->emit >= NNC_EMIT_LLVM;
+static bool wants_programs(const nnc_options *o) { return o->action != NNC_ACTION_EMIT || o->emit != NNC_EMIT_IR || o->emit_train; }
+
+static bool gpu_emit(const nnc_options *o) {
+  return o->action == NNC_ACTION_EMIT && (o->emit == NNC_EMIT_CUDA || o->emit == NNC_EMIT_PTX);
+}
+
+/* The last pipeline stage an action needs (docs/cli.md, "The pipeline"). */
+static nnc_stage stage_needed(const nnc_options *o) {
+  switch (o->action) {
+  case NNC_ACTION_SUMMARY: case NNC_ACTION_CHECK: return NNC_STAGE_AUTODIFF;
+  case NNC_ACTION_EMIT:
+    if (o->emit == NNC_EMIT_IR) return o->passes ? NNC_STAGE_SIMPLIFY : NNC_STAGE_AUTODIFF;
+    if (o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT) return NNC_STAGE_FUSE;
+    return NNC_STAGE_SCRATCH;
+  default: return NNC_STAGE_SCRATCH;
+  }
+}
+
+/* The pipeline's options for the action: training, evaluation, sampling and --stats compile for
+ * --target; the emitters for the CPU, or the GPU for CUDA C and PTX; --check-kernels lowers one
+ * kernel per node so that each call is a node the interpreter computes too. */
+static nnc_pipeline_opts pipeline_for(const nnc_options *o, bool is_ir) {
+  bool runs = o->action == NNC_ACTION_TRAIN || o->action == NNC_ACTION_EVAL || o->action == NNC_ACTION_SAMPLE ||
+              o->action == NNC_ACTION_STATS;
+  if (runs) return nnc_driver_target_pipeline(o);
+  nnc_pipeline_opts p = nnc_pipeline_defaults(gpu_emit(o) ? NNC_LOWER_GPU : NNC_LOWER_CPU);
+  p.passes = o->passes;
+  p.no_fusion = o->no_fusion || gpu_emit(o) || o->action == NNC_ACTION_CHECK_KERNELS;
+  p.train = is_ir ? o->emit_train : wants_programs(o);
+  p.last = o->stop_after >= 0 ? (nnc_stage)o->stop_after : stage_needed(o);
+  return p;
 }
 
 /* --emit llvm|asm|obj (driver/emit_llvm.c, built with NNC_WITH_LLVM). */
-static int emit_llvm(const nnc_module *m, const nnc_options *o) {
+static int emit_llvm(const nnc_compiled *c, const nnc_options *o) {
 #ifdef NNC_WITH_LLVM
-  return nnc_cmd_emit_llvm(m, o);
+  return nnc_cmd_emit_llvm(c, o);
 #else
-  (void)m, (void)o;
+  (void)c, (void)o;
   return NNC_EXIT_USAGE;
 #endif
 }
 
-/* --stats, after the graph figures: compile the programs for the target and say where the time went. */
-static int stats_compile(const nnc_module *m, const nnc_options *o, FILE *out, nnc_driver_front_times ft) {
-  if (!nnc_module_find_program(m, "predict")) return NNC_EXIT_OK; /* a lone graph (.ir) has no programs to run */
+/* --stats, after the graph figures: build the executor for the target and say where the time went. */
+static int stats_compile(const nnc_compiled *c, const nnc_options *o, FILE *out, nnc_driver_front_times ft) {
+  if (!nnc_compiled_find(c, "predict")) return NNC_EXIT_OK; /* a lone graph (.ir) has no programs to run */
   char err[1024];
-  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
-  nnc_rt_executor *e = rm ? nnc_driver_executor_new(m, rm, o, err, sizeof err) : NULL;
-  if (e) nnc_driver_print_compile_times(out, e, ft);
+  nnc_rt_model *rm = nnc_layout_model(c);
+  nnc_rt_executor *e = nnc_driver_executor_new(c, rm, o, err, sizeof err);
+  if (e) nnc_driver_print_compile_times(out, c, e, ft);
   else fprintf(stderr, "nnc: error: %s\n", err);
   if (e) e->destroy(e);
   nnc_layout_free(rm);
   return e ? NNC_EXIT_OK : NNC_EXIT_MODEL_ERROR;
 }
 
-static int stats(nnc_module *m, const nnc_options *o, nnc_driver_front_times ft, nnc_diags *d) {
+static int stats(const nnc_compiled *c, const nnc_options *o, nnc_driver_front_times ft) {
   nnc_outfile out;
   if (!nnc_outfile_open(&out, o->output)) return NNC_EXIT_ENVIRONMENT;
-  double t0 = nnc_driver_seconds();
-  int status = nnc_cmd_stats(m, o, out.f, d);
-  ft.passes_s = nnc_driver_seconds() - t0;
-  if (status == NNC_EXIT_OK) status = stats_compile(m, o, out.f, ft);
+  int status = nnc_cmd_stats(c, out.f);
+  if (status == NNC_EXIT_OK) status = stats_compile(c, o, out.f, ft);
   return nnc_outfile_close(&out, status);
+}
+
+/* What the action does with the pipeline's result. */
+static int dispatch(nnc_module *m, const nnc_compiled *c, const nnc_options *o, nnc_driver_front_times ft) {
+  switch (o->action) {
+  case NNC_ACTION_CHECK: return NNC_EXIT_OK;
+  case NNC_ACTION_TRAIN: return nnc_cmd_train(m, c, o);
+  case NNC_ACTION_EVAL: return nnc_cmd_eval(m, c, o);
+#ifdef NNC_WITH_LLVM
+  case NNC_ACTION_CHECK_KERNELS: return nnc_cmd_check_kernels(c, o);
+#endif
+  case NNC_ACTION_SAMPLE: return nnc_cmd_sample(m, c, o);
+  case NNC_ACTION_STATS: return stats(c, o, ft);
+  case NNC_ACTION_MEMPLAN: return nnc_cmd_memory_plan(c, o);
+  case NNC_ACTION_EMIT:
+    switch (o->emit) {
+    case NNC_EMIT_LLVM: case NNC_EMIT_ASM: case NNC_EMIT_OBJ: return emit_llvm(c, o);
+    case NNC_EMIT_C: return nnc_cmd_emit_c(c, o);
+    case NNC_EMIT_CUDA: return nnc_cmd_emit_cuda(c, o);
+    case NNC_EMIT_PTX: return nnc_cmd_emit_ptx(c, o);
+    case NNC_EMIT_LOOPS: return nnc_cmd_emit_loops(c, o);
+    case NNC_EMIT_KERNELS: case NNC_EMIT_DOT: return nnc_cmd_emit_fusion(c, o, o->emit == NNC_EMIT_DOT);
+    default: return write_output(o, nnc_compiled_module_view(c));
+    }
+  default: return write_output(o, m);
+  }
 }
 
 /* Outputs that cannot be written fail before any work (docs/cli.md): -o, and training's --save,
@@ -532,6 +639,8 @@ static bool outputs_writable(const nnc_options *o) {
   return false;
 }
 
+/* main.c -> the front end (driver/front_end.c) -> the pipeline (passes/pipeline.c) -> an emitter or
+ * an executor: the walk of docs/pipeline.md. */
 static int run(const nnc_options *o) {
   if (!outputs_writable(o)) return NNC_EXIT_ENVIRONMENT;
   if (o->target && strcmp(o->target, "cuda") == 0 && nnc_cmd_check_cuda() != NNC_EXIT_OK) return NNC_EXIT_ENVIRONMENT;
@@ -541,33 +650,15 @@ static int run(const nnc_options *o) {
   if (!nnc_source_read(&src, o->input, &d)) return NNC_EXIT_MODEL_ERROR;
   bool is_ir = ends_with(o->input, ".ir");
   double t0 = nnc_driver_seconds();
-  nnc_module *m = is_ir ? nnc_parse_module(&src, &d) : nnc_driver_compile(&src, o, wants_programs(o), &d);
-  nnc_driver_front_times ft = {.front_s = nnc_driver_seconds() - t0, .passes_s = -1};
-  int status = NNC_EXIT_MODEL_ERROR;
-  if (m && d.nerrors == 0 && o->action != NNC_ACTION_STATS) nnc_driver_run_passes(m, o, &d);
+  nnc_module *m = is_ir ? nnc_parse_module(&src, &d) : nnc_driver_front_end(&src, o, wants_programs(o), &d);
+  nnc_driver_front_times ft = {.front_s = nnc_driver_seconds() - t0};
+  nnc_compiled *c = NULL;
   if (m && d.nerrors == 0) {
-    switch (o->action) {
-    case NNC_ACTION_CHECK: status = NNC_EXIT_OK; break;
-    case NNC_ACTION_TRAIN: status = nnc_cmd_train(m, o); break;
-    case NNC_ACTION_EVAL: status = nnc_cmd_eval(m, o); break;
-#ifdef NNC_WITH_LLVM
-    case NNC_ACTION_CHECK_KERNELS: status = nnc_cmd_check_kernels(m, o); break;
-#endif
-    case NNC_ACTION_SAMPLE: status = nnc_cmd_sample(m, o); break;
-    case NNC_ACTION_EMIT:
-      status = o->emit >= NNC_EMIT_LLVM   ? emit_llvm(m, o)
-               : o->emit == NNC_EMIT_C    ? nnc_cmd_emit_c(m, o)
-               : o->emit == NNC_EMIT_CUDA ? nnc_cmd_emit_cuda(m, o)
-               : o->emit == NNC_EMIT_PTX  ? nnc_cmd_emit_ptx(m, o)
-               : o->emit == NNC_EMIT_LOOPS ? nnc_cmd_emit_loops(m, o)
-               : o->emit == NNC_EMIT_KERNELS || o->emit == NNC_EMIT_DOT ? nnc_cmd_emit_fusion(m, o, o->emit == NNC_EMIT_DOT)
-                                          : write_output(o, m);
-      break;
-    case NNC_ACTION_STATS: status = stats(m, o, ft, &d); break;
-    case NNC_ACTION_MEMPLAN: status = nnc_cmd_memory_plan(m, o, &d); break;
-    default: status = write_output(o, m); break;
-    }
+    nnc_pipeline_opts p = pipeline_for(o, is_ir);
+    c = nnc_compile(m, &p, &d);
   }
+  int status = c ? dispatch(m, c, o, ft) : NNC_EXIT_MODEL_ERROR;
+  nnc_compiled_free(c);
   nnc_module_free(m);
   nnc_source_free(&src);
   return status;

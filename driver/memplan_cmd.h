@@ -6,8 +6,9 @@
 
 #include "driver/options.h"
 #include "ir/ir.h"
+#include "ir/lowered.h"
 
 /* Prints to o->output or stdout; an exit status. */
-int nnc_cmd_memory_plan(const nnc_module *m, const nnc_options *o, nnc_diags *d);
+int nnc_cmd_memory_plan(const nnc_compiled *c, const nnc_options *o);
 
 #endif

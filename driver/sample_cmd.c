@@ -118,7 +118,7 @@ int nnc_sample_text(const nnc_module *m, const nnc_rt_model *rm, nnc_rt_executor
   return status;
 }
 
-int nnc_cmd_sample(nnc_module *m, const nnc_options *o) {
+int nnc_cmd_sample(nnc_module *m, const nnc_compiled *c, const nnc_options *o) {
   const char *path = o->load_path ? o->load_path : o->resume_path;
   if (!path || (o->load_path && o->resume_path)) {
     fprintf(stderr, "nnc: error: --sample needs trained weights: --train, --load FILE or --resume FILE\n");
@@ -126,8 +126,8 @@ int nnc_cmd_sample(nnc_module *m, const nnc_options *o) {
   }
   char err[ERR_CAP];
   nnc_rt_vocab vocab;
-  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
-  if (!rm || !nnc_rt_checkpoint_vocab(path, &vocab, err, sizeof err)) {
+  nnc_rt_model *rm = nnc_layout_model(c);
+  if (!nnc_rt_checkpoint_vocab(path, &vocab, err, sizeof err)) {
     fprintf(stderr, "nnc: error: %s\n", err);
     nnc_layout_free(rm);
     return NNC_EXIT_MODEL_ERROR;
@@ -144,7 +144,7 @@ int nnc_cmd_sample(nnc_module *m, const nnc_options *o) {
   else if (!nnc_rt_checkpoint_load(path, rm, persist, NNC_RT_LOAD_WEIGHTS, NULL, err, sizeof err))
     fprintf(stderr, "nnc: error: %s\n", err);
   else {
-    nnc_rt_executor *ex = nnc_driver_executor_new(m, rm, o, err, sizeof err);
+    nnc_rt_executor *ex = nnc_driver_executor_new(c, rm, o, err, sizeof err);
     if (ex) {
       status = nnc_sample_text(m, rm, ex, persist, &vocab, o, seed, stdout);
       ex->destroy(ex);

@@ -7,6 +7,7 @@
 
 #include "driver/options.h"
 #include "ir/ir.h"
+#include "ir/lowered.h"
 #include "runtime/model.h"
 
 /* Writes the prompt (--prompt, default a newline) and o->sample characters generated after it
@@ -17,6 +18,6 @@ int nnc_sample_text(const nnc_module *m, const nnc_rt_model *rm, nnc_rt_executor
                     const nnc_rt_vocab *vocab, const nnc_options *o, uint64_t seed, FILE *out);
 
 /* --sample without --train: the weights and the vocabulary come from --load or --resume. */
-int nnc_cmd_sample(nnc_module *m, const nnc_options *o);
+int nnc_cmd_sample(nnc_module *m, const nnc_compiled *c, const nnc_options *o);
 
 #endif

@@ -358,17 +358,14 @@ static void session_free(session *s) {
   free(s->persist);
 }
 
-static int session_open(session *s, nnc_module *m, const nnc_options *o) {
+static int session_open(session *s, nnc_module *m, const nnc_compiled *c, const nnc_options *o) {
   char err[ERR_CAP];
   if (!find_model_io(m, &s->io)) return NNC_EXIT_MODEL_ERROR;
   s->seed = (uint64_t)(o->seed >= 0 ? o->seed : m->train.seed);
-  if (!(s->rm = nnc_layout_model(m, err, sizeof err))) {
-    report(err);
-    return NNC_EXIT_MODEL_ERROR;
-  }
+  s->rm = nnc_layout_model(c);
   if (!load_data(m, o, &s->io, s->seed, &s->ds, &s->eval_name)) return NNC_EXIT_MODEL_ERROR;
   s->persist = alloc_region(s->rm->persist_bytes);
-  if (!(s->ex = nnc_driver_executor_new(m, s->rm, o, err, sizeof err))) {
+  if (!(s->ex = nnc_driver_executor_new(c, s->rm, o, err, sizeof err))) {
     report(err);
     return NNC_EXIT_MODEL_ERROR;
   }
@@ -416,13 +413,13 @@ static int run_training(nnc_module *m, const nnc_options *o, session *s) {
   return train_status(ts, err);
 }
 
-int nnc_cmd_train(nnc_module *m, const nnc_options *o) {
+int nnc_cmd_train(nnc_module *m, const nnc_compiled *c, const nnc_options *o) {
   session s = {0};
   if (o->sample > 0 && !(m->train.data_kind && strcmp(m->train.data_kind, "text") == 0)) {
     fprintf(stderr, "nnc: error: --sample needs a character model trained on text (data = text(...))\n");
     return NNC_EXIT_USAGE;
   }
-  int status = session_open(&s, m, o);
+  int status = session_open(&s, m, c, o);
   if (status == NNC_EXIT_OK) status = run_training(m, o, &s);
   if (status == NNC_EXIT_OK && o->sample > 0)
     status = nnc_sample_text(m, s.rm, s.ex, s.persist, &s.ds.vocab, o, s.seed, stdout);
@@ -430,7 +427,7 @@ int nnc_cmd_train(nnc_module *m, const nnc_options *o) {
   return status;
 }
 
-int nnc_cmd_eval(nnc_module *m, const nnc_options *o) {
+int nnc_cmd_eval(nnc_module *m, const nnc_compiled *c, const nnc_options *o) {
   if (!o->load_path && !o->resume_path) {
     fprintf(stderr, "nnc: error: --eval needs weights: --load FILE or --resume FILE\n");
     return NNC_EXIT_USAGE;
@@ -439,7 +436,7 @@ int nnc_cmd_eval(nnc_module *m, const nnc_options *o) {
   char err[ERR_CAP];
   nnc_rt_train_state st;
   bool resumed;
-  int status = session_open(&s, m, o);
+  int status = session_open(&s, m, c, o);
   if (status == NNC_EXIT_OK) status = prepare_params(m, s.rm, o, s.seed, s.persist, &st, &resumed);
   if (status == NNC_EXIT_OK && !check_checkpoint_vocab(o, &s.ds)) status = NNC_EXIT_MODEL_ERROR;
   if (status == NNC_EXIT_OK) {

@@ -14,6 +14,12 @@ int nnc_mem_find(const nnc_mem_layout *L, const char *name) {
   return -1;
 }
 
+const nnc_compiled_program *nnc_compiled_find(const nnc_compiled *c, const char *name) {
+  for (int i = 0; i < c->nprograms; i++)
+    if (strcmp(c->programs[i].name, name) == 0) return &c->programs[i];
+  return NULL;
+}
+
 int nnc_mem_slot_cmp(const void *a, const void *b) {
   uintptr_t x = (uintptr_t)((const struct nnc_mem_slot *)a)->node, y = (uintptr_t)((const struct nnc_mem_slot *)b)->node;
   return x < y ? -1 : x > y;
@@ -40,8 +46,11 @@ void nnc_mem_print(FILE *out, const nnc_mem_plan *P) {
           (long long)P->layout->persist_bytes, (long long)P->layout->io_bytes, (long long)P->scratch_bytes,
           P->nsteps);
   fprintf(out, "# region       offset      bytes  live       name  type\n");
+  int inside = 0;
   for (int i = 0; i < P->nbufs; i++) {
     const nnc_mem_buffer *b = &P->bufs[i];
+    /* after the scratch stage, a value no call reads or writes lives inside a fused kernel */
+    if (P->nsteps > 0 && b->region == NNC_MEM_SCRATCH && b->first < 0 && ++inside) continue;
     if (b->region != NNC_MEM_SCRATCH) snprintf(live, sizeof live, "all");
     else if (b->first < 0) snprintf(live, sizeof live, "-");
     else snprintf(live, sizeof live, "[%d,%d]", b->first, b->last);
@@ -50,6 +59,7 @@ void nnc_mem_print(FILE *out, const nnc_mem_plan *P) {
     if (b->inplace_of >= 0) fprintf(out, "  in place of %s", P->bufs[b->inplace_of].name);
     fprintf(out, "\n");
   }
+  if (inside) fprintf(out, "# %d values live only inside fused kernels: no memory\n", inside);
   fprintf(out, "# scratch %lld bytes (order %s), naive %lld, lower bound %lld, %d in place\n",
           (long long)P->scratch_bytes, P->scratch_order ? P->scratch_order : "naive", (long long)P->scratch_naive,
           (long long)P->scratch_lower_bound, P->ninplace);

@@ -98,6 +98,33 @@ typedef struct nnc_lprogram {
   nnc_mem_plan *plan;
 } nnc_lprogram;
 
+/* --- the pipeline's result (passes/pipeline.h) ------------------------------------------------ */
+
+/* One program through the pipeline: its graph after each stage that changes it. */
+typedef struct nnc_compiled_program {
+  const char *name;
+  const nnc_graph *source;          /* the module's program */
+  const nnc_graph *graph;           /* after the graph passes */
+  const struct nnc_fusion_plan *fusion; /* its fusion plan; NULL without fusion */
+  nnc_mem_plan *plan;               /* its memory plan (scratch packed after the scratch stage) */
+  nnc_lprogram *lowered;            /* its kernel calls */
+} nnc_compiled_program;
+
+typedef struct nnc_compiled {
+  nnc_arena *arena;
+  const nnc_module *module;
+  int stages;                       /* how many stages ran (passes/pipeline.h's nnc_stage order) */
+  bool gpu;                         /* lowered with the GPU schedules */
+  nnc_compiled_program *programs;   /* what backends run: every program but forward, or forward alone */
+  int nprograms;
+  const nnc_mem_layout *layout;     /* persist and io, from the plan stage on */
+  int64_t scratch_bytes;            /* the largest program's scratch region */
+  double seconds[8];                /* the time each stage took, in nnc_stage order */
+} nnc_compiled;
+
+/* The compiled program named name, or NULL. */
+const nnc_compiled_program *nnc_compiled_find(const nnc_compiled *, const char *name);
+
 /* A plan's nodes sorted by address (the planner sorts them with nnc_mem_slot_cmp), so that a
  * node's position is a binary search away. */
 struct nnc_mem_slot {

@@ -851,23 +851,19 @@ static bool copy_call(builder *B, const nnc_module *m, const nnc_node *v, int ds
   return true;
 }
 
-static nnc_lprogram *new_program(nnc_arena *a, const nnc_module *m, const nnc_graph *g, const nnc_mem_layout *layout,
-                                 nnc_diags *d) {
-  nnc_mem_plan *P = nnc_mem_plan_program(a, m, g, layout, d);
-  if (!P) return NULL;
+static nnc_lprogram *new_program(nnc_arena *a, nnc_mem_plan *P) {
   nnc_lprogram *p = nnc_arena_alloc(a, sizeof *p);
-  p->name = g->name;
-  p->graph = g;
+  p->name = P->graph->name;
+  p->graph = P->graph;
   p->plan = P;
   return p;
 }
 
-/* The copies of outputs and state outputs that are not computed in place, then the scratch
- * plan over the calls. */
-static nnc_lprogram *finish_program(builder *B, const nnc_module *m, const nnc_mem_layout *layout,
-                                    const nnc_lower_opts *o, nnc_diags *d) {
+/* The copies of outputs and state outputs that are not computed in place. */
+static nnc_lprogram *finish_program(builder *B, const nnc_module *m, const nnc_lower_opts *o, nnc_diags *d) {
   nnc_lprogram *p = B->p;
   const nnc_graph *g = p->graph;
+  const nnc_mem_layout *layout = p->plan->layout;
   bool ok = true;
   for (int j = 0; j < g->noutputs && ok; j++)
     ok = copy_call(B, m, g->outputs[j].value, nnc_mem_find(layout, g->outputs[j].name),
@@ -877,19 +873,13 @@ static nnc_lprogram *finish_program(builder *B, const nnc_module *m, const nnc_m
     if (dst >= 0 && layout->bufs[dst].kind != NNC_MEM_PARAM) dst = -1;
     ok = copy_call(B, m, g->state_outputs[j].value, dst, nnc_arena_printf(B->a, "state %s", g->state_outputs[j].name), o, d);
   }
-  return ok && nnc_mem_plan_lowered(p, d) ? p : NULL; /* scratch packed by liveness over the calls */
+  return ok ? p : NULL;
 }
 
-nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, const nnc_graph *g, const nnc_mem_layout *layout,
-                                const nnc_lower_opts *o, nnc_diags *d) {
-  if (o->fuse) {
-    const nnc_graph *s = nnc_simplify_graph(a, g);
-    return nnc_lower_program_fused(a, m, nnc_fuse_program(a, s), layout, o, d);
-  }
-  nnc_lprogram *p = new_program(a, m, g, layout, d);
-  if (!p) return NULL;
-  const nnc_mem_plan *P = p->plan;
-  builder B = {.a = a, .p = p};
+nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, nnc_mem_plan *P, const nnc_lower_opts *o,
+                                nnc_diags *d) {
+  const nnc_graph *g = P->graph;
+  builder B = {.a = a, .p = new_program(a, P)};
   bool ok = true;
   for (int i = 0; i < g->nnodes && ok; i++) {
     const nnc_node *nd = g->nodes[i];
@@ -897,7 +887,7 @@ nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, const nnc_gra
     if (nd->op == NNC_OP_reshape && P->node_buf[i] == nnc_mem_node_buffer(P, nd->inputs[0])) continue; /* a view */
     ok = lower_node_call(&B, m, nd, o, d);
   }
-  return ok ? finish_program(&B, m, layout, o, d) : NULL;
+  return ok ? finish_program(&B, m, o, d) : NULL;
 }
 
 /* A group that is its anchor alone, with the anchor's operands as its inputs: its kernel has the
@@ -931,14 +921,12 @@ static bool lower_group_call(builder *B, const nnc_module *m, const nnc_fusion_p
   return true;
 }
 
-nnc_lprogram *nnc_lower_program_fused(nnc_arena *a, const nnc_module *m, const nnc_fusion_plan *plan,
-                                      const nnc_mem_layout *layout, const nnc_lower_opts *o, nnc_diags *d) {
-  nnc_lprogram *p = new_program(a, m, plan->graph, layout, d);
-  if (!p) return NULL;
-  builder B = {.a = a, .p = p};
+nnc_lprogram *nnc_lower_program_fused(nnc_arena *a, const nnc_module *m, const nnc_fusion_plan *plan, nnc_mem_plan *P,
+                                      const nnc_lower_opts *o, nnc_diags *d) {
+  builder B = {.a = a, .p = new_program(a, P)};
   bool ok = true;
   for (int gi = 0; gi < plan->ngroups && ok; gi++) ok = lower_group_call(&B, m, plan, gi, o, d);
-  return ok ? finish_program(&B, m, layout, o, d) : NULL;
+  return ok ? finish_program(&B, m, o, d) : NULL;
 }
 
 /* --- shared with passes/lower_group.c (lower_impl.h) ------------------------------------------- */

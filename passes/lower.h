@@ -22,7 +22,6 @@ typedef struct nnc_lower_opts {
   nnc_lower_target target;
   int lanes;                  /* CPU: vector width in f32 lanes (1: scalar loops); 0: 16 */
   int gpu_threads;            /* GPU: threads per block; 0: 256 */
-  bool fuse;                  /* nnc_lower_program: simplify and fuse first, one kernel per group */
 } nnc_lower_opts;
 
 /* The kernel of node nd of graph g (not a source other than nbatch), in arena a. Its GLOBAL
@@ -31,12 +30,12 @@ typedef struct nnc_lower_opts {
 nnc_kernel *nnc_lower_node(nnc_arena *a, const nnc_module *m, const nnc_node *nd, const nnc_lower_opts *,
                            nnc_diags *);
 
-/* Lowers program g of m over the module layout (with o->fuse: see nnc_lower_program_fused):
- * plans memory, lowers every needed node,
- * deduplicates kernels (nnc_lk_hash, nnc_lk_equal), and appends the copies of outputs and state
- * outputs that are not computed in place. NULL after reporting. */
-nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, const nnc_graph *g,
-                                const nnc_mem_layout *layout, const nnc_lower_opts *, nnc_diags *);
+/* Lowers the program of memory plan P (its graph, planned by nnc_mem_plan_program) one kernel per
+ * needed node, deduplicates kernels (nnc_lk_hash, nnc_lk_equal), and appends the copies of
+ * outputs and state outputs that are not computed in place. Scratch stays as P placed it
+ * (nnc_mem_plan_lowered packs it). NULL after reporting. */
+nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, nnc_mem_plan *P, const nnc_lower_opts *,
+                                nnc_diags *);
 
 /* The kernel of group `group` of a fusion plan (passes/fusion.h) of a graph of m, in arena a:
  * the group's members and inlined nodes computed in one kernel (passes/lower_group.c,
@@ -46,12 +45,11 @@ struct nnc_fusion_plan;
 nnc_kernel *nnc_lower_group(nnc_arena *a, const nnc_module *m, const struct nnc_fusion_plan *plan, int group,
                             const nnc_lower_opts *, nnc_diags *);
 
-/* Lowers the graph of a fusion plan (usually of a simplified program) with one call per group,
- * then the copies to outputs and state as nnc_lower_program does. Values inside a group are
- * never read or written by any call, so the memory plan need not place them. With o->fuse,
- * nnc_lower_program simplifies g, fuses it and calls this. */
+/* Lowers the graph of a fusion plan over its memory plan P with one call per group, then the
+ * copies to outputs and state as nnc_lower_program does. Values inside a group are never read or
+ * written by any call, so the memory plan need not place them. */
 nnc_lprogram *nnc_lower_program_fused(nnc_arena *a, const nnc_module *m, const struct nnc_fusion_plan *plan,
-                                      const nnc_mem_layout *layout, const nnc_lower_opts *, nnc_diags *);
+                                      nnc_mem_plan *P, const nnc_lower_opts *, nnc_diags *);
 
 
 #endif

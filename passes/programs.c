@@ -127,6 +127,9 @@ bool nnc_build_train_step(nnc_module *m, const nnc_graph *train_forward, nnc_dia
   nnc_node *loss = loss_of(g, m, d);
   if (!loss || !differentiate_and_update(m, g, loss, d)) return false;
   nnc_module_add_program(m, g);
+  /* the first program, as the io layout and the emitted model.h list it */
+  memmove(m->programs + 1, m->programs, sizeof *m->programs * (size_t)(m->nprograms - 1));
+  m->programs[0] = g;
   return true;
 }
 

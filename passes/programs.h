@@ -5,7 +5,7 @@
 
 #include "../ir/ir.h"
 
-/* Adds program "train_step" to m: a copy of train_forward (a forward graph over m's params,
+/* Adds program "train_step" to m, as its first program: a copy of train_forward (a forward graph over m's params,
  * with a loss), its backward pass w.r.t. every trainable param (not frozen, not state; tied
  * params through the param they are tied to, with the sum of their gradients), and the update
  * of m->train's optimizer (Adam, lr 1e-3, when the model has no train block). Its outputs are

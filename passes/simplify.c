@@ -491,25 +491,18 @@ static pass_fn find_pass(const char *name, size_t len) {
 
 bool nnc_simplify_known(const char *name) { return find_pass(name, strlen(name)) != NULL; }
 
-static bool run_pass_on_module(nnc_module *m, pass_fn fn, nnc_diags *d) {
-  if (m->forward) m->forward = fn(m->arena, m->forward);
-  for (int i = 0; i < m->nprograms; i++) m->programs[i] = fn(m->arena, m->programs[i]);
-  if (nnc_verify_module(m, d)) return true;
-  nnc_error(d, (nnc_loc){0}, "internal error: a program does not verify after simplification");
-  return false;
-}
-
-bool nnc_simplify_module(nnc_module *m, const char *list, nnc_diags *d) {
+nnc_graph *nnc_simplify_passes(nnc_arena *a, const nnc_graph *g, const char *list, nnc_diags *d) {
+  nnc_graph *out = (nnc_graph *)g;
   for (const char *p = list; *p;) {
     size_t len = strcspn(p, ",");
     pass_fn fn = find_pass(p, len);
     if (!fn) {
       nnc_error(d, (nnc_loc){0}, "unknown pass '%.*s' (available: dce, cse, fold, algebra, simplify)", (int)len, p);
-      return false;
+      return NULL;
     }
-    if (!run_pass_on_module(m, fn, d)) return false;
+    out = fn(a, out);
     p += len;
     if (*p == ',') p++;
   }
-  return true;
+  return out;
 }

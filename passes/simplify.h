@@ -31,9 +31,8 @@ nnc_graph *nnc_simplify_graph(nnc_arena *, const nnc_graph *);
 
 /* Is name one of the passes above? */
 bool nnc_simplify_known(const char *name);
-/* Runs the comma-separated list of passes on every program of m (forward too), replacing each
- * program by its result. False after reporting an unknown pass name or a graph that no longer
- * verifies (an internal error). */
-bool nnc_simplify_module(nnc_module *m, const char *passes, nnc_diags *);
+/* Runs the comma-separated list of passes on g, in order ("" runs none and returns g). NULL
+ * after reporting an unknown pass name. */
+nnc_graph *nnc_simplify_passes(nnc_arena *, const nnc_graph *g, const char *passes, nnc_diags *);
 
 #endif

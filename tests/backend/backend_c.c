@@ -32,7 +32,7 @@
 
 #include "../unit/check.h"
 #include "../unit/model_run.h"
-#include "codegen/c_exec.h"
+#include "driver/exec_c.h"
 #include "codegen/c_program.h"
 #include "driver/exec_interp.h"
 #include "driver/layout.h"
@@ -338,9 +338,14 @@ int main(int argc, char **argv) {
   nnc_module *m = mr_compile(path, &o, true, &src, stderr);
   CHECK_MSG(m != NULL, "%s does not compile", path);
   if (!m) return check_summary();
-  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
-  CHECK_MSG(rm != NULL, "%s", err);
-  if (!rm) return check_summary();
+  /* Each variant: the unfused CPU lowering (one kernel per node), vectorized, or scalar with OpenMP. */
+  nnc_pipeline_opts popts[NVARIANTS] = {nnc_pipeline_defaults(NNC_LOWER_CPU), nnc_pipeline_defaults(NNC_LOWER_CPU)};
+  popts[0].no_fusion = popts[1].no_fusion = true;
+  popts[1].lower.lanes = 1;
+  nnc_compiled *compiled[NVARIANTS];
+  for (int v = 0; v < NVARIANTS; v++) CHECK((compiled[v] = mr_pipeline(m, &popts[v], stderr)) != NULL);
+  if (!compiled[0] || !compiled[1]) return check_summary();
+  nnc_rt_model *rm = nnc_layout_model(compiled[0]);
   uint8_t *persist0 = region(rm->persist_bytes), *io0 = region(rm->io_bytes);
   nnc_layout_init_params(m, rm, 1, persist0);
   fill_inputs(rm, io0);
@@ -350,14 +355,12 @@ int main(int argc, char **argv) {
    * the Sanitize build). A process that loads a kernel library once never sees this. */
   if (!dlopen("libgomp.so.1", RTLD_NOW | RTLD_GLOBAL)) printf("note: libgomp.so.1 not preloaded: %s\n", dlerror());
   /* Each variant is compiled once and serves both sessions. */
-  const nnc_c_exec_opts opts[NVARIANTS] = {
-      {.lower = {.target = NNC_LOWER_CPU}, .threads = 1},
-      {.lower = {.target = NNC_LOWER_CPU, .lanes = 1}, .threads = 2, .cflags = "-fopenmp"}};
+  const nnc_exec_c_opts opts[NVARIANTS] = {{.threads = 1}, {.threads = 2, .cflags = "-fopenmp"}};
   const char *tags[NVARIANTS] = {"c", "c-scalar-openmp-2threads"};
   nnc_rt_executor *variants[NVARIANTS];
   double t0 = cpu_seconds();
   for (int v = 0; v < NVARIANTS; v++) {
-    variants[v] = nnc_c_exec_new(m, rm, &opts[v], err, sizeof err);
+    variants[v] = nnc_exec_c_new(compiled[v], &opts[v], err, sizeof err);
     CHECK_MSG(variants[v] != NULL, "%s: %s", tags[v], err);
   }
   double t_compile = cpu_seconds() - t0, t_ref = 0, t_f64 = 0, t_runs = 0;
@@ -387,6 +390,7 @@ int main(int argc, char **argv) {
     if (variants[v]) variants[v]->destroy(variants[v]);
   free(persist0), free(io0);
   nnc_layout_free(rm);
+  for (int v = 0; v < NVARIANTS; v++) nnc_compiled_free(compiled[v]);
   nnc_module_free(m);
   nnc_source_free(&src);
   return check_summary();

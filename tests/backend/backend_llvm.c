@@ -15,7 +15,7 @@
 
 #include "../unit/check.h"
 #include "../unit/model_run.h"
-#include "codegen/llvm_exec.h"
+#include "driver/exec_llvm.h"
 #include "driver/exec_interp.h"
 #include "driver/layout.h"
 #include "ir/compare.h"
@@ -213,35 +213,38 @@ int main(int argc, char **argv) {
   nnc_module *m = mr_compile(path, &o, true, &src, stderr);
   CHECK_MSG(m != NULL, "%s does not compile", path);
   if (!m) return check_summary();
-  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
-  CHECK_MSG(rm != NULL, "%s", err);
+  /* as --train compiles (fused, the host's lanes), and one kernel per node in scalar code */
+  nnc_pipeline_opts popts[2] = {nnc_pipeline_defaults(NNC_LOWER_CPU), nnc_pipeline_defaults(NNC_LOWER_CPU)};
+  popts[1].no_fusion = true;
+  popts[1].lower.lanes = 1;
+  nnc_compiled *compiled[2] = {mr_pipeline(m, &popts[0], stderr), mr_pipeline(m, &popts[1], stderr)};
+  CHECK(compiled[0] && compiled[1]);
+  if (!compiled[0] || !compiled[1]) return check_summary();
+  nnc_rt_model *rm = nnc_layout_model(compiled[0]);
   uint8_t *persist0 = region(rm->persist_bytes), *io0 = region(rm->io_bytes);
   nnc_layout_init_params(m, rm, 1, persist0);
   fill_inputs(rm, io0);
   nnc_rt_executor *ref = nnc_exec_interp_new(m, rm);
   char cache[] = "/tmp/nnc_backend_llvm_XXXXXX";
   CHECK(mkdtemp(cache) != NULL);
-  nnc_rt_pool *pool = nnc_rt_pool_new(2);
-  nnc_rt rt2 = nnc_rt_pool_rt(pool);
-  const nnc_llvm_exec_opts variants[] = {
-      {.lower = {.target = NNC_LOWER_CPU}, .jit = {.cache_dir = cache}},
-      {.lower = {.target = NNC_LOWER_CPU, .lanes = 1}, .rt = &rt2, .jit = {.cache_dir = cache}}};
-  const char *tags[] = {"llvm", "llvm-scalar-2threads"};
+  const nnc_exec_llvm_opts variants[] = {{.threads = 1, .jit = {.cache_dir = cache}},
+                                         {.threads = 2, .jit = {.cache_dir = cache}}};
+  const char *tags[] = {"llvm", "llvm-unfused-scalar-2threads"};
   for (int v = 0; v < 2; v++) {
-    nnc_rt_executor *c = nnc_llvm_exec_new(m, rm, &variants[v], err, sizeof err);
+    nnc_rt_executor *c = nnc_exec_llvm_new(compiled[v], &variants[v], err, sizeof err);
     CHECK_MSG(c != NULL, "%s: %s", tags[v], err);
     if (!c) continue;
-    CHECK_MSG(nnc_llvm_exec_cache_result(c) == NNC_LLVM_CACHE_MISS, "%s: a fresh cache: %d", tags[v],
-              (int)nnc_llvm_exec_cache_result(c));
+    CHECK_MSG(nnc_exec_llvm_cache_result(c) == NNC_LLVM_CACHE_MISS, "%s: a fresh cache: %d", tags[v],
+              (int)nnc_exec_llvm_cache_result(c));
     session(m, rm, ref, c, persist0, io0, o.batch, v == 0 ? TRAIN_STEPS : 1, tags[v]);
     session(m, rm, ref, c, persist0, io0, small_n, v == 0 ? TRAIN_STEPS : 1, tags[v]);
     c->destroy(c);
   }
   /* the same model again: the object comes from the cache and computes the same */
-  nnc_rt_executor *c = nnc_llvm_exec_new(m, rm, &variants[0], err, sizeof err);
+  nnc_rt_executor *c = nnc_exec_llvm_new(compiled[0], &variants[0], err, sizeof err);
   CHECK_MSG(c != NULL, "cached: %s", err);
   if (c) {
-    CHECK_MSG(nnc_llvm_exec_cache_result(c) == NNC_LLVM_CACHE_HIT, "second build: %d", (int)nnc_llvm_exec_cache_result(c));
+    CHECK_MSG(nnc_exec_llvm_cache_result(c) == NNC_LLVM_CACHE_HIT, "second build: %d", (int)nnc_exec_llvm_cache_result(c));
     session(m, rm, ref, c, persist0, io0, o.batch, 1, "llvm-cached");
     c->destroy(c);
   }
@@ -249,9 +252,9 @@ int main(int argc, char **argv) {
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cache);
   ref->destroy(ref);
-  nnc_rt_pool_free(pool);
   free(persist0), free(io0);
   nnc_layout_free(rm);
+  for (int v = 0; v < 2; v++) nnc_compiled_free(compiled[v]);
   nnc_module_free(m);
   nnc_source_free(&src);
   return check_summary();

@@ -1,5 +1,5 @@
 /* backend_phase [MODEL...]: every model's programs under the GPU schedule of the lowering
- * (passes/lower.h, target GPU), run through the phase emulator (codegen/phase.h) as C compiled
+ * (passes/lower.h, target GPU), run through the phase emulator (passes/phase.h) as C compiled
  * with cc, against the reference interpreter: predict, eval_step and 2 train_steps at n =
  * B_max = 2 and at n = 1, rtol 1e-5 forward and 1e-4 once training has run (atol scaled to
  * each tensor), the worst element reported. Without arguments: every model file in models/.
@@ -11,7 +11,7 @@
  * 2 * lr * steps for the models listed in adam_noise (the CPU schedule shows the same).
  *
  * `backend_phase --cuda [MODEL...]` runs the same comparison with the programs on CUDA device 0
- * (codegen/cuda_exec.h) instead of the emulator; without a driver or device it skips (77). */
+ * (driver/exec_cuda.h) instead of the emulator; without a driver or device it skips (77). */
 #include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
@@ -19,8 +19,8 @@
 
 #include "../unit/check.h"
 #include "../unit/model_run.h"
-#include "codegen/c_exec.h"
-#include "codegen/cuda_exec.h"
+#include "driver/exec_c.h"
+#include "driver/exec_cuda.h"
 #include "driver/exec_interp.h"
 #include "driver/layout.h"
 #include "ir/compare.h"
@@ -95,8 +95,14 @@ static void check_model(const char *name) {
   nnc_module *m = mr_compile(path, &o, true, &src, stderr);
   CHECK_MSG(m != NULL, "%s does not compile", path);
   if (!m) return;
-  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
-  CHECK_MSG(rm != NULL, "%s", err);
+  /* unfused, as --target cuda compiles; emulated on the CPU unless on the device */
+  nnc_pipeline_opts po = nnc_pipeline_defaults(target);
+  po.no_fusion = true;
+  po.lower.gpu_threads = on_cuda ? 0 : 64;
+  po.emulate_gpu = !on_cuda;
+  nnc_compiled *compiled = mr_pipeline(m, &po, stderr);
+  CHECK_MSG(compiled != NULL, "%s does not lower", path);
+  nnc_rt_model *rm = compiled ? nnc_layout_model(compiled) : NULL;
   if (rm) {
     uint8_t *persist0 = region(rm->persist_bytes), *io0 = region(rm->io_bytes);
     nnc_layout_init_params(m, rm, 1, persist0);
@@ -111,8 +117,9 @@ static void check_model(const char *name) {
     for (size_t i = 0; i < sizeof adam_noise / sizeof *adam_noise; i++)
       if (strcmp(name, adam_noise[i].model) == 0)
         persist_atol = adam_noise[i].lr_steps * (m->train.lr > 0 ? m->train.lr : 1e-3) * TRAIN_STEPS;
-    nnc_c_exec_opts gpu = {.lower = {.target = target, .gpu_threads = 64}, .threads = 1};
-    nnc_rt_executor *c = on_cuda ? nnc_cuda_exec_new(m, rm, err, sizeof err) : nnc_c_exec_new(m, rm, &gpu, err, sizeof err);
+    nnc_exec_c_opts emulator = {.threads = 1};
+    nnc_rt_executor *c = on_cuda ? nnc_exec_cuda_new(compiled, rm, err, sizeof err)
+                                 : nnc_exec_c_new(compiled, &emulator, err, sizeof err);
     if (!c && on_cuda && strncmp(err, "no CUDA", 7) == 0) no_device = true, printf("%s: skipped: %s\n", name, err);
     else CHECK_MSG(c != NULL, "%s: %s", name, err);
     char tag[300];
@@ -126,6 +133,7 @@ static void check_model(const char *name) {
     free(persist0), free(io0);
     nnc_layout_free(rm);
   }
+  nnc_compiled_free(compiled);
   nnc_module_free(m);
   nnc_source_free(&src);
   printf("%s: checked\n", name);

@@ -515,21 +515,16 @@ static void check_models(tools *T, const char *only) {
     CHECK_MSG(m != NULL, "%s does not compile", path);
     if (!m) continue;
     nnc_arena *a = nnc_arena_new();
-    char err[256];
-    nnc_mem_layout *L = nnc_mem_layout_module(a, m, err, sizeof err);
-    CHECK_MSG(L != NULL, "%s: %s", path, err);
-    nnc_lower_opts lo = {.target = NNC_LOWER_GPU};
-    /* one file per model: the distinct kernels of its programs (forward is the others' part) */
+    /* as --target cuda compiles: one file per model, the distinct kernels of its programs */
+    nnc_pipeline_opts po = nnc_pipeline_defaults(NNC_LOWER_GPU);
+    po.no_fusion = true;
+    nnc_compiled *c = mr_pipeline(m, &po, stderr);
+    CHECK_MSG(c != NULL, "%s does not lower", models[i]);
     nnc_kernel **ks = NULL;
     int nk = 0;
-    for (int p = 0; L && p < nnc_module_program_count(m); p++) {
-      const nnc_graph *g = nnc_module_program(m, p);
-      if (!strcmp(g->name, "forward")) continue;
-      nnc_diags d;
-      nnc_diags_init(&d, stderr);
-      nnc_lprogram *lp = nnc_lower_program(a, m, g, L, &lo, &d);
-      CHECK_MSG(lp != NULL, "%s/%s does not lower", models[i], g->name);
-      if (!lp) continue;
+    for (int p = 0; c && p < c->nprograms; p++) {
+      const nnc_graph *g = c->programs[p].graph;
+      nnc_lprogram *lp = c->programs[p].lowered;
       ks = realloc(ks, sizeof *ks * (size_t)(nk + lp->nkernels));
       for (int j = 0; j < lp->nkernels; j++) {
         nnc_kernel *k = lp->kernels[j];
@@ -558,6 +553,7 @@ static void check_models(tools *T, const char *only) {
     printf("%-16s %4d kernels through NVRTC and ptxas\n", models[i], T->kernels - before);
     free(text);
     free(ks);
+    nnc_compiled_free(c);
     nnc_arena_free(a);
     nnc_module_free(m);
     nnc_source_free(&src);

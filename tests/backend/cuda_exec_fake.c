@@ -26,7 +26,7 @@
 #include "../unit/model_run.h"
 #include "codegen/cuda.h"
 #include "codegen/cuda_api.h"
-#include "codegen/cuda_exec.h"
+#include "driver/exec_cuda.h"
 #include "codegen/cuda_load.h"
 #include "codegen/cuda_program.h"
 #include "driver/layout.h"
@@ -110,21 +110,14 @@ static char *captured(const char *log, int k) {
 }
 
 /* What a capture of program `name` at n must launch: its calls in order with their geometry,
- * lowered here as the executor lowers them. */
-static char *expected_launches(const nnc_module *m, const char *name, int64_t n, bool accumulate) {
+ * as compiled for the executor. */
+static char *expected_launches(const nnc_compiled *c, const char *name, int64_t n, bool accumulate) {
   char err[256];
-  nnc_arena *a = nnc_arena_new();
-  nnc_mem_layout *L = nnc_mem_layout_module(a, m, err, sizeof err);
-  nnc_lower_opts lo = {.target = NNC_LOWER_GPU};
-  nnc_diags d;
-  nnc_diags_init(&d, stderr);
-  nnc_lprogram *progs[8], *p = NULL;
+  nnc_lprogram *progs[8] = {0}, *p = NULL;
   int np = 0;
-  for (int i = 0; L && i < nnc_module_program_count(m) && np < 8; i++) {
-    const nnc_graph *g = nnc_module_program(m, i);
-    if (strcmp(g->name, "forward") == 0) continue;
-    progs[np] = nnc_lower_program(a, m, g, L, &lo, &d);
-    if (progs[np] && strcmp(g->name, name) == 0) p = progs[np];
+  for (int i = 0; i < c->nprograms && np < 8; i++) {
+    progs[np] = c->programs[i].lowered;
+    if (strcmp(c->programs[i].name, name) == 0) p = progs[np];
     np++;
   }
   nnc_cg_cuda_name_kernels(progs, np);
@@ -140,7 +133,6 @@ static char *expected_launches(const nnc_module *m, const char *name, int64_t n,
   }
   if (accumulate) fprintf(f, "%s grid=(1,1,1) block=(1,1,1)\n", NNC_CUDA_ACCUMULATE_KERNEL);
   fclose(f);
-  nnc_arena_free(a);
   return text;
 }
 
@@ -148,6 +140,7 @@ static char *expected_launches(const nnc_module *m, const char *name, int64_t n,
 
 typedef struct fixture {
   nnc_module *m;
+  nnc_compiled *c;
   nnc_source src;
   nnc_rt_model *rm;
   uint8_t *persist, *io;
@@ -157,13 +150,15 @@ typedef struct fixture {
 static bool open_fixture(fixture *f) {
   nnc_options o = mr_default_options();
   o.batch = BATCH;
-  char err[512];
   f->m = mr_compile("models/xor_mlp.nn", &o, true, &f->src, stderr);
   CHECK(f->m != NULL);
   if (!f->m) return false;
-  f->rm = nnc_layout_model(f->m, err, sizeof err);
-  CHECK_MSG(f->rm != NULL, "%s", err);
-  if (!f->rm) return false;
+  nnc_pipeline_opts po = nnc_pipeline_defaults(NNC_LOWER_GPU);
+  po.no_fusion = true; /* as --target cuda */
+  f->c = mr_pipeline(f->m, &po, stderr);
+  CHECK(f->c != NULL);
+  if (!f->c) return false;
+  f->rm = nnc_layout_model(f->c);
   f->persist = region(f->rm->persist_bytes);
   f->io = region(f->rm->io_bytes);
   nnc_layout_init_params(f->m, f->rm, 1, f->persist);
@@ -175,13 +170,14 @@ static bool open_fixture(fixture *f) {
 static void close_fixture(fixture *f) {
   free(f->persist), free(f->io);
   nnc_layout_free(f->rm);
+  nnc_compiled_free(f->c);
   nnc_module_free(f->m);
   nnc_source_free(&f->src);
 }
 
 static nnc_rt_executor *new_exec(fixture *f, script *s) {
   char err[512];
-  nnc_rt_executor *ex = nnc_cuda_exec_new(f->m, f->rm, err, sizeof err);
+  nnc_rt_executor *ex = nnc_exec_cuda_new(f->c, f->rm, err, sizeof err);
   CHECK_MSG(ex != NULL, "%s", err);
   s->device_persist = fake_cuda_allocation(fake_cuda_live_allocations() - 5, NULL); /* 4 regions, 1 pinned */
   fake_cuda_on_kernel(on_kernel, s);
@@ -236,10 +232,10 @@ static void check_resident_steps(fixture *f) {
   CHECK(count_lines(log, "cuMemcpyDtoHAsync") == 0);
   CHECK(count_lines(log, "run graph") <= 3); /* the host ran ahead: at most the slots' wait ran graphs */
 
-  char *got = captured(log, 0), *want = expected_launches(f->m, "train_step", 3, true);
+  char *got = captured(log, 0), *want = expected_launches(f->c, "train_step", 3, true);
   CHECK_MSG(got && want && strcmp(got, want) == 0, "train_step at n=3 launched\n%s\nnot\n%s", got, want);
   free(got), free(want);
-  got = captured(log, 1), want = expected_launches(f->m, "train_step", 1, true);
+  got = captured(log, 1), want = expected_launches(f->c, "train_step", 1, true);
   CHECK_MSG(got && want && strcmp(got, want) == 0, "train_step at n=1 launched\n%s\nnot\n%s", got, want);
   free(got), free(want);
 
@@ -380,7 +376,7 @@ static void check_failures(fixture *f, const nnc_rt_dataset *ds) {
   char err[512];
   int live = fake_cuda_live_allocations();
   fake_cuda_fail_call("cuMemHostAlloc", 1, NNC_CUDA_ERROR_OUT_OF_MEMORY);
-  nnc_rt_executor *ex = nnc_cuda_exec_new(f->m, f->rm, err, sizeof err);
+  nnc_rt_executor *ex = nnc_exec_cuda_new(f->c, f->rm, err, sizeof err);
   CHECK(ex == NULL);
   CHECK_MSG(strcmp(err, "CUDA: cuMemHostAlloc failed: CUDA_ERROR_OUT_OF_MEMORY (2)") == 0, "%s", err);
   CHECK(fake_cuda_live_allocations() == live);

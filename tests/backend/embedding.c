@@ -65,7 +65,11 @@ static bool reference_logits(float *logits) {
   CHECK(m != NULL);
   if (!m) return false;
   char err[512];
-  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
+  nnc_pipeline_opts po = {.train = true, .last = NNC_STAGE_PLAN}; /* the layout the interpreter runs over */
+  nnc_compiled *c = mr_pipeline(m, &po, stderr);
+  CHECK(c != NULL);
+  if (!c) return false;
+  nnc_rt_model *rm = nnc_layout_model(c);
   uint8_t *persist = nnc_xcalloc(1, rm->persist_bytes + 1), *io = nnc_xcalloc(1, rm->io_bytes + 1);
   nnc_layout_init_params(m, rm, (uint32_t)m->train.seed, persist); /* what --emit c writes */
   uint8_t *x = io + nnc_rt_model_buffer(rm, "x")->offset;
@@ -78,6 +82,7 @@ static bool reference_logits(float *logits) {
   ref->destroy(ref);
   free(persist), free(io);
   nnc_layout_free(rm);
+  nnc_compiled_free(c);
   nnc_module_free(m);
   nnc_source_free(&src);
   return ok;

@@ -51,6 +51,7 @@ static const char driver_text[] =
     "}\n";
 
 static char dir[] = "/tmp/nnc_loader_parity_XXXXXX";
+static nnc_compiled *compiled;
 static nnc_rt_model *rm;
 static uint8_t *persist;
 static char good[512];           /* a valid checkpoint of the model */
@@ -311,7 +312,11 @@ int main(int argc, char **argv) {
   nnc_module *m = mr_compile(path, &o, true, &src, stderr);
   CHECK(m != NULL);
   if (!m) return check_summary();
-  rm = nnc_layout_model(m, err, sizeof err);
+  nnc_pipeline_opts po = {.train = true, .last = NNC_STAGE_PLAN};
+  compiled = mr_pipeline(m, &po, stderr);
+  CHECK(compiled != NULL);
+  if (!compiled) return check_summary();
+  rm = nnc_layout_model(compiled);
   persist = nnc_xcalloc(1, rm->persist_bytes + 1);
   nnc_layout_init_params(m, rm, 1, persist);
   snprintf(good, sizeof good, "%s/good.safetensors", dir);
@@ -326,6 +331,7 @@ int main(int argc, char **argv) {
   free(good_bytes);
   free(persist);
   nnc_layout_free(rm);
+  nnc_compiled_free(compiled);
   nnc_module_free(m);
   nnc_source_free(&src);
   snprintf(path, sizeof path, "rm -rf %s", dir);

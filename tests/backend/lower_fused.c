@@ -11,7 +11,7 @@
 
 #include "../unit/check.h"
 #include "../unit/model_run.h"
-#include "codegen/c_exec.h"
+#include "driver/exec_c.h"
 #include "driver/exec_interp.h"
 #include "driver/layout.h"
 #include "ir/compare.h"
@@ -77,38 +77,34 @@ static void session(const nnc_module *m, const nnc_rt_model *rm, nnc_rt_executor
 }
 
 /* Every fused kernel of every program verifies under each schedule. */
-static void verify_schedules(const nnc_module *m, const char *model) {
-  nnc_arena *a = nnc_arena_new();
-  char err[256];
-  nnc_mem_layout *L = nnc_mem_layout_module(a, m, err, sizeof err);
-  CHECK_MSG(L != NULL, "%s: %s", model, err);
-  const nnc_lower_opts scheds[] = {{.target = NNC_LOWER_CPU, .lanes = 1, .fuse = true},
-                                   {.target = NNC_LOWER_CPU, .lanes = 16, .fuse = true},
-                                   {.target = NNC_LOWER_GPU, .fuse = true}};
+static void verify_schedules(nnc_module *m, const char *model) {
+  const nnc_lower_opts scheds[] = {{.target = NNC_LOWER_CPU, .lanes = 1}, {.target = NNC_LOWER_CPU, .lanes = 16},
+                                   {.target = NNC_LOWER_GPU}};
   const char *names[] = {"cpu", "cpu-vec16", "gpu"};
   nnc_diags d;
   nnc_diags_init(&d, stderr);
-  for (int k = 0; L && k < nnc_module_program_count(m); k++) {
-    const nnc_graph *g = nnc_module_program(m, k);
-    nnc_fusion_plan *plan = nnc_fuse_program(a, nnc_simplify_graph(a, g));
-    for (int s = 0; s < 3; s++) {
-      nnc_lprogram *p = nnc_lower_program_fused(a, m, plan, L, &scheds[s], &d);
-      CHECK_MSG(p != NULL, "%s/%s (%s): the fused program does not lower", model, g->name, names[s]);
-      if (!p) continue;
+  for (int s = 0; s < 3; s++) {
+    nnc_pipeline_opts po = nnc_pipeline_defaults(scheds[s].target);
+    po.lower = scheds[s]; /* fused, on the GPU too */
+    nnc_compiled *c = mr_pipeline(m, &po, stderr);
+    CHECK_MSG(c != NULL, "%s (%s): the fused programs do not lower", model, names[s]);
+    for (int k = 0; c && k < c->nprograms; k++) {
+      const nnc_lprogram *p = c->programs[k].lowered;
+      const nnc_fusion_plan *plan = c->programs[k].fusion;
       int groups = 0;
       for (int i = 0; i < p->ncalls; i++) groups += p->calls[i].node != NULL;
-      CHECK_MSG(groups == plan->ngroups, "%s/%s: %d group calls for %d groups", model, g->name, groups, plan->ngroups);
+      CHECK_MSG(groups == plan->ngroups, "%s/%s: %d group calls for %d groups", model, p->name, groups, plan->ngroups);
       for (int i = 0; i < p->nkernels; i++) {
         bool ok = nnc_lk_verify(p->kernels[i], &d);
-        CHECK_MSG(ok, "%s/%s (%s): kernel %s does not verify", model, g->name, names[s], p->kernels[i]->name);
+        CHECK_MSG(ok, "%s/%s (%s): kernel %s does not verify", model, p->name, names[s], p->kernels[i]->name);
         if (!ok && getenv("LOWER_DUMP")) nnc_lk_print(stderr, p->kernels[i]);
       }
       if (s == 1)
-        printf("%-16s %-11s %4d groups, %4d calls, %4d kernels, scratch %lld bytes\n", model, g->name, plan->ngroups,
+        printf("%-16s %-11s %4d groups, %4d calls, %4d kernels, scratch %lld bytes\n", model, p->name, plan->ngroups,
                p->ncalls, p->nkernels, (long long)p->plan->scratch_bytes);
     }
+    nnc_compiled_free(c);
   }
-  nnc_arena_free(a);
 }
 
 int main(int argc, char **argv) {
@@ -128,15 +124,16 @@ int main(int argc, char **argv) {
   CHECK_MSG(m != NULL, "%s does not compile", path);
   if (!m) return check_summary();
   verify_schedules(m, argv[1]);
-  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
-  CHECK_MSG(rm != NULL, "%s", err);
-  if (rm && !verify_only && check_failed == 0) { /* run only what verifies */
+  nnc_pipeline_opts po = nnc_pipeline_defaults(NNC_LOWER_CPU);
+  nnc_compiled *compiled = check_failed == 0 ? mr_pipeline(m, &po, stderr) : NULL;
+  nnc_rt_model *rm = compiled ? nnc_layout_model(compiled) : NULL;
+  if (rm && !verify_only) { /* run only what verifies */
     uint8_t *persist0 = region(rm->persist_bytes), *io0 = region(rm->io_bytes);
     nnc_layout_init_params(m, rm, 1, persist0);
     fill_inputs(rm, io0);
     nnc_rt_executor *ref = nnc_exec_interp_new(m, rm);
-    nnc_c_exec_opts co = {.lower = {.target = NNC_LOWER_CPU, .fuse = true}, .threads = 2};
-    nnc_rt_executor *c = nnc_c_exec_new(m, rm, &co, err, sizeof err);
+    nnc_exec_c_opts co = {.threads = 2};
+    nnc_rt_executor *c = nnc_exec_c_new(compiled, &co, err, sizeof err);
     CHECK_MSG(c != NULL, "fused C: %s", err);
     if (c) {
       session(m, rm, ref, c, persist0, io0, BATCH);
@@ -147,6 +144,7 @@ int main(int argc, char **argv) {
     free(persist0), free(io0);
   }
   if (rm) nnc_layout_free(rm);
+  nnc_compiled_free(compiled);
   nnc_module_free(m);
   nnc_source_free(&src);
   return check_summary();

@@ -1,5 +1,5 @@
-/* lower_models: every program of every model in models/ lowers under each schedule (CPU scalar,
- * CPU vector, GPU), every kernel passes nnc_lk_verify, identical kernels are shared, and the
+/* lower_models: every program of every model in models/ lowers, one kernel per node, under each
+ * schedule (CPU scalar, CPU vector, GPU), every kernel passes nnc_lk_verify, identical kernels are shared, and the
  * memory plan keeps every buffer inside its region. */
 #include <stdlib.h>
 #include <string.h>
@@ -25,14 +25,11 @@ static void check_plan(const nnc_mem_plan *P, const char *model) {
   CHECK_MSG(nnc_mem_plan_valid(P, err, sizeof err), "%s/%s: %s", model, P->graph->name, err);
 }
 
-static void check_program(nnc_module *m, const nnc_mem_layout *L, const nnc_graph *g, const nnc_lower_opts *o,
-                          const char *model, const char *sched) {
-  nnc_arena *a = nnc_arena_new();
+static void check_program(const nnc_lprogram *p, const char *model, const char *sched) {
   nnc_diags d;
   nnc_diags_init(&d, stderr);
-  nnc_lprogram *p = nnc_lower_program(a, m, g, L, o, &d);
-  CHECK_MSG(p != NULL, "%s/%s (%s) does not lower", model, g->name, sched);
-  if (p) {
+  const nnc_graph *g = p->graph;
+  {
     check_plan(p->plan, model);
     for (int i = 0; i < p->nkernels; i++) {
       bool ok = nnc_lk_verify(p->kernels[i], &d);
@@ -48,7 +45,6 @@ static void check_program(nnc_module *m, const nnc_mem_layout *L, const nnc_grap
     printf("%-16s %-11s %-10s %4d calls %4d kernels, scratch %lld bytes\n", model, g->name, sched, p->ncalls,
            p->nkernels, (long long)p->plan->scratch_bytes);
   }
-  nnc_arena_free(a);
 }
 
 int main(int argc, char **argv) {
@@ -62,16 +58,18 @@ int main(int argc, char **argv) {
     nnc_module *m = mr_compile(path, &o, true, &src, stderr);
     CHECK_MSG(m != NULL, "%s does not compile", path);
     if (!m) continue;
-    nnc_arena *a = nnc_arena_new();
-    char err[256];
-    nnc_mem_layout *L = nnc_mem_layout_module(a, m, err, sizeof err);
-    CHECK_MSG(L != NULL, "%s: %s", path, err);
     const nnc_lower_opts scheds[] = {{.target = NNC_LOWER_CPU, .lanes = 1}, {.target = NNC_LOWER_CPU, .lanes = 16},
                                      {.target = NNC_LOWER_GPU}};
     const char *names[] = {"cpu", "cpu-vec16", "gpu"};
-    for (int k = 0; L && k < nnc_module_program_count(m); k++)
-      for (int s = 0; s < 3; s++) check_program(m, L, nnc_module_program(m, k), &scheds[s], models[i], names[s]);
-    nnc_arena_free(a);
+    for (int s = 0; s < 3; s++) {
+      nnc_pipeline_opts po = nnc_pipeline_defaults(scheds[s].target);
+      po.lower = scheds[s];
+      po.no_fusion = true; /* one kernel per node: every primitive's lowering */
+      nnc_compiled *c = mr_pipeline(m, &po, stderr);
+      CHECK_MSG(c != NULL, "%s (%s) does not lower", models[i], names[s]);
+      for (int k = 0; c && k < c->nprograms; k++) check_program(c->programs[k].lowered, models[i], names[s]);
+      nnc_compiled_free(c);
+    }
     nnc_module_free(m);
     nnc_source_free(&src);
   }

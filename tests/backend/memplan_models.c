@@ -13,7 +13,7 @@
 
 #include "../unit/check.h"
 #include "../unit/model_run.h"
-#include "codegen/c_exec.h"
+#include "driver/exec_c.h"
 #include "codegen/c_program.h"
 #include "driver/layout.h"
 #include "passes/lower.h"
@@ -24,20 +24,12 @@
 enum { BATCH = 4, TRAIN_STEPS = 3 };
 
 /* Every program's plan: valid, between its lower bound and the naive sum. */
-static void check_plans(const nnc_module *m) {
+static void check_plans(const nnc_compiled *c) {
   char err[512];
-  nnc_arena *a = nnc_arena_new();
-  nnc_mem_layout *L = nnc_mem_layout_module(a, m, err, sizeof err);
-  CHECK_MSG(L != NULL, "%s", err);
-  nnc_diags d;
-  nnc_diags_init(&d, stderr);
-  nnc_lower_opts cpu = {.target = NNC_LOWER_CPU};
-  for (int i = 0; L && i < nnc_module_program_count(m); i++) {
-    const nnc_graph *g = nnc_module_program(m, i);
-    nnc_lprogram *p = nnc_lower_program(a, m, g, L, &cpu, &d);
-    CHECK_MSG(p != NULL, "%s does not lower", g->name);
-    if (!p) continue;
-    const nnc_mem_plan *P = p->plan;
+  const nnc_module *m = c->module;
+  for (int i = 0; i < c->nprograms; i++) {
+    const nnc_graph *g = c->programs[i].graph;
+    const nnc_mem_plan *P = c->programs[i].plan;
     CHECK_MSG(nnc_mem_plan_valid(P, err, sizeof err), "%s: %s", g->name, err);
     CHECK_MSG(P->scratch_lower_bound <= P->scratch_bytes && P->scratch_bytes <= P->scratch_naive,
               "%s: scratch %lld outside [lower bound %lld, naive %lld]", g->name, (long long)P->scratch_bytes,
@@ -46,7 +38,6 @@ static void check_plans(const nnc_module *m) {
            (long long)P->scratch_bytes, (long long)P->scratch_lower_bound, (long long)P->scratch_naive,
            P->scratch_order, P->ninplace);
   }
-  nnc_arena_free(a);
 }
 
 typedef struct regions {
@@ -112,10 +103,13 @@ int main(int argc, char **argv) {
   nnc_module *m = mr_compile(path, &o, true, &src, stderr);
   CHECK_MSG(m != NULL, "%s does not compile", path);
   if (!m) return check_summary();
-  check_plans(m);
-  nnc_rt_model *rm = nnc_layout_model(m, err, sizeof err);
-  CHECK_MSG(rm != NULL, "%s", err);
-  if (!rm) return check_summary();
+  nnc_pipeline_opts po = nnc_pipeline_defaults(NNC_LOWER_CPU);
+  po.no_fusion = true; /* one kernel per node: the most buffers to plan */
+  nnc_compiled *c = mr_pipeline(m, &po, stderr);
+  CHECK(c != NULL);
+  if (!c) return check_summary();
+  check_plans(c);
+  nnc_rt_model *rm = nnc_layout_model(c);
   uint8_t *persist0 = region(rm->persist_bytes), *io0 = region(rm->io_bytes);
   nnc_layout_init_params(m, rm, 1, persist0);
   fill_inputs(rm, io0);
@@ -123,8 +117,8 @@ int main(int argc, char **argv) {
   nnc_rt_executor *ex[3];
   int nex = 0;
   for (int v = 0; v < 3; v++) {
-    nnc_c_exec_opts co = {.lower = {.target = NNC_LOWER_CPU}, .threads = 1, .cflags = "-O1", .mem_debug = v};
-    ex[nex] = nnc_c_exec_new(m, rm, &co, err, sizeof err);
+    nnc_exec_c_opts co = {.threads = 1, .cflags = "-O1", .mem_debug = v};
+    ex[nex] = nnc_exec_c_new(c, &co, err, sizeof err);
     CHECK_MSG(ex[nex] != NULL, "%s: %s", tags[v], err);
     if (ex[nex]) tags[nex] = tags[v], nex++;
   }
@@ -135,6 +129,7 @@ int main(int argc, char **argv) {
   for (int v = 0; v < nex; v++) ex[v]->destroy(ex[v]);
   free(persist0), free(io0);
   nnc_layout_free(rm);
+  nnc_compiled_free(c);
   nnc_module_free(m);
   nnc_source_free(&src);
   return check_summary();

@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "codegen/cuda_api.h"
-#include "codegen/cuda_exec.h"
+#include "driver/exec_cuda.h"
 #include "fake_cuda.h"
 
 #define EXPORT __attribute__((visibility("default")))

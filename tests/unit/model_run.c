@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "driver/compile.h"
+#include "driver/front_end.h"
 #include "passes/autodiff.h"
 #include "passes/builder.h"
 
@@ -62,14 +62,29 @@ bool mr_run(const nnc_module *m, const nnc_graph *g, nnc_interp_precision prec, 
 
 nnc_options mr_default_options(void) {
   /* as driver/main.c: numbers < 0 and NULL mean "the train block's" */
-  return (nnc_options){.mode = NNC_MODE_TRAIN, .lr = -1, .momentum = -1, .weight_decay = -1, .seed = -1};
+  return (nnc_options){.mode = NNC_MODE_TRAIN, .lr = -1, .momentum = -1, .weight_decay = -1, .seed = -1,
+                       .stop_after = -1};
 }
 
 nnc_module *mr_compile(const char *path, const nnc_options *o, bool programs, nnc_source *src, FILE *diag) {
   nnc_diags d;
   nnc_diags_init(&d, diag);
   if (!nnc_source_read(src, path, &d)) return NULL;
-  return nnc_driver_compile(src, o, programs, &d);
+  nnc_module *m = nnc_driver_front_end(src, o, programs, &d);
+  nnc_pipeline_opts p = {.train = programs, .last = NNC_STAGE_AUTODIFF};
+  nnc_compiled *c = m && programs ? nnc_compile(m, &p, &d) : NULL; /* the module keeps train_step */
+  if (m && programs && !c) {
+    nnc_module_free(m);
+    m = NULL;
+  }
+  nnc_compiled_free(c);
+  return m;
+}
+
+nnc_compiled *mr_pipeline(nnc_module *m, const nnc_pipeline_opts *o, FILE *diag) {
+  nnc_diags d;
+  nnc_diags_init(&d, diag);
+  return nnc_compile(m, o, &d);
 }
 
 /* The param whose buffer a use of param idx trains: the end of its tied_to chain, -1 on a cycle. */

@@ -10,6 +10,7 @@
 #include "driver/options.h"
 #include "ir/interp.h"
 #include "ir/ir.h"
+#include "passes/pipeline.h"
 
 /* Named tensors a program call binds; each name is owned (copied) and each tensor too. */
 typedef struct mr_buffers {
@@ -31,10 +32,14 @@ bool mr_run(const nnc_module *m, const nnc_graph *g, nnc_interp_precision prec, 
 /* Options as the driver's defaults: nothing overridden, mode TRAIN. */
 nnc_options mr_default_options(void);
 
-/* Reads and compiles path (programs: train_step, eval_step, predict too). src receives the
- * file text, which must outlive the module (locations point into it); diagnostics go to diag.
- * NULL after reporting. */
+/* Reads path through the front end (programs: train_step, eval_step, predict too, train_step
+ * from the pipeline's autodiff stage). src receives the file text, which must outlive the module
+ * (locations point into it); diagnostics go to diag. NULL after reporting. */
 nnc_module *mr_compile(const char *path, const nnc_options *o, bool programs, nnc_source *src, FILE *diag);
+
+/* The pipeline (passes/pipeline.h) over m, as every backend test gets its programs: NULL after
+ * reporting to diag. */
+nnc_compiled *mr_pipeline(nnc_module *m, const nnc_pipeline_opts *o, FILE *diag);
 
 /* A copy of m's forward graph (the train-mode one when compiled so) with no state outputs, whose
  * outputs are the forward's followed by one "grad.<param>" per trainable param (not frozen, not

@@ -1,5 +1,5 @@
 /* Proof of expressiveness (b) and (c): the shared-memory tiled GPU matmul and the block-reduced
- * GPU row softmax (passes/gpu_sched.h) verify, run through the phase emulator (codegen/phase.h,
+ * GPU row softmax (passes/gpu_sched.h) verify, run through the phase emulator (passes/phase.h,
  * serial blocks and parallel blocks) compiled with cc, and match the interpreter on ragged and
  * round shapes; the softmax's CPU schedule runs through the C printer. Also: the emulator's
  * rules (shuffle partners, variables across barriers, LOCAL per thread, rejections) on small
@@ -16,7 +16,7 @@
 #include "check.h"
 #include "codegen/c.h"
 #include "codegen/cc.h"
-#include "codegen/phase.h"
+#include "passes/phase.h"
 #include "ir/compare.h"
 #include "ir/interp.h"
 #include "passes/gpu_sched.h"
@@ -37,8 +37,8 @@ static nnc_cg_lib *compile(nnc_arena *a, const nnc_kernel *k, bool parallel_bloc
                            const char *flags_extra) {
   nnc_diags d;
   nnc_diags_init(&d, stderr);
-  nnc_cg_phase_opts o = {.parallel_blocks = parallel_blocks};
-  nnc_kernel *e = nnc_cg_phase_lower(a, k, &o, &d);
+  nnc_phase_opts o = {.parallel_blocks = parallel_blocks};
+  nnc_kernel *e = nnc_phase_lower(a, k, &o, &d);
   CHECK_MSG(e != NULL, "kernel %s: the emulator refuses it", k->name);
   if (!e) return NULL;
   char *text = NULL;
@@ -533,7 +533,7 @@ static void test_rejections(void) {
   nnc_diags d;
   nnc_diags_init(&d, f);
   CHECK(!nnc_lk_verify(k, &d));
-  CHECK(nnc_cg_phase_lower(a, k, NULL, &d) == NULL);
+  CHECK(nnc_phase_lower(a, k, NULL, &d) == NULL);
   fclose(f);
   CHECK_MSG(strstr(msg, "a shuffle must sit") && strstr(msg, "phase emulator"), "messages: %s", msg);
   free(msg);
@@ -549,13 +549,13 @@ static void test_rejections(void) {
   msg = NULL;
   f = open_memstream(&msg, &len);
   nnc_diags_init(&d, f);
-  CHECK(nnc_cg_phase_lower(a, k2, NULL, &d) == NULL);
+  CHECK(nnc_phase_lower(a, k2, NULL, &d) == NULL);
   fclose(f);
   CHECK_MSG(strstr(msg, "outside [0, 32)"), "messages: %s", msg);
   free(msg);
   /* a CPU kernel passes through unchanged */
   nnc_kernel *cpu = nnc_lk_new(a, "cpu");
-  CHECK(nnc_cg_phase_lower(a, cpu, NULL, &d) == cpu);
+  CHECK(nnc_phase_lower(a, cpu, NULL, &d) == cpu);
   nnc_arena_free(a);
 }
 

@@ -1,7 +1,7 @@
-/* The CUDA executor (runtime/model.h's nnc_rt_executor, docs/cuda.md "Device execution"): the
- * module's programs lowered with the GPU schedules, printed as CUDA C with lr, step and seed read
- * from device memory (codegen/cuda.h), compiled by NVRTC for device 0 (through the PTX cache),
- * loaded with the driver API (libcuda.so.1 by dlopen).
+/* The CUDA backend behind the executor core (runtime/executor.h, docs/cuda.md "Device
+ * execution"): the programs compiled with the GPU schedules, printed as CUDA C with lr, step and
+ * seed read from device memory (codegen/cuda.h), compiled by NVRTC for device 0 (through the PTX
+ * cache), loaded with the driver API (libcuda.so.1 by dlopen).
  *
  * Device memory is one allocation per region (persist, io, scratch) and a small control block
  * (the step's values and the loss accumulator). Everything runs on one stream: a call's inputs
@@ -14,18 +14,19 @@
  * persist stays on the device, a train_step only queues its copies and its graph, which ends
  * with nnc_accumulate_loss adding the step's loss to the accumulator, and the host waits only
  * when it reads the losses or pulls persist. */
-#ifndef NNC_CG_CUDA_EXEC_H
-#define NNC_CG_CUDA_EXEC_H
+#ifndef NNC_DRIVER_EXEC_CUDA_H
+#define NNC_DRIVER_EXEC_CUDA_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ir/ir.h"
-#include "runtime/model.h"
+#include "ir/lowered.h"
+#include "runtime/executor.h"
 
-/* An executor for m laid out as rm on CUDA device 0. NULL with a message in err: without a
- * driver it starts "no CUDA driver", without a device "no CUDA device". */
-nnc_rt_executor *nnc_cuda_exec_new(const nnc_module *m, const nnc_rt_model *rm, char *err, size_t cap);
+/* An executor for the programs of c (compiled for the GPU, laid out as rm) on CUDA device 0.
+ * NULL with a message in err: without a driver it starts "no CUDA driver", without a device
+ * "no CUDA device". */
+nnc_rt_executor *nnc_exec_cuda_new(const nnc_compiled *c, const nnc_rt_model *rm, char *err, size_t cap);
 
 /* The control block's layout, host mirrors of the CUDA C structs the kernels read and write:
  * nnc_step_values (codegen/cuda.c's prelude) at offset 0, the accumulator at 64. */

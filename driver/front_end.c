@@ -1,7 +1,9 @@
-/* Model file -> module: parse, elaborate in each mode the programs need, differentiate,
- * verify. Elaboration runs once per mode (train, eval, predict) because BatchNorm, dropout and
- * the objective differ between them; the programs then share the train module's buffers. */
-#include "driver/compile.h"
+/* The front end: model file -> module. Parse, elaborate in each mode the programs need, verify.
+ * Elaboration runs once per mode (train, eval, predict) because BatchNorm, dropout and the
+ * objective differ between them; eval_step and predict are the forward graphs of the eval and
+ * predict elaborations, imported over the train module's buffers. train_step is the pipeline's
+ * first stage (passes/pipeline.h), from the train-mode forward graph. */
+#include "driver/front_end.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -58,15 +60,11 @@ static bool add_mode_program(nnc_module *m, const nnc_ast *file, const nnc_optio
 
 static bool build_programs(nnc_module *m, const nnc_ast *file, const nnc_options *o, nnc_diags *d) {
   apply_train_flags(m, o);
-  bool has_objective = m->forward->loss >= 0;
-  if (has_objective) {
-    if (!nnc_build_train_step(m, m->forward, d)) return false;
-    if (!add_mode_program(m, file, o, NNC_MODE_EVAL, "eval_step", d)) return false;
-  }
+  if (m->forward->loss >= 0 && !add_mode_program(m, file, o, NNC_MODE_EVAL, "eval_step", d)) return false;
   return add_mode_program(m, file, o, NNC_MODE_PREDICT, "predict", d);
 }
 
-nnc_module *nnc_driver_compile(const nnc_source *src, const nnc_options *o, bool programs, nnc_diags *d) {
+nnc_module *nnc_driver_front_end(const nnc_source *src, const nnc_options *o, bool programs, nnc_diags *d) {
   nnc_arena *ast_arena = nnc_arena_new();
   nnc_ast *file = nnc_parse_source(ast_arena, src, d);
   nnc_module *m = NULL;
@@ -77,7 +75,7 @@ nnc_module *nnc_driver_compile(const nnc_source *src, const nnc_options *o, bool
   }
   nnc_arena_free(ast_arena);
   if (m && d->nerrors == 0 && !nnc_verify_module(m, d))
-    nnc_error(d, (nnc_loc){0}, "internal error: the compiled programs do not verify");
+    nnc_error(d, (nnc_loc){0}, "internal error: the elaborated programs do not verify");
   if (d->nerrors) {
     nnc_module_free(m);
     return NULL;

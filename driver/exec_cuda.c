@@ -1,6 +1,5 @@
-/* The CUDA executor (codegen/cuda_exec.h). */
-#define _POSIX_C_SOURCE 200809L
-#include "codegen/cuda_exec.h"
+/* The CUDA executor backend (driver/exec_cuda.h). */
+#include "driver/exec_cuda.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -11,7 +10,6 @@
 #include "codegen/cuda_api.h"
 #include "codegen/cuda_load.h"
 #include "codegen/cuda_program.h"
-#include "passes/lower.h"
 
 enum {
   MAX_PROGRAMS = 8,
@@ -72,7 +70,10 @@ typedef struct cu_api {
   cuGraphDestroy_fn graph_destroy;
 } cu_api;
 
+typedef struct cuda_exec cuda_exec;
+
 typedef struct cu_program {
+  cuda_exec *x;
   nnc_lprogram *p;
   int *fn;                    /* per kernel of p: its function slot */
   bool writes_persist, is_train;
@@ -97,8 +98,7 @@ typedef struct slot {
   bool in_flight;
 } slot;
 
-typedef struct cuda_exec {
-  nnc_rt_executor base;
+struct cuda_exec {
   nnc_arena *arena;
   const nnc_rt_model *rm;
   cu_api cu;
@@ -122,7 +122,7 @@ typedef struct cuda_exec {
   CUdeviceptr loss;           /* resident: the loss scalar in io */
   cu_program progs[MAX_PROGRAMS];
   int nprogs;
-} cuda_exec;
+};
 
 static bool cu_fail(char *err, size_t cap, const char *what, CUresult r) {
   snprintf(err, cap, "CUDA: %s failed: %s (%d)", what, nnc_cg_cuda_error_name(r), r);
@@ -161,8 +161,8 @@ static void drop_graph(cuda_exec *x, cu_graph *g) {
   *g = (cu_graph){0};
 }
 
-static void destroy(nnc_rt_executor *e) {
-  cuda_exec *x = (cuda_exec *)e;
+static void destroy(void *lib) {
+  cuda_exec *x = lib;
   if (x->ctx) {
     x->cu.ctx_set(x->ctx);
     if (x->stream) x->cu.stream_sync(x->stream); /* nothing may still read what is freed below */
@@ -292,11 +292,11 @@ static slot *take_slot(cuda_exec *x, char *err, size_t cap) {
 
 /* Queues a call's copies to the device: the step's values and the batch inputs through a pinned
  * slot, or (not resident) the caller's whole persist and io. */
-static bool queue_inputs(cuda_exec *x, uint8_t *persist, const uint8_t *io, const nnc_rt_call *call, char *err,
+static bool queue_inputs(cuda_exec *x, const uint8_t *persist, const uint8_t *io, const nnc_args *a, char *err,
                          size_t cap) {
   slot *s = take_slot(x, err, cap);
   if (!s) return false;
-  *s->values = (nnc_cuda_step_values){.lr = call->lr, .step = (uint32_t)call->step, .seed = call->seed};
+  *s->values = (nnc_cuda_step_values){.lr = a->lr, .step = (uint32_t)a->step, .seed = a->seed};
   bool ok = htod(x, x->region[CONTROL] + NNC_CUDA_CONTROL_STEP_VALUES, s->values, sizeof *s->values, err, cap);
   if (!x->resident) {
     ok = ok && htod(x, x->region[NNC_MEM_PERSIST], persist, x->bytes[NNC_MEM_PERSIST], err, cap) &&
@@ -334,32 +334,33 @@ static bool read_outputs(cuda_exec *x, uint8_t *io, const char *program, char *e
 
 /* ---- running ---- */
 
-static bool run(nnc_rt_executor *e, const char *program, uint8_t *persist, uint8_t *io, const nnc_rt_call *call,
-                char *err, size_t cap) {
-  cuda_exec *x = (cuda_exec *)e;
-  cu_program *cp = find_program(x, program);
-  if (!cp) return snprintf(err, cap, "the model has no program %s", program), false;
-  if (call->n < 1 || call->n > cp->p->plan->layout->batch_max)
-    return snprintf(err, cap, "batch %lld outside [1, %lld]", (long long)call->n, (long long)cp->p->plan->layout->batch_max),
-           false;
+/* Program cp over the caller's regions (a's), or, resident, over the device's persist. */
+static bool run_program(void *ctx, const nnc_args *a, char *err, size_t cap) {
+  cu_program *cp = ctx;
+  cuda_exec *x = cp->x;
+  const char *program = cp->p->name;
   CUresult r;
   if ((r = x->cu.ctx_set(x->ctx)) != 0) return cu_fail(err, cap, "cuCtxSetCurrent", r);
   bool accumulate = x->resident && cp->is_train;
-  cu_graph *g = graph_for(x, cp, call->n, accumulate, err, cap);
-  if (!g || !queue_inputs(x, persist, io, call, err, cap)) return false;
+  cu_graph *g = graph_for(x, cp, a->n, accumulate, err, cap);
+  if (!g || !queue_inputs(x, a->persist, a->io, a, err, cap)) return false;
   if ((r = x->cu.graph_launch(g->exec, x->stream)) != 0) return cu_fail(err, cap, "cuGraphLaunch", r);
   if (accumulate) return true; /* queued: its loss is read with the others' */
-  if (x->resident) return read_outputs(x, io, program, err, cap);
-  return dtoh(x, io, x->region[NNC_MEM_IO], x->bytes[NNC_MEM_IO], err, cap) &&
-         (!cp->writes_persist || dtoh(x, persist, x->region[NNC_MEM_PERSIST], x->bytes[NNC_MEM_PERSIST], err, cap)) &&
+  if (x->resident) return read_outputs(x, a->io, program, err, cap);
+  return dtoh(x, a->io, x->region[NNC_MEM_IO], x->bytes[NNC_MEM_IO], err, cap) &&
+         (!cp->writes_persist || dtoh(x, a->persist, x->region[NNC_MEM_PERSIST], x->bytes[NNC_MEM_PERSIST], err, cap)) &&
          wait_stream(x, program, err, cap);
+}
+
+static nnc_rt_entry symbol(void *lib, const char *program) {
+  cu_program *cp = find_program(lib, program);
+  return (nnc_rt_entry){.run = cp ? run_program : NULL, .ctx = cp};
 }
 
 /* ---- residency ---- */
 
-static bool resident_begin(nnc_rt_executor *e, const uint8_t *persist, const nnc_rt_buffer *loss, char *err,
-                           size_t cap) {
-  cuda_exec *x = (cuda_exec *)e;
+static bool resident_begin(void *lib, const uint8_t *persist, const nnc_rt_buffer *loss, char *err, size_t cap) {
+  cuda_exec *x = lib;
   if (loss->region != NNC_RT_IO || loss->dtype != NNC_RT_F32 || loss->bytes < 4)
     return snprintf(err, cap, "the loss '%s' is not an f32 scalar in io", loss->name), false;
   CUresult r;
@@ -374,8 +375,8 @@ static bool resident_begin(nnc_rt_executor *e, const uint8_t *persist, const nnc
 }
 
 /* The accumulator read back and cleared in stream order, then the one wait. */
-static bool resident_losses(nnc_rt_executor *e, nnc_rt_losses *out, char *err, size_t cap) {
-  cuda_exec *x = (cuda_exec *)e;
+static bool resident_losses(void *lib, nnc_rt_losses *out, char *err, size_t cap) {
+  cuda_exec *x = lib;
   CUdeviceptr acc = x->region[CONTROL] + NNC_CUDA_CONTROL_LOSSES;
   CUresult r;
   if ((r = x->cu.ctx_set(x->ctx)) != 0) return cu_fail(err, cap, "cuCtxSetCurrent", r);
@@ -389,40 +390,34 @@ static bool resident_losses(nnc_rt_executor *e, nnc_rt_losses *out, char *err, s
   return true;
 }
 
-static bool resident_pull(nnc_rt_executor *e, uint8_t *persist, char *err, size_t cap) {
-  cuda_exec *x = (cuda_exec *)e;
+static bool resident_pull(void *lib, uint8_t *persist, char *err, size_t cap) {
+  cuda_exec *x = lib;
   CUresult r;
   if ((r = x->cu.ctx_set(x->ctx)) != 0) return cu_fail(err, cap, "cuCtxSetCurrent", r);
   return dtoh(x, persist, x->region[NNC_MEM_PERSIST], x->bytes[NNC_MEM_PERSIST], err, cap) &&
          wait_stream(x, "copying persist from the device", err, cap);
 }
 
-static void resident_end(nnc_rt_executor *e) { ((cuda_exec *)e)->resident = false; }
+static void resident_end(void *lib) { ((cuda_exec *)lib)->resident = false; }
+
+static const nnc_rt_backend cuda_backend = {.name = "cuda", .symbol = symbol, .free = destroy,
+                                            .resident_begin = resident_begin, .resident_losses = resident_losses,
+                                            .resident_pull = resident_pull, .resident_end = resident_end};
 
 /* ---- setup ---- */
 
-/* Lowers every program but forward, names kernels apart, gives each distinct kernel a slot. */
-static bool lower_all(cuda_exec *x, const nnc_module *m, const nnc_rt_model *rm, char *err, size_t cap) {
-  nnc_mem_layout *L = nnc_mem_layout_module(x->arena, m, err, cap);
-  if (!L) return false;
-  if ((size_t)L->persist_bytes != (size_t)rm->persist_bytes || (size_t)L->io_bytes != (size_t)rm->io_bytes)
-    return snprintf(err, cap, "the runtime's layout is not the memory plan's"), false;
-  nnc_lower_opts lo = {.target = NNC_LOWER_GPU};
+/* The programs of c, their kernels named apart, each distinct kernel a function slot. */
+static bool take_programs(cuda_exec *x, const nnc_compiled *c, char *err, size_t cap) {
+  if (!c->gpu) return snprintf(err, cap, "the programs were not compiled for the GPU"), false;
+  const nnc_mem_layout *L = c->layout;
   nnc_lprogram *progs[MAX_PROGRAMS];
-  nnc_diags d;
-  nnc_diags_init(&d, stderr);
-  int64_t scratch = 0;
-  for (int i = 0; i < nnc_module_program_count(m) && x->nprogs < MAX_PROGRAMS; i++) {
-    const nnc_graph *g = nnc_module_program(m, i);
-    if (strcmp(g->name, "forward") == 0) continue;
-    nnc_lprogram *p = nnc_lower_program(x->arena, m, g, L, &lo, &d);
-    if (!p) return snprintf(err, cap, "lowering %s for the GPU failed", g->name), false;
-    if (p->plan->scratch_bytes > scratch) scratch = p->plan->scratch_bytes;
-    x->progs[x->nprogs].p = p;
-    x->progs[x->nprogs].is_train = strcmp(g->name, "train_step") == 0;
-    x->progs[x->nprogs].writes_persist = x->progs[x->nprogs].is_train || g->nstate > 0;
-    progs[x->nprogs++] = p;
+  for (int i = 0; i < c->nprograms && x->nprogs < MAX_PROGRAMS; i++) {
+    const nnc_compiled_program *p = &c->programs[i];
+    x->progs[x->nprogs] = (cu_program){.x = x, .p = p->lowered, .is_train = strcmp(p->name, "train_step") == 0};
+    x->progs[x->nprogs].writes_persist = x->progs[x->nprogs].is_train || p->graph->nstate > 0;
+    progs[x->nprogs++] = p->lowered;
   }
+  int64_t scratch = c->scratch_bytes;
   nnc_cg_cuda_name_kernels(progs, x->nprogs);
   int total = 0;
   for (int i = 0; i < x->nprogs; i++) total += progs[i]->nkernels;
@@ -499,27 +494,27 @@ static bool allocate(cuda_exec *x, char *err, size_t cap) {
   return true;
 }
 
-nnc_rt_executor *nnc_cuda_exec_new(const nnc_module *m, const nnc_rt_model *rm, char *err, size_t cap) {
+nnc_rt_executor *nnc_exec_cuda_new(const nnc_compiled *c, const nnc_rt_model *rm, char *err, size_t cap) {
   nnc_cg_cuda_device dev;
   if (nnc_cg_cuda_devices(&dev, 1, NULL, err, cap) <= 0) return NULL;
   cuda_exec *x = nnc_xcalloc(1, sizeof *x);
-  x->base = (nnc_rt_executor){.name = "cuda", .run = run, .resident_begin = resident_begin,
-                              .resident_losses = resident_losses, .resident_pull = resident_pull,
-                              .resident_end = resident_end, .destroy = destroy};
   x->arena = nnc_arena_new();
   x->rm = rm;
   char arch[16];
   snprintf(arch, sizeof arch, "sm_%d%d", dev.major, dev.minor);
   CUresult r = 0;
-  bool ok = load_api(&x->cu, err, cap) && lower_all(x, m, rm, err, cap);
+  bool ok = load_api(&x->cu, err, cap) && take_programs(x, c, err, cap);
   if (ok && ((r = x->cu.init(0)) != 0 || (r = x->cu.device_get(&x->dev, 0)) != 0))
     ok = cu_fail(err, cap, "starting the driver", r);
   if (ok && (r = x->cu.ctx_retain(&x->ctx, x->dev)) != 0) ok = cu_fail(err, cap, "cuDevicePrimaryCtxRetain", r);
   if (ok && (r = x->cu.ctx_set(x->ctx)) != 0) ok = cu_fail(err, cap, "cuCtxSetCurrent", r);
-  ok = ok && load_module(x, m, arch, err, cap) && allocate(x, err, cap);
+  ok = ok && load_module(x, c->module, arch, err, cap) && allocate(x, err, cap);
   if (!ok) {
-    destroy(&x->base);
+    destroy(x);
     return NULL;
   }
-  return &x->base;
+  const char *names[MAX_PROGRAMS];
+  for (int i = 0; i < x->nprogs; i++) names[i] = x->progs[i].p->name;
+  nnc_rt_executor_opts eo = {.batch_max = c->module->batch_max}; /* scratch lives on the device */
+  return nnc_rt_executor_new(&cuda_backend, x, names, x->nprogs, &eo, err, cap);
 }

@@ -9,13 +9,12 @@
  *     operand live in arrays indexed by the flattened thread id (x fastest, as CUDA's);
  *   - a shuffle reads its operand array at the partner thread (lane ^ mask) in the next phase;
  *   - SHARED buffers become LOCAL arrays (one per block, as the block loop runs them in turn). */
-#include "codegen/phase.h"
+#include "phase.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "codegen/c.h"
 
 typedef struct pitem {
   const nnc_lstmt *s;          /* a statement of the region's top level, or NULL: */
@@ -193,8 +192,8 @@ static nnc_lexpr *bit(em *m, nnc_lexpr *x, int b) {
 static nnc_lexpr *xor_partner(em *m, nnc_lexpr *t, const nnc_lexpr *mask0) {
   if (mask0->kind == NNC_LE_INT) {
     int64_t mk = mask0->ival;
-    if (mk < 0 || mk >= NNC_CG_WARP) {
-      err(m, "shuffle lane mask %lld is outside [0, %d)", (long long)mk, NNC_CG_WARP);
+    if (mk < 0 || mk >= NNC_PHASE_WARP) {
+      err(m, "shuffle lane mask %lld is outside [0, %d)", (long long)mk, NNC_PHASE_WARP);
       return t;
     }
     nnc_lexpr *src = t;
@@ -203,8 +202,8 @@ static nnc_lexpr *xor_partner(em *m, nnc_lexpr *t, const nnc_lexpr *mask0) {
         src = add(m, src, mul(m, I(m, INT64_C(1) << b), nnc_le_bin(m->k, NNC_LB_SUB, I(m, 1), mul(m, I(m, 2), bit(m, t, b)))));
     return src;
   }
-  nnc_lexpr *mk = nnc_le_bin(m->k, NNC_LB_MOD, nnc_le_cast(m->k, nnc_lt(NNC_I64, 1), rw(m, mask0)), I(m, NNC_CG_WARP));
-  nnc_lexpr *src = nnc_le_bin(m->k, NNC_LB_SUB, t, nnc_le_bin(m->k, NNC_LB_MOD, t, I(m, NNC_CG_WARP)));
+  nnc_lexpr *mk = nnc_le_bin(m->k, NNC_LB_MOD, nnc_le_cast(m->k, nnc_lt(NNC_I64, 1), rw(m, mask0)), I(m, NNC_PHASE_WARP));
+  nnc_lexpr *src = nnc_le_bin(m->k, NNC_LB_SUB, t, nnc_le_bin(m->k, NNC_LB_MOD, t, I(m, NNC_PHASE_WARP)));
   for (int b = 0; b < 5; b++) { /* xor of two bits: x + y - 2xy */
     nnc_lexpr *x = bit(m, t, b), *y = bit(m, mk, b);
     nnc_lexpr *xb = nnc_le_bin(m->k, NNC_LB_SUB, add(m, x, y), mul(m, I(m, 2), mul(m, x, y)));
@@ -497,7 +496,7 @@ static void copy_vars(em *m) {
   }
 }
 
-nnc_kernel *nnc_cg_phase_lower(nnc_arena *a, const nnc_kernel *s, const nnc_cg_phase_opts *o, nnc_diags *d) {
+nnc_kernel *nnc_phase_lower(nnc_arena *a, const nnc_kernel *s, const nnc_phase_opts *o, nnc_diags *d) {
   if (!s->gpu) return (nnc_kernel *)s;
   em m = {.s = s, .d = d, .ok = true, .parallel_blocks = o && o->parallel_blocks, .threads = 1};
   if (s->nerrors) {
@@ -525,14 +524,9 @@ nnc_kernel *nnc_cg_phase_lower(nnc_arena *a, const nnc_kernel *s, const nnc_cg_p
   return m.ok ? m.k : NULL;
 }
 
-bool nnc_cg_phase_kernel(FILE *f, nnc_arena *a, const nnc_kernel *k, const nnc_cg_phase_opts *o, nnc_diags *d) {
-  nnc_kernel *e = nnc_cg_phase_lower(a, k, o, d);
-  return e && nnc_cg_c_kernel(f, e, d);
-}
-
-bool nnc_cg_phase_program(nnc_arena *a, nnc_lprogram *p, const nnc_cg_phase_opts *o, nnc_diags *d) {
+bool nnc_phase_program(nnc_arena *a, nnc_lprogram *p, const nnc_phase_opts *o, nnc_diags *d) {
   for (int i = 0; i < p->nkernels; i++) {
-    nnc_kernel *e = nnc_cg_phase_lower(a, p->kernels[i], o, d);
+    nnc_kernel *e = nnc_phase_lower(a, p->kernels[i], o, d);
     if (!e) return false;
     p->kernels[i] = e;
   }
