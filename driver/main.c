@@ -156,6 +156,7 @@ static bool add_override(nnc_options *o, const char *arg) {
 static void free_options(nnc_options *o) {
   for (int i = 0; i < o->noverrides; i++) free((char *)o->overrides[i].name);
   free(o->overrides);
+  free(o->passes_list);
 }
 
 enum {
@@ -190,18 +191,29 @@ static const struct option longopts[] = {
     {0, 0, 0, 0},
 };
 
-/* A comma-separated list of graph passes, each known (passes/simplify.h). */
-static bool passes_valid(const char *list) {
-  char name[64];
+/* --passes LIST: graph passes (passes/simplify.h) for the simplify stage, and pipeline stages
+ * after it, which stop the pipeline there (`--passes simplify,fuse --emit kernels`). The graph
+ * passes are kept in o->passes_list (NULL: none named); false for an unknown name. */
+static bool take_passes(nnc_options *o, const char *list) {
+  size_t cap = strlen(list) + 1, used = 0;
+  char *graph = nnc_xmalloc(cap), name[64];
   for (const char *p = list;; p++) {
     size_t len = strcspn(p, ",");
-    if (len == 0 || len >= sizeof name) return false;
+    nnc_stage st;
+    if (len == 0 || len >= sizeof name) return free(graph), false;
     memcpy(name, p, len);
     name[len] = 0;
-    if (!nnc_simplify_known(name)) return false;
+    if (nnc_simplify_known(name)) used += (size_t)snprintf(graph + used, cap - used, "%s%s", used ? "," : "", name);
+    else if (nnc_stage_from_name(name, &st) && st > NNC_STAGE_SIMPLIFY) o->stop_after = o->stop_after > (int)st ? o->stop_after : (int)st;
+    else return free(graph), false;
     p += len;
-    if (!*p) return true;
+    if (!*p) break;
   }
+  free(o->passes_list);
+  o->passes_list = used ? graph : NULL;
+  if (!used) free(graph);
+  o->passes = o->passes_list ? o->passes_list : "";
+  return true;
 }
 
 /* The flag that asks for each action. */
@@ -278,9 +290,9 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     return give_action(o, NNC_ACTION_EMIT);
   case 'o': o->output = arg; return true;
   case OPT_PASSES:
-    o->passes = arg;
-    if (passes_valid(arg)) return true;
-    usage_error("--passes: unknown pass in '%s' (available: dce, cse, fold, algebra, simplify)", arg);
+    if (take_passes(o, arg)) return true;
+    usage_error("--passes: unknown pass in '%s' (available: dce, cse, fold, algebra, simplify, and the stages fuse, "
+                "plan, lower, scratch)", arg);
     return false;
   case OPT_STATS: return give_action(o, NNC_ACTION_STATS);
   case OPT_MEMORY_PLAN: return give_action(o, NNC_ACTION_MEMPLAN);

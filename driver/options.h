@@ -28,7 +28,9 @@ typedef struct nnc_options {
   nnc_emit_kind emit;
   bool emit_train;            /* --emit ir --train: print the programs, train_step included */
   const char *output;         /* -o */
-  const char *passes;         /* --passes: the pipeline's graph passes, comma-separated (docs/cli.md) */
+  const char *passes;         /* --passes: the pipeline's graph passes, comma-separated (docs/cli.md);
+                                 "" when it named stages only */
+  char *passes_list;          /* owned storage behind passes */
   bool no_fusion;             /* --no-fusion: one kernel per node */
   int stop_after;             /* --stop-after: the last pipeline stage (passes/pipeline.h's nnc_stage); -1: all */
   nnc_mode mode;              /* --mode: which forward graph --emit ir shows */
