@@ -136,6 +136,13 @@ el_val el_eval(el_ctx *, el_scope *, const nnc_ast *);
 const char *el_type_str(el_ctx *, const nnc_type *);
 const char *el_val_desc(el_ctx *, const el_val *);
 const char *el_non_int_desc(el_ctx *, const el_val *);
+/* --set NAME=VALUE for name, or NULL; and its value as a number (an error without location when
+ * it is not one). */
+nnc_override *el_find_override(el_ctx *, const char *name);
+bool el_override_number(el_ctx *, nnc_override *, el_val *out);
+/* The file's train block elaborated into the module's train config, with PyTorch's defaults and
+ * the --set overrides (frontend/train_block.c); the block, or NULL when the file has none. */
+const nnc_ast *el_train_block(el_ctx *);
 el_entry *el_lookup(el_scope *, const char *);
 el_entry *el_define(el_ctx *, el_scope *, const char *name, el_entry_kind, el_val, nnc_loc);
 el_scope *el_scope_new(el_ctx *, el_scope *parent);

@@ -30,6 +30,11 @@ typedef struct nnc_lower_opts {
 nnc_kernel *nnc_lower_node(nnc_arena *a, const nnc_module *m, const nnc_node *nd, const nnc_lower_opts *,
                            nnc_diags *);
 
+/* A kernel copying value v into a buffer of type to (an output or a state buffer), in arena a.
+ * NULL after reporting. */
+nnc_kernel *nnc_lower_copy(nnc_arena *a, const nnc_module *m, const nnc_node *v, const nnc_type *to,
+                           const nnc_lower_opts *, nnc_diags *);
+
 /* Lowers the program of memory plan P (its graph, planned by nnc_mem_plan_program) one kernel per
  * needed node, deduplicates kernels (nnc_lk_hash, nnc_lk_equal), and appends the copies of
  * outputs and state outputs that are not computed in place. Scratch stays as P placed it
