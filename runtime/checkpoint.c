@@ -2,6 +2,7 @@
  * strings ("step": "1876"); doubles are written with 17 significant digits so they read back
  * exactly. */
 #include "checkpoint.h"
+#include "runtime/report.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -13,17 +14,6 @@
 
 #include "safetensors.h"
 
-static bool fail(char *err, size_t cap, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static bool fail(char *err, size_t cap, const char *path, const char *fmt, ...) {
-  int len = snprintf(err, cap, "%s: ", path);
-  if (len < 0 || (size_t)len >= cap) return false;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err + len, cap - (size_t)len, fmt, ap);
-  va_end(ap);
-  return false;
-}
 
 static nnc_st_dtype st_dtype(nnc_rt_dtype dt) {
   return dt == NNC_RT_I32 ? NNC_ST_I32 : dt == NNC_RT_U8 ? NNC_ST_U8 : NNC_ST_F32;
@@ -85,9 +75,9 @@ bool nnc_rt_persist_finite(const nnc_rt_model *m, const uint8_t *persist, char *
 bool nnc_rt_checkpoint_save(const char *path, const nnc_rt_model *m, const uint8_t *persist,
                             const nnc_rt_train_state *st, char *err, size_t cap) {
   char why[256];
-  if (!nnc_rt_persist_finite(m, persist, why, sizeof why)) return fail(err, cap, path, "not written: %s", why);
+  if (!nnc_rt_persist_finite(m, persist, why, sizeof why)) return nnc_rt_fail_at(err, cap, path, "not written: %s", why);
   nnc_st_tensor *ts = calloc((size_t)m->nbuffers + 1, sizeof *ts);
-  if (!ts) return fail(err, cap, path, "out of memory");
+  if (!ts) return nnc_rt_fail_at(err, cap, path, "out of memory");
   size_t n = 0;
   for (int i = 0; i < m->nbuffers; i++) {
     const nnc_rt_buffer *b = &m->buffers[i];
@@ -136,7 +126,7 @@ static bool check_shape(const char *path, const nnc_rt_buffer *b, const nnc_st_t
   bool same = t->rank == b->rank;
   for (int k = 0; same && k < b->rank; k++) same = t->shape[k] == b->dims[k];
   if (same) return true;
-  return fail(err, cap, path, "tensor '%s' has shape %s, the model expects %s", b->name,
+  return nnc_rt_fail_at(err, cap, path, "tensor '%s' has shape %s, the model expects %s", b->name,
               shape_str(t->rank, t->shape, got, sizeof got), shape_str(b->rank, b->dims, want, sizeof want));
 }
 
@@ -155,13 +145,13 @@ static bool load_tensor(const char *path, const nnc_rt_buffer *b, const nnc_st_t
       int64_t v;
       memcpy(&v, (const uint8_t *)t->data + 8 * i, 8);
       if (v < INT32_MIN || v > INT32_MAX)
-        return fail(err, cap, path, "tensor '%s': value %" PRId64 " does not fit the model's i32", b->name, v);
+        return nnc_rt_fail_at(err, cap, path, "tensor '%s': value %" PRId64 " does not fit the model's i32", b->name, v);
       int32_t w = (int32_t)v;
       memcpy(dst + 4 * i, &w, 4);
     }
     return true;
   }
-  return fail(err, cap, path, "tensor '%s' has dtype %s, the model expects %s", b->name, nnc_st_dtype_name(t->dtype),
+  return nnc_rt_fail_at(err, cap, path, "tensor '%s' has dtype %s, the model expects %s", b->name, nnc_st_dtype_name(t->dtype),
               nnc_st_dtype_name(dt));
 }
 
@@ -174,7 +164,7 @@ static bool check_extra(const char *path, const nnc_st_file *f, const nnc_rt_mod
     const nnc_rt_buffer *b = nnc_rt_model_buffer(m, name);
     if (b && b->region == NNC_RT_PERSIST) continue;
     if (mode == NNC_RT_LOAD_WEIGHTS && is_moment_name(name)) continue;
-    return fail(err, cap, path, "tensor '%s' is not in model %s", name, m->name);
+    return nnc_rt_fail_at(err, cap, path, "tensor '%s' is not in model %s", name, m->name);
   }
   return true;
 }
@@ -182,22 +172,22 @@ static bool check_extra(const char *path, const nnc_st_file *f, const nnc_rt_mod
 static bool meta_int(const char *path, const nnc_st_file *f, const char *key, int64_t lo, int64_t *out, char *err,
                      size_t cap) {
   const char *s = nnc_st_meta_get(f, key);
-  if (!s) return fail(err, cap, path, "no \"%s\" in the metadata: not a checkpoint written by nnc --save", key);
+  if (!s) return nnc_rt_fail_at(err, cap, path, "no \"%s\" in the metadata: not a checkpoint written by nnc --save", key);
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
   if (errno || end == s || *end || v < lo)
-    return fail(err, cap, path, "metadata \"%s\" is '%s', not an integer >= %" PRId64, key, s, lo);
+    return nnc_rt_fail_at(err, cap, path, "metadata \"%s\" is '%s', not an integer >= %" PRId64, key, s, lo);
   *out = v;
   return true;
 }
 
 static bool meta_num(const char *path, const nnc_st_file *f, const char *key, double *out, char *err, size_t cap) {
   const char *s = nnc_st_meta_get(f, key);
-  if (!s) return fail(err, cap, path, "no \"%s\" in the metadata: not a checkpoint written by nnc --save", key);
+  if (!s) return nnc_rt_fail_at(err, cap, path, "no \"%s\" in the metadata: not a checkpoint written by nnc --save", key);
   char *end;
   double v = strtod(s, &end);
-  if (end == s || *end || isnan(v)) return fail(err, cap, path, "metadata \"%s\" is '%s', not a number", key, s);
+  if (end == s || *end || isnan(v)) return nnc_rt_fail_at(err, cap, path, "metadata \"%s\" is '%s', not a number", key, s);
   *out = v;
   return true;
 }
@@ -219,7 +209,7 @@ static bool read_vocab(const char *path, const nnc_st_file *f, nnc_rt_vocab *v, 
   const char *s = nnc_st_meta_get(f, "vocab");
   v->size = 0;
   if (!s || nnc_rt_vocab_from_hex(s, v)) return true;
-  return fail(err, cap, path, "metadata \"vocab\" is not a list of ascending bytes in hex");
+  return nnc_rt_fail_at(err, cap, path, "metadata \"vocab\" is not a list of ascending bytes in hex");
 }
 
 bool nnc_rt_checkpoint_load(const char *path, const nnc_rt_model *m, uint8_t *persist, nnc_rt_load_mode mode,
@@ -231,7 +221,7 @@ bool nnc_rt_checkpoint_load(const char *path, const nnc_rt_model *m, uint8_t *pe
     const nnc_rt_buffer *b = &m->buffers[i];
     if (!wanted(b, mode)) continue;
     const nnc_st_tensor *t = nnc_st_find(&f, b->name);
-    if (!t) ok = fail(err, cap, path, "no tensor '%s', which model %s has", b->name, m->name);
+    if (!t) ok = nnc_rt_fail_at(err, cap, path, "no tensor '%s', which model %s has", b->name, m->name);
     else ok = load_tensor(path, b, t, persist + b->offset, err, cap);
   }
   /* A tied param in the file must agree in shape with its target (the values are the target's). */

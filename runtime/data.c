@@ -16,17 +16,6 @@
  * augmentation never draw the same numbers. */
 enum { STREAM_SHUFFLE = 1, STREAM_AUGMENT = 2, STREAM_VALIDATION = 3 };
 
-bool nnc_rt_data_fail(char *err, size_t cap, const char *path, const char *fmt, ...) {
-  if (!err || cap == 0) return false;
-  int n = snprintf(err, cap, "%s: ", path);
-  if (n >= 0 && (size_t)n < cap) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + n, cap - (size_t)n, fmt, ap);
-    va_end(ap);
-  }
-  return false;
-}
 
 static void (*oom_handler)(size_t);
 
@@ -90,9 +79,9 @@ static bool check_class_ids(const nnc_rt_raw_labels *raw, const double *v, int64
     if (v[i] >= 0 && v[i] < (double)num_classes && v[i] == floor(v[i])) continue;
     label_site(site, sizeof site, raw, test, i);
     if (v[i] == floor(v[i]) && v[i] >= 0)
-      return nnc_rt_data_fail(err, cap, path, "%s: label %.17g is out of range (%" PRId32 " classes)",
+      return nnc_rt_fail_at(err, cap, path, "%s: label %.17g is out of range (%" PRId32 " classes)",
                               site, v[i], num_classes);
-    return nnc_rt_data_fail(err, cap, path, "%s: label %.17g is not a class id (a non-negative integer)",
+    return nnc_rt_fail_at(err, cap, path, "%s: label %.17g is not a class id (a non-negative integer)",
                             site, v[i]);
   }
   return true;
@@ -129,10 +118,10 @@ bool nnc_rt_finish_labels(nnc_rt_dataset *ds, const nnc_rt_raw_labels *raw, bool
   }
   if (kind == NNC_RT_LABELS_CLASS) {
     if (ds->label_elems != 1 || ds->label_rank > 1)
-      return nnc_rt_data_fail(err, cap, path, "class labels need one id per example, not %zu values",
+      return nnc_rt_fail_at(err, cap, path, "class labels need one id per example, not %zu values",
                               ds->label_elems);
     int32_t k = opt->num_classes;
-    if (k < 0) return nnc_rt_data_fail(err, cap, path, "negative number of classes %" PRId32, k);
+    if (k < 0) return nnc_rt_fail_at(err, cap, path, "negative number of classes %" PRId32, k);
     if (k == 0) {
       /* Inferring: reject what is not an id first, so the message says so. */
       if (!check_class_ids(raw, raw->train, ntr, false, INT32_MAX, path, err, cap) ||
@@ -153,7 +142,7 @@ bool nnc_rt_finish_labels(nnc_rt_dataset *ds, const nnc_rt_raw_labels *raw, bool
     ds->test.y = labels_as_values(raw->test, (size_t)nte * ds->label_elems);
   }
   ds->label_kind = kind;
-  if (!ds->train.y || !ds->test.y) return nnc_rt_data_fail(err, cap, path, "out of memory for labels");
+  if (!ds->train.y || !ds->test.y) return nnc_rt_fail_at(err, cap, path, "out of memory for labels");
   return true;
 }
 
@@ -237,12 +226,12 @@ bool nnc_rt_dataset_split_validation(nnc_rt_dataset *ds, double fraction, uint64
                                      size_t cap) {
   const char *what = "validation split";
   if (!(fraction > 0 && fraction < 1))
-    return nnc_rt_data_fail(err, cap, what, "fraction %g is not between 0 and 1", fraction);
+    return nnc_rt_fail_at(err, cap, what, "fraction %g is not between 0 and 1", fraction);
   if (ds->test.n > 0)
-    return nnc_rt_data_fail(err, cap, what, "the dataset already has a test split");
+    return nnc_rt_fail_at(err, cap, what, "the dataset already has a test split");
   int64_t n = ds->train.n, k = llround(fraction * (double)n);
   if (k < 1 || k >= n)
-    return nnc_rt_data_fail(err, cap, what,
+    return nnc_rt_fail_at(err, cap, what,
                             "%g of %" PRId64 " examples leaves an empty train or validation part",
                             fraction, n);
   uint32_t *perm = malloc((size_t)n * sizeof *perm);
@@ -274,7 +263,7 @@ bool nnc_rt_dataset_split_validation(nnc_rt_dataset *ds, double fraction, uint64
   free(perm);
   free(held_out);
   free(order);
-  return ok ? true : nnc_rt_data_fail(err, cap, what, "out of memory");
+  return ok ? true : nnc_rt_fail_at(err, cap, what, "out of memory");
 }
 
 static double load_elem(nnc_rt_dtype t, const uint8_t *p) {
@@ -332,14 +321,14 @@ static bool cast_split(const nnc_rt_dataset *ds, nnc_rt_split *sp, nnc_rt_dtype 
   uint8_t *out = malloc(count ? count * to_size : 1);
   if (!out) {
     nnc_rt_oom(count * to_size);
-    return nnc_rt_data_fail(err, cap, "cast", "out of memory");
+    return nnc_rt_fail_at(err, cap, "cast", "out of memory");
   }
   size_t from_size = nnc_rt_dtype_size(ds->x_dtype);
   for (size_t i = 0; i < count; i++) {
     double v = load_elem(ds->x_dtype, sp->x + i * from_size);
     if (!store_elem(to, out + i * to_size, v)) {
       free(out);
-      return nnc_rt_data_fail(err, cap, "cast", "%s example %zu holds %.17g, which %s cannot hold",
+      return nnc_rt_fail_at(err, cap, "cast", "%s example %zu holds %.17g, which %s cannot hold",
                               name, i / ds->x_elems, v, nnc_rt_dtype_name(to));
     }
   }
@@ -350,7 +339,7 @@ static bool cast_split(const nnc_rt_dataset *ds, nnc_rt_split *sp, nnc_rt_dtype 
 
 bool nnc_rt_dataset_cast_inputs(nnc_rt_dataset *ds, nnc_rt_dtype to, char *err, size_t cap) {
   size_t to_size = nnc_rt_dtype_size(to);
-  if (!to_size) return nnc_rt_data_fail(err, cap, "cast", "unknown dtype %d", (int)to);
+  if (!to_size) return nnc_rt_fail_at(err, cap, "cast", "unknown dtype %d", (int)to);
   if (to == ds->x_dtype) return true;
   if (!cast_split(ds, &ds->train, to, to_size, "train", err, cap) ||
       !cast_split(ds, &ds->test, to, to_size, "test", err, cap))
@@ -405,14 +394,14 @@ bool nnc_rt_augment_batch(const nnc_rt_augment *a, const nnc_rt_dataset *ds, voi
                           const uint32_t *idx, int64_t count, uint32_t epoch, char *err, size_t cap) {
   if (a->pad == 0 && !a->flip) return true;
   if (ds->x_rank < 2)
-    return nnc_rt_data_fail(err, cap, "augmentation", "examples of rank %d are not images", ds->x_rank);
+    return nnc_rt_fail_at(err, cap, "augmentation", "examples of rank %d are not images", ds->x_rank);
   if (a->pad < 0 || a->pad > 65535)
-    return nnc_rt_data_fail(err, cap, "augmentation", "padding %d is out of range", a->pad);
+    return nnc_rt_fail_at(err, cap, "augmentation", "padding %d is out of range", a->pad);
   int64_t h = ds->x_shape[ds->x_rank - 2], w = ds->x_shape[ds->x_rank - 1];
   size_t esize = nnc_rt_dtype_size(ds->x_dtype);
   size_t planes = h > 0 && w > 0 ? ds->x_elems / (size_t)(h * w) : 0;
   uint8_t *tmp = malloc(ds->x_bytes ? ds->x_bytes : 1);
-  if (!tmp) return nnc_rt_data_fail(err, cap, "augmentation", "out of memory");
+  if (!tmp) return nnc_rt_fail_at(err, cap, "augmentation", "out of memory");
   uint32_t key[2] = {(uint32_t)a->seed, epoch};
   for (int64_t b = 0; b < count; b++) {
     uint32_t ctr[4] = {idx[b], 0, STREAM_AUGMENT, (uint32_t)(a->seed >> 32)}, r[4];

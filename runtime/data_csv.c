@@ -36,15 +36,13 @@ static bool csv_fail(char *err, size_t cap, const csv_state *st, int col, const 
     __attribute__((format(printf, 5, 6)));
 
 static bool csv_fail(char *err, size_t cap, const csv_state *st, int col, const char *fmt, ...) {
-  if (!err || cap == 0) return false;
-  int n = snprintf(err, cap, "%s:%" PRId64 ":%d: ", st->path, st->line, col);
-  if (n >= 0 && (size_t)n < cap) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + n, cap - (size_t)n, fmt, ap);
-    va_end(ap);
-  }
-  return false;
+  char where[1024], msg[512];
+  snprintf(where, sizeof where, "%s:%" PRId64 ":%d", st->path, st->line, col);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return nnc_rt_fail_at(err, cap, where, "%s", msg);
 }
 
 static bool is_blank(char c) { return c == ' ' || c == '\t'; }
@@ -125,13 +123,13 @@ static bool find_label_column(const csv_state *st, bool header, const char *want
     errno = 0;
     unsigned long long i = strtoull(want, NULL, 10);
     if (errno || i >= st->nfields)
-      return nnc_rt_data_fail(err, cap, st->path, "label column %s is out of range (%zu columns)", want,
+      return nnc_rt_fail_at(err, cap, st->path, "label column %s is out of range (%zu columns)", want,
                               st->nfields);
     *col = (size_t)i;
     return true;
   }
   if (!header)
-    return nnc_rt_data_fail(err, cap, st->path, "label column '%s' named, but the file has no header",
+    return nnc_rt_fail_at(err, cap, st->path, "label column '%s' named, but the file has no header",
                             want);
   for (size_t i = 0; i < st->nfields; i++) {
     if (field_is(&st->fields[i], want)) {
@@ -139,7 +137,7 @@ static bool find_label_column(const csv_state *st, bool header, const char *want
       return true;
     }
   }
-  return nnc_rt_data_fail(err, cap, st->path, "no column named '%s' in the header", want);
+  return nnc_rt_fail_at(err, cap, st->path, "no column named '%s' in the header", want);
 }
 
 static bool grow_rows(csv_state *st) {
@@ -163,7 +161,7 @@ static bool add_row(csv_state *st, size_t ncols, size_t label_col, char *err, si
     int col = st->nfields > ncols ? st->fields[ncols].col : st->fields[st->nfields - 1].col;
     return csv_fail(err, cap, st, col, "expected %zu fields, found %zu", ncols, st->nfields);
   }
-  if (!grow_rows(st)) return nnc_rt_data_fail(err, cap, st->path, "out of memory");
+  if (!grow_rows(st)) return nnc_rt_fail_at(err, cap, st->path, "out of memory");
   float *x = st->x + (size_t)st->rows * st->nfeat;
   for (size_t i = 0; i < ncols; i++) {
     double v;
@@ -187,9 +185,9 @@ static char *read_whole(const char *path, size_t *size, char *err, size_t cap) {
   char *buf = malloc((size_t)n + 1);
   if (!buf) {
     nnc_rt_oom((size_t)n + 1);
-    nnc_rt_data_fail(err, cap, path, "out of memory for %" PRId64 " bytes", n);
+    nnc_rt_fail_at(err, cap, path, "out of memory for %" PRId64 " bytes", n);
   } else if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-    nnc_rt_data_fail(err, cap, path, "short read");
+    nnc_rt_fail_at(err, cap, path, "short read");
     free(buf);
     buf = NULL;
   } else {
@@ -225,7 +223,7 @@ static bool parse_rows(csv_state *st, const char *text, size_t size, const nnc_r
     const char *t = s;
     while (t < e && is_blank(*t)) t++;
     if (t < e) {
-      if (!split_line(st, s, e)) return nnc_rt_data_fail(err, cap, st->path, "out of memory");
+      if (!split_line(st, s, e)) return nnc_rt_fail_at(err, cap, st->path, "out of memory");
       if (first) {
         first = false;
         bool header;
@@ -245,7 +243,7 @@ static bool parse_rows(csv_state *st, const char *text, size_t size, const nnc_r
     }
     s = next;
   }
-  if (st->rows == 0) return nnc_rt_data_fail(err, cap, st->path, "no data rows");
+  if (st->rows == 0) return nnc_rt_fail_at(err, cap, st->path, "no data rows");
   return true;
 }
 

@@ -38,7 +38,7 @@ static bool reader_open(byte_reader *r, const char *path, char *err, size_t cap)
   if (r->gzip && inflateInit2(&r->zs, 16 + MAX_WBITS) != Z_OK) {
     fclose(r->f);
     r->f = NULL;
-    return nnc_rt_data_fail(err, cap, path, "cannot start the gzip decoder");
+    return nnc_rt_fail_at(err, cap, path, "cannot start the gzip decoder");
   }
   return true;
 }
@@ -52,7 +52,7 @@ static void reader_close(byte_reader *r) {
 /* Refills the input buffer; 0 bytes means end of file. */
 static bool refill(byte_reader *r, size_t *got, char *err, size_t cap) {
   *got = fread(r->in, 1, sizeof r->in, r->f);
-  if (ferror(r->f)) return nnc_rt_data_fail(err, cap, r->path, "read error: %s", strerror(errno));
+  if (ferror(r->f)) return nnc_rt_fail_at(err, cap, r->path, "read error: %s", strerror(errno));
   r->zs.next_in = r->in;
   r->zs.avail_in = (uInt)*got;
   return true;
@@ -69,7 +69,7 @@ static bool gz_read(byte_reader *r, uint8_t *buf, size_t n, size_t *done, char *
         r->at_end = true;
         break;
       }
-      return nnc_rt_data_fail(err, cap, r->path, "truncated gzip stream (the file ends inside it)");
+      return nnc_rt_fail_at(err, cap, r->path, "truncated gzip stream (the file ends inside it)");
     }
     if (r->member_ended) {
       /* More bytes after a member: another member, or garbage that inflate rejects below. */
@@ -85,9 +85,9 @@ static bool gz_read(byte_reader *r, uint8_t *buf, size_t n, size_t *done, char *
     } else if (rc == Z_OK || rc == Z_BUF_ERROR) {
       r->member_ended = false;
     } else if (r->member_ended) {
-      return nnc_rt_data_fail(err, cap, r->path, "trailing garbage after the gzip data");
+      return nnc_rt_fail_at(err, cap, r->path, "trailing garbage after the gzip data");
     } else {
-      return nnc_rt_data_fail(err, cap, r->path, "corrupt gzip stream: %s",
+      return nnc_rt_fail_at(err, cap, r->path, "corrupt gzip stream: %s",
                               r->zs.msg ? r->zs.msg : "inflate failed");
     }
   }
@@ -97,7 +97,7 @@ static bool gz_read(byte_reader *r, uint8_t *buf, size_t n, size_t *done, char *
 static bool reader_read(byte_reader *r, void *buf, size_t n, size_t *done, char *err, size_t cap) {
   if (r->gzip) return gz_read(r, buf, n, done, err, cap);
   *done = fread(buf, 1, n, r->f);
-  if (ferror(r->f)) return nnc_rt_data_fail(err, cap, r->path, "read error: %s", strerror(errno));
+  if (ferror(r->f)) return nnc_rt_fail_at(err, cap, r->path, "read error: %s", strerror(errno));
   return true;
 }
 
@@ -106,7 +106,7 @@ static bool read_exact(byte_reader *r, void *buf, size_t n, const char *what, ch
   size_t done;
   if (!reader_read(r, buf, n, &done, err, cap)) return false;
   if (done < n)
-    return nnc_rt_data_fail(err, cap, r->path, "short read: the data ends in the %s (%zu of %zu bytes)",
+    return nnc_rt_fail_at(err, cap, r->path, "short read: the data ends in the %s (%zu of %zu bytes)",
                             what, done, n);
   return true;
 }
@@ -131,7 +131,7 @@ static uint8_t *read_body(byte_reader *r, size_t n, const char *what, char *err,
     have += done;
     if (have < size) {
       free(buf);
-      nnc_rt_data_fail(err, cap, r->path, "short read: the data ends in the %s (%zu of %zu bytes)",
+      nnc_rt_fail_at(err, cap, r->path, "short read: the data ends in the %s (%zu of %zu bytes)",
                        what, have, n);
       return NULL;
     }
@@ -139,7 +139,7 @@ static uint8_t *read_body(byte_reader *r, size_t n, const char *what, char *err,
   if (!buf || have < n) {
     free(buf);
     if (!buf) nnc_rt_oom(n);
-    nnc_rt_data_fail(err, cap, r->path, "out of memory for %zu bytes", n);
+    nnc_rt_fail_at(err, cap, r->path, "out of memory for %zu bytes", n);
     return NULL;
   }
   return buf;
@@ -149,7 +149,7 @@ static bool expect_end(byte_reader *r, char *err, size_t cap) {
   uint8_t extra;
   size_t done;
   if (!reader_read(r, &extra, 1, &done, err, cap)) return false;
-  if (done) return nnc_rt_data_fail(err, cap, r->path, "trailing data after the last example");
+  if (done) return nnc_rt_fail_at(err, cap, r->path, "trailing data after the last example");
   return true;
 }
 
@@ -166,7 +166,7 @@ static uint8_t *read_idx(const char *path, uint32_t magic, int rank, uint32_t *d
   uint8_t *body = NULL;
   if (!read_exact(&r, head, 4 + 4 * (size_t)rank, "header", err, cap)) goto done;
   if (be32(head) != magic) {
-    nnc_rt_data_fail(err, cap, path, "bad magic 0x%08" PRIx32 " (expected 0x%08" PRIx32 ", %s)",
+    nnc_rt_fail_at(err, cap, path, "bad magic 0x%08" PRIx32 " (expected 0x%08" PRIx32 ", %s)",
                      be32(head), magic, rank == 1 ? "u8 labels" : "u8 images");
     goto done;
   }
@@ -174,7 +174,7 @@ static uint8_t *read_idx(const char *path, uint32_t magic, int rank, uint32_t *d
   for (int i = 0; i < rank; i++) {
     dims[i] = be32(head + 4 + 4 * i);
     if (dims[i] == 0 || !nnc_rt_mul_size(size, dims[i], &size)) {
-      nnc_rt_data_fail(err, cap, path, "bad dimension %d: %" PRIu32, i, dims[i]);
+      nnc_rt_fail_at(err, cap, path, "bad dimension %d: %" PRIu32, i, dims[i]);
       goto done;
     }
   }
@@ -213,13 +213,13 @@ static bool load_idx_split(const char *dir, const char *prefix, nnc_rt_dataset *
   uint8_t *images = NULL, *labels = NULL;
   bool ok = false;
   if (!ipath || !lpath) {
-    nnc_rt_data_fail(err, cap, dir, "out of memory");
+    nnc_rt_fail_at(err, cap, dir, "out of memory");
     goto done;
   }
   if (!(images = read_idx(ipath, IDX_IMAGES_MAGIC, 3, idims, err, cap))) goto done;
   if (!(labels = read_idx(lpath, IDX_LABELS_MAGIC, 1, ldims, err, cap))) goto done;
   if (ldims[0] != idims[0]) {
-    nnc_rt_data_fail(err, cap, lpath, "%" PRIu32 " labels for %" PRIu32 " images in %s", ldims[0],
+    nnc_rt_fail_at(err, cap, lpath, "%" PRIu32 " labels for %" PRIu32 " images in %s", ldims[0],
                      idims[0], ipath);
     goto done;
   }
@@ -227,19 +227,19 @@ static bool load_idx_split(const char *dir, const char *prefix, nnc_rt_dataset *
   if (ds->x_rank == 0) {
     nnc_rt_set_example_shape(ds, NNC_RT_U8, 2, shape);
   } else if (ds->x_shape[0] != shape[0] || ds->x_shape[1] != shape[1]) {
-    nnc_rt_data_fail(err, cap, ipath, "images are %" PRId64 "x%" PRId64 ", the train images %" PRId64
+    nnc_rt_fail_at(err, cap, ipath, "images are %" PRId64 "x%" PRId64 ", the train images %" PRId64
                      "x%" PRId64, shape[0], shape[1], ds->x_shape[0], ds->x_shape[1]);
     goto done;
   }
   int32_t *ids = malloc((size_t)ldims[0] * sizeof *ids);
   if (!ids) {
-    nnc_rt_data_fail(err, cap, lpath, "out of memory");
+    nnc_rt_fail_at(err, cap, lpath, "out of memory");
     goto done;
   }
   for (uint32_t i = 0; i < ldims[0]; i++) {
     if (labels[i] >= IDX_CLASSES) {
       free(ids);
-      nnc_rt_data_fail(err, cap, lpath, "label %d of example %" PRIu32 " is out of range (%d classes)",
+      nnc_rt_fail_at(err, cap, lpath, "label %d of example %" PRIu32 " is out of range (%d classes)",
                        labels[i], i, IDX_CLASSES);
       goto done;
     }
@@ -283,13 +283,13 @@ static bool cifar_file(const char *dir, const char *name, FILE **f, char **path,
                        char *err, size_t cap) {
   size_t n = strlen(dir) + strlen(name) + 2;
   *path = malloc(n);
-  if (!*path) return nnc_rt_data_fail(err, cap, dir, "out of memory");
+  if (!*path) return nnc_rt_fail_at(err, cap, dir, "out of memory");
   snprintf(*path, n, "%s/%s", dir, name);
   *f = nnc_rt_open_read(*path, err, cap);
   if (!*f) return false;
   int64_t size = nnc_rt_file_size(*f);
   if (size == 0 || size % CIFAR_RECORD != 0)
-    return nnc_rt_data_fail(err, cap, *path, "size %" PRId64 " is not a positive multiple of %d bytes "
+    return nnc_rt_fail_at(err, cap, *path, "size %" PRId64 " is not a positive multiple of %d bytes "
                             "(1 label byte + 3x32x32 image)", size, CIFAR_RECORD);
   *records = size / CIFAR_RECORD;
   return true;
@@ -300,9 +300,9 @@ static bool cifar_records(FILE *f, const char *path, int64_t count, uint8_t *x, 
   uint8_t rec[CIFAR_RECORD];
   for (int64_t i = 0; i < count; i++) {
     if (fread(rec, 1, CIFAR_RECORD, f) != CIFAR_RECORD)
-      return nnc_rt_data_fail(err, cap, path, "short read in record %" PRId64, i);
+      return nnc_rt_fail_at(err, cap, path, "short read in record %" PRId64, i);
     if (rec[0] >= CIFAR_CLASSES)
-      return nnc_rt_data_fail(err, cap, path, "label %d of record %" PRId64 " is out of range (%d classes)",
+      return nnc_rt_fail_at(err, cap, path, "label %d of record %" PRId64 " is out of range (%d classes)",
                               rec[0], i, CIFAR_CLASSES);
     y[i] = rec[0];
     memcpy(x + (size_t)i * CIFAR_IMAGE, rec + 1, CIFAR_IMAGE);
@@ -327,7 +327,7 @@ static bool load_cifar_split(const char *dir, const char *const *names, int nfil
     sp->n = total;
     if (!sp->x || !sp->y) {
       nnc_rt_oom((size_t)total * CIFAR_IMAGE);
-      ok = nnc_rt_data_fail(err, cap, dir, "out of memory for %" PRId64 " images", total);
+      ok = nnc_rt_fail_at(err, cap, dir, "out of memory for %" PRId64 " images", total);
     }
   }
   int64_t at = 0;

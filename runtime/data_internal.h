@@ -4,13 +4,11 @@
 
 #include "runtime/data.h"
 #include "runtime/files.h"
+#include "runtime/report.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 
-/* Writes "<path>: <message>" into err and returns false, so a reader can `return fail(...)`. */
-bool nnc_rt_data_fail(char *err, size_t cap, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 /* a * b, false on overflow of size_t. */
 static inline bool nnc_rt_mul_size(size_t a, size_t b, size_t *out) {

@@ -36,7 +36,7 @@ static bool expect(header_parser *p, char c) {
     p->s++;
     return true;
   }
-  return nnc_rt_data_fail(p->err, p->cap, p->path, "header: expected '%c' at offset %td", c,
+  return nnc_rt_fail_at(p->err, p->cap, p->path, "header: expected '%c' at offset %td", c,
                           p->s - p->begin);
 }
 
@@ -44,13 +44,13 @@ static bool expect(header_parser *p, char c) {
 static bool parse_string(header_parser *p, char *out, size_t cap) {
   skip_space(p);
   if (p->s >= p->end || (*p->s != '\'' && *p->s != '"'))
-    return nnc_rt_data_fail(p->err, p->cap, p->path, "header: expected a string");
+    return nnc_rt_fail_at(p->err, p->cap, p->path, "header: expected a string");
   char q = *p->s++;
   const char *start = p->s;
   while (p->s < p->end && *p->s != q) p->s++;
   size_t n = (size_t)(p->s - start);
   if (p->s >= p->end || n >= cap)
-    return nnc_rt_data_fail(p->err, p->cap, p->path, "header: bad string");
+    return nnc_rt_fail_at(p->err, p->cap, p->path, "header: bad string");
   memcpy(out, start, n);
   out[n] = 0;
   p->s++;
@@ -70,7 +70,7 @@ static bool parse_bool(header_parser *p, bool *out) {
     p->s += 5;
     return true;
   }
-  return nnc_rt_data_fail(p->err, p->cap, p->path, "header: fortran_order is not True or False");
+  return nnc_rt_fail_at(p->err, p->cap, p->path, "header: fortran_order is not True or False");
 }
 
 /* (), (n,), (a, b), (a, b,) */
@@ -81,13 +81,13 @@ static bool parse_shape(header_parser *p, nnc_rt_array *a) {
     skip_space(p);
     if (p->s < p->end && *p->s == ')') break;
     if (a->rank == NNC_RT_MAX_RANK)
-      return nnc_rt_data_fail(p->err, p->cap, p->path, "shape has more than %d dimensions", NNC_RT_MAX_RANK);
+      return nnc_rt_fail_at(p->err, p->cap, p->path, "shape has more than %d dimensions", NNC_RT_MAX_RANK);
     int64_t v = 0;
     if (p->s >= p->end || !isdigit((unsigned char)*p->s))
-      return nnc_rt_data_fail(p->err, p->cap, p->path, "header: shape holds a non-integer");
+      return nnc_rt_fail_at(p->err, p->cap, p->path, "header: shape holds a non-integer");
     while (p->s < p->end && isdigit((unsigned char)*p->s)) {
       if (v > (INT64_MAX - 9) / 10)
-        return nnc_rt_data_fail(p->err, p->cap, p->path, "header: shape dimension too large");
+        return nnc_rt_fail_at(p->err, p->cap, p->path, "header: shape dimension too large");
       v = v * 10 + (*p->s++ - '0');
     }
     a->shape[a->rank++] = v;
@@ -98,7 +98,7 @@ static bool parse_shape(header_parser *p, nnc_rt_array *a) {
     }
     skip_space(p);
     if (p->s >= p->end || *p->s != ')')
-      return nnc_rt_data_fail(p->err, p->cap, p->path, "header: bad shape tuple");
+      return nnc_rt_fail_at(p->err, p->cap, p->path, "header: bad shape tuple");
   }
   p->s++;
   return true;
@@ -120,9 +120,9 @@ static bool parse_descr(const char *d, nnc_rt_dtype *t, const char *path, char *
       *t = table[i].t;
       return true;
     }
-    if (order == '>') return nnc_rt_data_fail(err, cap, path, "big-endian dtype '%s' is not supported", d);
+    if (order == '>') return nnc_rt_fail_at(err, cap, path, "big-endian dtype '%s' is not supported", d);
   }
-  return nnc_rt_data_fail(err, cap, path, "unsupported dtype '%s' (integers u1..i8, floats f4, f8)", d);
+  return nnc_rt_fail_at(err, cap, path, "unsupported dtype '%s' (integers u1..i8, floats f4, f8)", d);
 }
 
 static bool parse_header(header_parser *p, nnc_rt_array *a) {
@@ -136,7 +136,7 @@ static bool parse_header(header_parser *p, nnc_rt_array *a) {
     if (strcmp(key, "descr") == 0 && !seen_descr) {
       skip_space(p);
       if (p->s < p->end && *p->s == '[')
-        return nnc_rt_data_fail(p->err, p->cap, p->path, "structured dtypes are not supported");
+        return nnc_rt_fail_at(p->err, p->cap, p->path, "structured dtypes are not supported");
       if (!parse_string(p, descr, sizeof descr) || !parse_descr(descr, &a->dtype, p->path, p->err, p->cap))
         return false;
       seen_descr = true;
@@ -144,13 +144,13 @@ static bool parse_header(header_parser *p, nnc_rt_array *a) {
       bool fortran = false;
       if (!parse_bool(p, &fortran)) return false;
       if (fortran)
-        return nnc_rt_data_fail(p->err, p->cap, p->path, "fortran_order True is not supported (save C order)");
+        return nnc_rt_fail_at(p->err, p->cap, p->path, "fortran_order True is not supported (save C order)");
       seen_order = true;
     } else if (strcmp(key, "shape") == 0 && !seen_shape) {
       if (!parse_shape(p, a)) return false;
       seen_shape = true;
     } else {
-      return nnc_rt_data_fail(p->err, p->cap, p->path, "header: unexpected or repeated key '%s'", key);
+      return nnc_rt_fail_at(p->err, p->cap, p->path, "header: unexpected or repeated key '%s'", key);
     }
     skip_space(p);
     if (p->s < p->end && *p->s == ',') p->s++;
@@ -158,9 +158,9 @@ static bool parse_header(header_parser *p, nnc_rt_array *a) {
   p->s++;
   skip_space(p);
   if (p->s != p->end)
-    return nnc_rt_data_fail(p->err, p->cap, p->path, "header: text after the dictionary");
+    return nnc_rt_fail_at(p->err, p->cap, p->path, "header: text after the dictionary");
   if (!seen_descr || !seen_order || !seen_shape)
-    return nnc_rt_data_fail(p->err, p->cap, p->path, "header lacks '%s'",
+    return nnc_rt_fail_at(p->err, p->cap, p->path, "header lacks '%s'",
                             !seen_descr ? "descr" : !seen_order ? "fortran_order" : "shape");
   return true;
 }
@@ -170,22 +170,22 @@ static bool read_preamble(FILE *f, const char *path, int64_t file_size, nnc_rt_a
                           size_t *data_bytes, char *err, size_t cap) {
   unsigned char pre[12];
   if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0)
-    return nnc_rt_data_fail(err, cap, path, "not a .npy file (no \\x93NUMPY magic)");
+    return nnc_rt_fail_at(err, cap, path, "not a .npy file (no \\x93NUMPY magic)");
   int major = pre[6], minor = pre[7];
   if (!(major >= 1 && major <= 3 && minor == 0))
-    return nnc_rt_data_fail(err, cap, path, "unsupported .npy version %d.%d", major, minor);
+    return nnc_rt_fail_at(err, cap, path, "unsupported .npy version %d.%d", major, minor);
   size_t hlen = pre[8] | (size_t)pre[9] << 8, at = 10;
   if (major >= 2) {
-    if (fread(pre + 10, 1, 2, f) != 2) return nnc_rt_data_fail(err, cap, path, "truncated header");
+    if (fread(pre + 10, 1, 2, f) != 2) return nnc_rt_fail_at(err, cap, path, "truncated header");
     hlen |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
     at = 12;
   }
   if (hlen > NPY_MAX_HEADER || (int64_t)(at + hlen) > file_size)
-    return nnc_rt_data_fail(err, cap, path, "header length %zu exceeds the file", hlen);
+    return nnc_rt_fail_at(err, cap, path, "header length %zu exceeds the file", hlen);
   char *h = malloc(hlen + 1);
-  if (!h) return nnc_rt_data_fail(err, cap, path, "out of memory");
+  if (!h) return nnc_rt_fail_at(err, cap, path, "out of memory");
   bool ok = fread(h, 1, hlen, f) == hlen;
-  if (!ok) nnc_rt_data_fail(err, cap, path, "truncated header");
+  if (!ok) nnc_rt_fail_at(err, cap, path, "truncated header");
   header_parser p = {h, h, h + hlen, path, err, cap};
   ok = ok && parse_header(&p, a);
   free(h);
@@ -193,12 +193,12 @@ static bool read_preamble(FILE *f, const char *path, int64_t file_size, nnc_rt_a
   size_t count = 1, bytes;
   for (int i = 0; i < a->rank; i++)
     if (!nnc_rt_mul_size(count, (size_t)a->shape[i], &count))
-      return nnc_rt_data_fail(err, cap, path, "shape too large");
+      return nnc_rt_fail_at(err, cap, path, "shape too large");
   if (!nnc_rt_mul_size(count, nnc_rt_dtype_size(a->dtype), &bytes))
-    return nnc_rt_data_fail(err, cap, path, "shape too large");
+    return nnc_rt_fail_at(err, cap, path, "shape too large");
   int64_t left = file_size - (int64_t)(at + hlen);
   if ((uint64_t)left != bytes)
-    return nnc_rt_data_fail(err, cap, path, "the shape needs %zu data bytes, the file holds %" PRId64,
+    return nnc_rt_fail_at(err, cap, path, "the shape needs %zu data bytes, the file holds %" PRId64,
                             bytes, left);
   a->count = count;
   *data_bytes = bytes;
@@ -220,10 +220,10 @@ bool nnc_rt_npy_read(const char *path, nnc_rt_array *a, char *err, size_t cap) {
     a->data = malloc(bytes ? bytes : 1);
     if (!a->data) {
       nnc_rt_oom(bytes);
-      ok = nnc_rt_data_fail(err, cap, path, "out of memory for %zu bytes", bytes);
+      ok = nnc_rt_fail_at(err, cap, path, "out of memory for %zu bytes", bytes);
     }
     else if (fread(a->data, 1, bytes, f) != bytes)
-      ok = nnc_rt_data_fail(err, cap, path, "short read in the data");
+      ok = nnc_rt_fail_at(err, cap, path, "short read in the data");
   }
   fclose(f);
   if (!ok) nnc_rt_array_free(a);
@@ -267,10 +267,10 @@ static double *labels_as_doubles(const nnc_rt_array *y) {
 /* x [N, ...] and y [N, ...] agree on N; the example shapes come from the train pair. */
 static bool check_pair(const nnc_rt_array *x, const nnc_rt_array *y, const char *xp, const char *yp,
                        char *err, size_t cap) {
-  if (x->rank < 1) return nnc_rt_data_fail(err, cap, xp, "a scalar is not a set of examples");
-  if (y->rank < 1) return nnc_rt_data_fail(err, cap, yp, "a scalar is not a set of labels");
+  if (x->rank < 1) return nnc_rt_fail_at(err, cap, xp, "a scalar is not a set of examples");
+  if (y->rank < 1) return nnc_rt_fail_at(err, cap, yp, "a scalar is not a set of labels");
   if (x->shape[0] != y->shape[0])
-    return nnc_rt_data_fail(err, cap, yp, "%" PRId64 " labels for %" PRId64 " examples in %s", y->shape[0],
+    return nnc_rt_fail_at(err, cap, yp, "%" PRId64 " labels for %" PRId64 " examples in %s", y->shape[0],
                             x->shape[0], xp);
   return true;
 }
@@ -291,12 +291,12 @@ static bool build_dataset(nnc_rt_array *arr, const char *const *paths, bool has_
     if (!check_pair(&arr[2], &arr[3], paths[2], paths[3], err, cap)) return false;
     for (int i = 0; i < 2; i++)
       if (!same_example_shape(&arr[i], &arr[i + 2], i == 1))
-        return nnc_rt_data_fail(err, cap, paths[i + 2], "%s or example shape differs from %s",
+        return nnc_rt_fail_at(err, cap, paths[i + 2], "%s or example shape differs from %s",
                                 i == 1 ? "label type" : "dtype",
                                 paths[i]);
   }
   if (!nnc_rt_set_example_shape(ds, arr[0].dtype, arr[0].rank - 1, arr[0].shape + 1))
-    return nnc_rt_data_fail(err, cap, paths[0], "example shape too large");
+    return nnc_rt_fail_at(err, cap, paths[0], "example shape too large");
   ds->label_rank = arr[1].rank - 1;
   ds->label_elems = 1;
   for (int i = 1; i < arr[1].rank; i++) {
@@ -312,7 +312,7 @@ static bool build_dataset(nnc_rt_array *arr, const char *const *paths, bool has_
   double *ytr = labels_as_doubles(&arr[1]);
   double *yte = has_test ? labels_as_doubles(&arr[3]) : NULL;
   bool ok = ytr && (yte || !has_test);
-  if (!ok) nnc_rt_data_fail(err, cap, paths[1], "out of memory");
+  if (!ok) nnc_rt_fail_at(err, cap, paths[1], "out of memory");
   nnc_rt_raw_labels raw = {.train = ytr, .test = yte, .integral_dtype = is_integral(arr[1].dtype)};
   ok = ok && nnc_rt_finish_labels(ds, &raw, false, opt, paths[1], err, cap);
   free(ytr);
@@ -329,7 +329,7 @@ bool nnc_rt_load_npy(const char *x_path, const char *y_path, const char *x_test_
   const char *paths[4] = {x_path, y_path, x_test_path, y_test_path};
   bool has_test = x_test_path || y_test_path;
   if (has_test && !(x_test_path && y_test_path))
-    return nnc_rt_data_fail(err, cap, x_test_path ? x_test_path : y_test_path,
+    return nnc_rt_fail_at(err, cap, x_test_path ? x_test_path : y_test_path,
                             "a test split needs both inputs and labels");
   nnc_rt_array arr[4] = {0};
   bool ok = true;

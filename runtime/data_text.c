@@ -45,9 +45,9 @@ static bool append_file(text_buf *t, const char *path, char *err, size_t cap) {
   int64_t size = nnc_rt_file_size(f);
   bool ok = size >= 0 && text_reserve(t, (size_t)size);
   if (!ok && size >= 0) nnc_rt_oom((size_t)size);
-  if (!ok) nnc_rt_data_fail(err, cap, path, "out of memory (%" PRId64 " bytes)", size);
+  if (!ok) nnc_rt_fail_at(err, cap, path, "out of memory (%" PRId64 " bytes)", size);
   else if (fread(t->data + t->len, 1, (size_t)size, f) != (size_t)size)
-    ok = nnc_rt_data_fail(err, cap, path, "short read: %s", ferror(f) ? strerror(errno) : "the file shrank");
+    ok = nnc_rt_fail_at(err, cap, path, "short read: %s", ferror(f) ? strerror(errno) : "the file shrank");
   else
     t->len += (size_t)size;
   fclose(f);
@@ -68,7 +68,7 @@ static bool is_regular_file(const char *dir, const char *name) {
 /* The names of dir's regular files, sorted; *count of them. NULL after filling err. */
 static char **list_files(const char *dir, size_t *count, char *err, size_t cap) {
   DIR *d = opendir(dir);
-  if (!d) return nnc_rt_data_fail(err, cap, dir, "%s", strerror(errno)), NULL;
+  if (!d) return nnc_rt_fail_at(err, cap, dir, "%s", strerror(errno)), NULL;
   char **names = NULL;
   size_t n = 0, room = 0;
   bool ok = true;
@@ -90,11 +90,11 @@ static char **list_files(const char *dir, size_t *count, char *err, size_t cap) 
   if (!ok) {
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
-    return nnc_rt_data_fail(err, cap, dir, "out of memory"), NULL;
+    return nnc_rt_fail_at(err, cap, dir, "out of memory"), NULL;
   }
   if (n) qsort(names, n, sizeof *names, compare_names);
   *count = n;
-  if (!names && !(names = malloc(sizeof *names))) nnc_rt_data_fail(err, cap, dir, "out of memory");
+  if (!names && !(names = malloc(sizeof *names))) nnc_rt_fail_at(err, cap, dir, "out of memory");
   return names; /* non-NULL for an empty directory */
 }
 
@@ -102,11 +102,11 @@ static bool read_directory(text_buf *t, const char *dir, char *err, size_t cap) 
   size_t n = 0;
   char **names = list_files(dir, &n, err, cap);
   if (!names) return false;
-  bool ok = n > 0 || nnc_rt_data_fail(err, cap, dir, "the directory has no regular files");
+  bool ok = n > 0 || nnc_rt_fail_at(err, cap, dir, "the directory has no regular files");
   for (size_t i = 0; i < n; i++) {
     char path[4096];
     int len = snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-    if (ok && (len < 0 || (size_t)len >= sizeof path)) ok = nnc_rt_data_fail(err, cap, dir, "a file name is too long");
+    if (ok && (len < 0 || (size_t)len >= sizeof path)) ok = nnc_rt_fail_at(err, cap, dir, "a file name is too long");
     if (ok) ok = append_file(t, path, err, cap);
     free(names[i]);
   }
@@ -116,7 +116,7 @@ static bool read_directory(text_buf *t, const char *dir, char *err, size_t cap) 
 
 static bool read_text(text_buf *t, const char *path, char *err, size_t cap) {
   struct stat st;
-  if (stat(path, &st) != 0) return nnc_rt_data_fail(err, cap, path, "%s", strerror(errno));
+  if (stat(path, &st) != 0) return nnc_rt_fail_at(err, cap, path, "%s", strerror(errno));
   return S_ISDIR(st.st_mode) ? read_directory(t, path, err, cap) : append_file(t, path, err, cap);
 }
 
@@ -201,11 +201,11 @@ static bool make_windows(nnc_rt_split *s, const int32_t *ids, int64_t len, int64
 
 static bool check_options(const char *path, const nnc_rt_text_options *o, char *err, size_t cap) {
   if (o->seq_len < 1 || o->seq_len > INT32_MAX)
-    return nnc_rt_data_fail(err, cap, path, "sequence length %" PRId64 " is not a positive integer", o->seq_len);
+    return nnc_rt_fail_at(err, cap, path, "sequence length %" PRId64 " is not a positive integer", o->seq_len);
   if (o->stride < 0 || o->stride > INT32_MAX)
-    return nnc_rt_data_fail(err, cap, path, "stride %" PRId64 " is not a positive integer", o->stride);
+    return nnc_rt_fail_at(err, cap, path, "stride %" PRId64 " is not a positive integer", o->stride);
   if (!(o->val_fraction >= 0 && o->val_fraction < 1))
-    return nnc_rt_data_fail(err, cap, path, "validation fraction %g is not in [0, 1)", o->val_fraction);
+    return nnc_rt_fail_at(err, cap, path, "validation fraction %g is not in [0, 1)", o->val_fraction);
   return true;
 }
 
@@ -216,17 +216,17 @@ static bool split_windows(const char *path, const int32_t *ids, int64_t len, con
   double fraction = o->val_fraction > 0 ? o->val_fraction : DEFAULT_VAL_PERCENT / 100.0;
   int64_t held = llround(fraction * (double)len), head = len - held;
   if (window_count(head, T, stride) == 0)
-    return nnc_rt_data_fail(err, cap, path,
+    return nnc_rt_fail_at(err, cap, path,
                             "%" PRId64 " characters (%" PRId64 " before the held-out %g) are too few for one "
                             "training sequence of %" PRId64 " + 1",
                             len, head, fraction, T);
   if (window_count(held, T, T) == 0)
-    return nnc_rt_data_fail(err, cap, path,
+    return nnc_rt_fail_at(err, cap, path,
                             "the held-out last %g of the text (%" PRId64 " characters) is shorter than one "
                             "sequence of %" PRId64 " + 1: use a longer text or a smaller sequence length",
                             fraction, held, T);
   if (!make_windows(&ds->train, ids, head, T, stride) || !make_windows(&ds->test, ids + head, held, T, T))
-    return nnc_rt_data_fail(err, cap, path, "out of memory");
+    return nnc_rt_fail_at(err, cap, path, "out of memory");
   return true;
 }
 
@@ -240,17 +240,17 @@ bool nnc_rt_load_text(const char *path, const nnc_rt_text_options *o, nnc_rt_dat
   }
   if (t.len == 0) {
     free(t.data);
-    return nnc_rt_data_fail(err, cap, path, "the text is empty");
+    return nnc_rt_fail_at(err, cap, path, "the text is empty");
   }
   ds->unigram_entropy = build_vocab(t.data, t.len, &ds->vocab);
   size_t bytes;
   int32_t *ids = nnc_rt_mul_size(t.len, sizeof *ids, &bytes) ? malloc(bytes) : NULL;
-  bool ok = ids != NULL || nnc_rt_data_fail(err, cap, path, "out of memory");
+  bool ok = ids != NULL || nnc_rt_fail_at(err, cap, path, "out of memory");
   for (size_t i = 0; ok && i < t.len; i++) ids[i] = nnc_rt_vocab_id(&ds->vocab, t.data[i]);
   free(t.data);
   int64_t T = o->seq_len;
   ok = ok && split_windows(path, ids, (int64_t)t.len, o, ds, err, cap) &&
-       (nnc_rt_set_example_shape(ds, NNC_RT_I32, 1, &T) || nnc_rt_data_fail(err, cap, path, "sequence too long"));
+       (nnc_rt_set_example_shape(ds, NNC_RT_I32, 1, &T) || nnc_rt_fail_at(err, cap, path, "sequence too long"));
   free(ids);
   if (!ok) {
     nnc_rt_dataset_free(ds);

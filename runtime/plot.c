@@ -1,6 +1,7 @@
 /* The training curves as SVG (--plot): the loss (left axis) and the accuracy (right axis)
  * against epochs, written atomically. */
 #include "runtime/plot.h"
+#include "runtime/report.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -9,14 +10,6 @@
 
 #include "runtime/atomic_file.h"
 
-static bool fail(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool fail(char *err, size_t cap, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, cap, fmt, ap);
-  va_end(ap);
-  return false;
-}
 
 typedef struct svg {
   char *buf;
@@ -125,7 +118,7 @@ bool nnc_rt_write_plot(const char *path, const nnc_rt_epoch_row *rows, int64_t n
   plot_legend(&s, 2, "#2ca02c", "", label);
   svg_printf(&s, "</svg>\n");
   bool ok = !s.oom;
-  if (!ok) fail(err, cap, "%s: out of memory", path);
+  if (!ok) nnc_rt_fail(err, cap, "%s: out of memory", path);
   ok = ok && nnc_afile_write_whole(path, s.buf, s.len, err, cap);
   free(s.buf);
   return ok;

@@ -2,6 +2,7 @@
  * docs/checkpoints.md. The header is parsed by jansson and kept alive for the file's
  * lifetime: tensor names and metadata point into it. */
 #include "runtime/safetensors.h"
+#include "runtime/report.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -47,19 +48,6 @@ bool nnc_st_dtype_from_name(const char *name, nnc_st_dtype *out) {
 /* ---- shared helpers ---- */
 
 /* Every message is "<file>: <problem>". */
-static bool fail(char *err, size_t cap, const char *file, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static bool fail(char *err, size_t cap, const char *file, const char *fmt, ...) {
-  if (!err || cap == 0) return false;
-  int n = snprintf(err, cap, "%s: ", file);
-  if (n >= 0 && (size_t)n < cap) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + n, cap - (size_t)n, fmt, ap);
-    va_end(ap);
-  }
-  return false;
-}
 
 static void format_shape(char *buf, size_t cap, const int64_t *shape, int rank) {
   size_t used = (size_t)snprintf(buf, cap, "[");
@@ -108,9 +96,9 @@ static bool read_shape(const char *file, const char *name, json_t *js, int64_t *
   json_t *dim;
   json_array_foreach(js, i, dim) {
     if (!json_is_integer(dim))
-      return fail(err, cap, file, "tensor '%s': shape[%zu] is not an integer", name, i);
+      return nnc_rt_fail_at(err, cap, file, "tensor '%s': shape[%zu] is not an integer", name, i);
     json_int_t v = json_integer_value(dim);
-    if (v < 0) return fail(err, cap, file, "tensor '%s': shape[%zu] is negative (%lld)", name, i, (long long)v);
+    if (v < 0) return nnc_rt_fail_at(err, cap, file, "tensor '%s': shape[%zu] is negative (%lld)", name, i, (long long)v);
     shape[i] = (int64_t)v;
   }
   return true;
@@ -122,7 +110,7 @@ static bool read_offsets(const char *file, const char *name, json_t *js, uint64_
   json_t *b = json_array_get(js, 0), *e = json_array_get(js, 1);
   if (!json_is_array(js) || json_array_size(js) != 2 || !json_is_integer(b) || !json_is_integer(e) ||
       json_integer_value(b) < 0 || json_integer_value(e) < json_integer_value(b))
-    return fail(err, cap, file, "tensor '%s': \"data_offsets\" is not [begin, end] with 0 <= begin <= end",
+    return nnc_rt_fail_at(err, cap, file, "tensor '%s': \"data_offsets\" is not [begin, end] with 0 <= begin <= end",
                 name);
   *begin = (uint64_t)json_integer_value(b);
   *end = (uint64_t)json_integer_value(e);
@@ -130,12 +118,12 @@ static bool read_offsets(const char *file, const char *name, json_t *js, uint64_
 }
 
 static bool check_entry_fields(const char *file, const char *name, json_t *entry, char *err, size_t cap) {
-  if (!json_is_object(entry)) return fail(err, cap, file, "tensor '%s': entry is not a JSON object", name);
+  if (!json_is_object(entry)) return nnc_rt_fail_at(err, cap, file, "tensor '%s': entry is not a JSON object", name);
   const char *key;
   json_t *v;
   json_object_foreach(entry, key, v) {
     if (strcmp(key, "dtype") && strcmp(key, "shape") && strcmp(key, "data_offsets"))
-      return fail(err, cap, file, "tensor '%s': unknown field '%s'", name, key);
+      return nnc_rt_fail_at(err, cap, file, "tensor '%s': unknown field '%s'", name, key);
   }
   return true;
 }
@@ -145,10 +133,10 @@ static bool read_tensor(const char *file, const char *name, json_t *entry, int64
                         size_t data_size, nnc_st_tensor *t, char *err, size_t cap) {
   if (!check_entry_fields(file, name, entry, err, cap)) return false;
   json_t *jd = json_object_get(entry, "dtype"), *js = json_object_get(entry, "shape");
-  if (!json_is_string(jd)) return fail(err, cap, file, "tensor '%s': missing or non-string \"dtype\"", name);
+  if (!json_is_string(jd)) return nnc_rt_fail_at(err, cap, file, "tensor '%s': missing or non-string \"dtype\"", name);
   if (!nnc_st_dtype_from_name(json_string_value(jd), &t->dtype))
-    return fail(err, cap, file, "tensor '%s': unknown dtype '%s'", name, json_string_value(jd));
-  if (!json_is_array(js)) return fail(err, cap, file, "tensor '%s': missing or non-list \"shape\"", name);
+    return nnc_rt_fail_at(err, cap, file, "tensor '%s': unknown dtype '%s'", name, json_string_value(jd));
+  if (!json_is_array(js)) return nnc_rt_fail_at(err, cap, file, "tensor '%s': missing or non-list \"shape\"", name);
   if (!read_shape(file, name, js, shape_store, err, cap)) return false;
   t->name = name;
   t->rank = (int)json_array_size(js);
@@ -157,15 +145,15 @@ static bool read_tensor(const char *file, const char *name, json_t *entry, int64
   format_shape(shp, sizeof shp, t->shape, t->rank);
   uint64_t need = 0, begin = 0, end = 0;
   if (!tensor_bytes(t->shape, t->rank, nnc_st_dtype_size(t->dtype), &need))
-    return fail(err, cap, file, "tensor '%s': the byte size of shape %s overflows", name, shp);
+    return nnc_rt_fail_at(err, cap, file, "tensor '%s': the byte size of shape %s overflows", name, shp);
   if (!read_offsets(file, name, json_object_get(entry, "data_offsets"), &begin, &end, err, cap)) return false;
   if (end - begin != need)
-    return fail(err, cap, file,
+    return nnc_rt_fail_at(err, cap, file,
                 "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
                 " bytes, but %s %s needs %" PRIu64,
                 name, begin, end, end - begin, nnc_st_dtype_name(t->dtype), shp, need);
   if (end > data_size)
-    return fail(err, cap, file,
+    return nnc_rt_fail_at(err, cap, file,
                 "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
                 "] go past the end of the %zu-byte data buffer (truncated file?)",
                 name, begin, end, data_size);
@@ -189,32 +177,32 @@ static bool check_tiling(const char *file, const nnc_st_file *f, char *err, size
   for (size_t i = 0; i < f->ntensors; i++) {
     const nnc_st_tensor *t = &f->tensors[i];
     if (t->offset < at)
-      return fail(err, cap, file, "tensors '%s' and '%s' overlap in the data buffer (bytes %" PRIu64 " to %" PRIu64 ")",
+      return nnc_rt_fail_at(err, cap, file, "tensors '%s' and '%s' overlap in the data buffer (bytes %" PRIu64 " to %" PRIu64 ")",
                   prev, t->name, t->offset, at);
     if (t->offset > at) {
       if (!prev)
-        return fail(err, cap, file, "hole in the data buffer: bytes 0 to %" PRIu64 " before '%s' belong to no tensor",
+        return nnc_rt_fail_at(err, cap, file, "hole in the data buffer: bytes 0 to %" PRIu64 " before '%s' belong to no tensor",
                     t->offset, t->name);
-      return fail(err, cap, file, "hole in the data buffer: bytes %" PRIu64 " to %" PRIu64 " between '%s' and '%s' belong to no tensor",
+      return nnc_rt_fail_at(err, cap, file, "hole in the data buffer: bytes %" PRIu64 " to %" PRIu64 " between '%s' and '%s' belong to no tensor",
                   at, t->offset, prev, t->name);
     }
     at = t->offset + t->nbytes;
     prev = t->name;
   }
   if (at != f->data_size)
-    return fail(err, cap, file, "the tensors cover %" PRIu64 " bytes of the %zu-byte data buffer; the rest belongs to no tensor",
+    return nnc_rt_fail_at(err, cap, file, "the tensors cover %" PRIu64 " bytes of the %zu-byte data buffer; the rest belongs to no tensor",
                 at, f->data_size);
   return true;
 }
 
 static bool read_metadata(const char *file, json_t *jm, nnc_st_file *f, char *err, size_t cap) {
-  if (!json_is_object(jm)) return fail(err, cap, file, "\"__metadata__\" is not a JSON object");
+  if (!json_is_object(jm)) return nnc_rt_fail_at(err, cap, file, "\"__metadata__\" is not a JSON object");
   f->meta = calloc(json_object_size(jm) + 1, sizeof *f->meta);
-  if (!f->meta) return fail(err, cap, file, "out of memory");
+  if (!f->meta) return nnc_rt_fail_at(err, cap, file, "out of memory");
   const char *key;
   json_t *v;
   json_object_foreach(jm, key, v) {
-    if (!json_is_string(v)) return fail(err, cap, file, "\"__metadata__\" value of '%s' is not a string", key);
+    if (!json_is_string(v)) return nnc_rt_fail_at(err, cap, file, "\"__metadata__\" value of '%s' is not a string", key);
     f->meta[f->nmeta++] = (nnc_st_meta){key, json_string_value(v)};
   }
   return true;
@@ -233,22 +221,22 @@ static bool parse_json(const char *file, const char *header, size_t n, json_t **
   *root = json_loadb(header, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!*root) {
     if (json_error_code(&je) == json_error_duplicate_key)
-      return fail(err, cap, file, "duplicate tensor name in the header (%s)", je.text);
-    return fail(err, cap, file, "header is not valid JSON: %s (at byte %d of the header)", je.text, je.position);
+      return nnc_rt_fail_at(err, cap, file, "duplicate tensor name in the header (%s)", je.text);
+    return nnc_rt_fail_at(err, cap, file, "header is not valid JSON: %s (at byte %d of the header)", je.text, je.position);
   }
-  if (!json_is_object(*root)) return fail(err, cap, file, "header is not a JSON object");
+  if (!json_is_object(*root)) return nnc_rt_fail_at(err, cap, file, "header is not a JSON object");
   return true;
 }
 
 /* The header (n bytes) and the data buffer that follows it. */
 static bool parse_header(const char *file, const char *header, size_t n, nnc_st_file *f, char *err, size_t cap) {
   st_storage *s = calloc(1, sizeof *s);
-  if (!s) return fail(err, cap, file, "out of memory");
+  if (!s) return nnc_rt_fail_at(err, cap, file, "out of memory");
   f->storage_ = s;
   if (!parse_json(file, header, n, &s->root, err, cap)) return false;
   s->shapes = malloc((total_rank(s->root) + 1) * sizeof *s->shapes);
   f->tensors = calloc(json_object_size(s->root) + 1, sizeof *f->tensors);
-  if (!s->shapes || !f->tensors) return fail(err, cap, file, "out of memory");
+  if (!s->shapes || !f->tensors) return nnc_rt_fail_at(err, cap, file, "out of memory");
   size_t shape_at = 0;
   const char *key;
   json_t *v;
@@ -277,10 +265,10 @@ static uint64_t read_le64(const unsigned char *p) {
 /* The size prefix against the file size, in the reference implementation's order. */
 static bool check_header_size(const char *file, uint64_t size, uint64_t n, char *err, size_t cap) {
   if (n > NNC_ST_MAX_HEADER)
-    return fail(err, cap, file, "header size %" PRIu64 " is larger than the %" PRIu64 "-byte limit (not a safetensors file?)",
+    return nnc_rt_fail_at(err, cap, file, "header size %" PRIu64 " is larger than the %" PRIu64 "-byte limit (not a safetensors file?)",
                 n, NNC_ST_MAX_HEADER);
   if (n > size - 8)
-    return fail(err, cap, file, "header size %" PRIu64 " exceeds the %" PRIu64 " bytes that follow it (truncated file?)",
+    return nnc_rt_fail_at(err, cap, file, "header size %" PRIu64 " exceeds the %" PRIu64 " bytes that follow it (truncated file?)",
                 n, size - 8);
   return true;
 }
@@ -289,7 +277,7 @@ bool nnc_st_parse(const char *name, const void *bytes, size_t size, nnc_st_file 
   memset(out, 0, sizeof *out);
   const unsigned char *p = bytes;
   if (size < 8)
-    return fail(err, cap, name, "file is %zu bytes, too short for the 8-byte header size (truncated file?)", size);
+    return nnc_rt_fail_at(err, cap, name, "file is %zu bytes, too short for the 8-byte header size (truncated file?)", size);
   uint64_t n = read_le64(p);
   if (!check_header_size(name, size, n, err, cap)) return false;
   out->data = p + 8 + n;
@@ -301,29 +289,29 @@ bool nnc_st_parse(const char *name, const void *bytes, size_t size, nnc_st_file 
 
 static bool read_exactly(FILE *fp, const char *path, void *buf, size_t n, char *err, size_t cap) {
   if (n == 0 || fread(buf, 1, n, fp) == n) return true;
-  if (ferror(fp)) return fail(err, cap, path, "read failed: %s", strerror(errno));
-  return fail(err, cap, path, "file ended early while reading (changed while being read?)");
+  if (ferror(fp)) return nnc_rt_fail_at(err, cap, path, "read failed: %s", strerror(errno));
+  return nnc_rt_fail_at(err, cap, path, "file ended early while reading (changed while being read?)");
 }
 
 /* Reads the file in three parts so that the data buffer gets an allocation of its own. */
 static bool read_file(FILE *fp, const char *path, nnc_st_file *out, char **header, uint64_t *hsize, char *err,
                       size_t cap) {
   struct stat st;
-  if (fstat(fileno(fp), &st) != 0) return fail(err, cap, path, "cannot stat: %s", strerror(errno));
-  if (!S_ISREG(st.st_mode)) return fail(err, cap, path, "not a regular file");
+  if (fstat(fileno(fp), &st) != 0) return nnc_rt_fail_at(err, cap, path, "cannot stat: %s", strerror(errno));
+  if (!S_ISREG(st.st_mode)) return nnc_rt_fail_at(err, cap, path, "not a regular file");
   uint64_t size = (uint64_t)st.st_size;
   unsigned char prefix[8];
   if (size < 8)
-    return fail(err, cap, path, "file is %" PRIu64 " bytes, too short for the 8-byte header size (truncated file?)",
+    return nnc_rt_fail_at(err, cap, path, "file is %" PRIu64 " bytes, too short for the 8-byte header size (truncated file?)",
                 size);
   if (!read_exactly(fp, path, prefix, 8, err, cap)) return false;
   *hsize = read_le64(prefix);
   if (!check_header_size(path, size, *hsize, err, cap)) return false;
-  if (size - 8 - *hsize > SIZE_MAX - 1) return fail(err, cap, path, "file too large for this machine");
+  if (size - 8 - *hsize > SIZE_MAX - 1) return nnc_rt_fail_at(err, cap, path, "file too large for this machine");
   out->data_size = (size_t)(size - 8 - *hsize);
   *header = malloc((size_t)*hsize + 1);
   out->owned_data_ = malloc(out->data_size + 1);
-  if (!*header || !out->owned_data_) return fail(err, cap, path, "out of memory");
+  if (!*header || !out->owned_data_) return nnc_rt_fail_at(err, cap, path, "out of memory");
   out->data = out->owned_data_;
   return read_exactly(fp, path, *header, (size_t)*hsize, err, cap) &&
          read_exactly(fp, path, out->owned_data_, out->data_size, err, cap);
@@ -370,16 +358,16 @@ static int by_layout(const void *a, const void *b) {
 }
 
 static bool check_write_tensor(const char *path, const nnc_st_tensor *t, char *err, size_t cap) {
-  if (!t->name || !*t->name) return fail(err, cap, path, "a tensor has no name");
-  if (strcmp(t->name, "__metadata__") == 0) return fail(err, cap, path, "a tensor cannot be named \"__metadata__\"");
-  if ((unsigned)t->dtype >= NNC_ST_NUM_DTYPES) return fail(err, cap, path, "tensor '%s': invalid dtype %d", t->name, (int)t->dtype);
-  if (t->rank < 0 || (t->rank > 0 && !t->shape)) return fail(err, cap, path, "tensor '%s': invalid rank or shape", t->name);
+  if (!t->name || !*t->name) return nnc_rt_fail_at(err, cap, path, "a tensor has no name");
+  if (strcmp(t->name, "__metadata__") == 0) return nnc_rt_fail_at(err, cap, path, "a tensor cannot be named \"__metadata__\"");
+  if ((unsigned)t->dtype >= NNC_ST_NUM_DTYPES) return nnc_rt_fail_at(err, cap, path, "tensor '%s': invalid dtype %d", t->name, (int)t->dtype);
+  if (t->rank < 0 || (t->rank > 0 && !t->shape)) return nnc_rt_fail_at(err, cap, path, "tensor '%s': invalid rank or shape", t->name);
   for (int i = 0; i < t->rank; i++)
-    if (t->shape[i] < 0) return fail(err, cap, path, "tensor '%s': shape[%d] is negative", t->name, i);
+    if (t->shape[i] < 0) return nnc_rt_fail_at(err, cap, path, "tensor '%s': shape[%d] is negative", t->name, i);
   uint64_t n;
   if (!tensor_bytes(t->shape, t->rank, nnc_st_dtype_size(t->dtype), &n))
-    return fail(err, cap, path, "tensor '%s': byte size overflows", t->name);
-  if (n > 0 && !t->data) return fail(err, cap, path, "tensor '%s': no data", t->name);
+    return nnc_rt_fail_at(err, cap, path, "tensor '%s': byte size overflows", t->name);
+  if (n > 0 && !t->data) return nnc_rt_fail_at(err, cap, path, "tensor '%s': no data", t->name);
   return true;
 }
 
@@ -394,7 +382,7 @@ static uint64_t checked_bytes(const nnc_st_tensor *t) {
 static const nnc_st_tensor **plan_layout(const char *path, const nnc_st_tensor *ts, size_t n, char *err, size_t cap) {
   const nnc_st_tensor **order = malloc((n + 1) * sizeof *order);
   if (!order) {
-    fail(err, cap, path, "out of memory");
+    nnc_rt_fail_at(err, cap, path, "out of memory");
     return NULL;
   }
   for (size_t i = 0; i < n; i++) {
@@ -404,7 +392,7 @@ static const nnc_st_tensor **plan_layout(const char *path, const nnc_st_tensor *
   qsort(order, n, sizeof *order, by_name);
   for (size_t i = 1; i < n; i++)
     if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
-      fail(err, cap, path, "duplicate tensor name '%s'", order[i]->name);
+      nnc_rt_fail_at(err, cap, path, "duplicate tensor name '%s'", order[i]->name);
       goto bad;
     }
   qsort(order, n, sizeof *order, by_layout);
@@ -424,9 +412,9 @@ static json_t *tensor_entry(const nnc_st_tensor *t, uint64_t begin, uint64_t end
 /* jansson refuses keys and strings that are not UTF-8: name the culprit. */
 static bool add_key(const char *path, json_t *obj, const char *key, json_t *value, const char *what, char *err,
                     size_t cap) {
-  if (!value) return fail(err, cap, path, "%s '%s': not valid UTF-8 (or out of memory)", what, key);
+  if (!value) return nnc_rt_fail_at(err, cap, path, "%s '%s': not valid UTF-8 (or out of memory)", what, key);
   if (json_object_set_new(obj, key, value) != 0)
-    return fail(err, cap, path, "%s '%s': not valid UTF-8 (or out of memory)", what, key);
+    return nnc_rt_fail_at(err, cap, path, "%s '%s': not valid UTF-8 (or out of memory)", what, key);
   return true;
 }
 
@@ -434,16 +422,16 @@ static json_t *build_metadata(const char *path, const nnc_st_meta *meta, size_t 
   json_t *m = json_object();
   for (size_t i = 0; m && i < nmeta; i++) {
     if (!meta[i].key || !meta[i].value) {
-      fail(err, cap, path, "metadata entry %zu has no key or value", i);
+      nnc_rt_fail_at(err, cap, path, "metadata entry %zu has no key or value", i);
     } else if (json_object_get(m, meta[i].key)) {
-      fail(err, cap, path, "duplicate metadata key '%s'", meta[i].key);
+      nnc_rt_fail_at(err, cap, path, "duplicate metadata key '%s'", meta[i].key);
     } else if (add_key(path, m, meta[i].key, json_string(meta[i].value), "metadata key", err, cap)) {
       continue;
     }
     json_decref(m);
     return NULL;
   }
-  if (!m) fail(err, cap, path, "out of memory");
+  if (!m) nnc_rt_fail_at(err, cap, path, "out of memory");
   return m;
 }
 
@@ -470,7 +458,7 @@ static char *build_header(const char *path, const nnc_st_tensor **order, size_t 
   char *out = text ? realloc(text, padded + 1) : NULL;
   if (!out) {
     free(text);
-    fail(err, cap, path, "out of memory");
+    nnc_rt_fail_at(err, cap, path, "out of memory");
     return NULL;
   }
   memset(out + raw, ' ', padded - raw);

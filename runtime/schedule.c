@@ -1,5 +1,6 @@
 /* Learning-rate schedules; see schedule.h for the formulas and docs/training.md. */
 #include "runtime/schedule.h"
+#include "runtime/report.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,17 +12,6 @@
 
 static const double pi = 3.14159265358979323846;
 
-static bool fail(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static bool fail(char *err, size_t cap, const char *fmt, ...) {
-  if (err && cap) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-  }
-  return false;
-}
 
 static const struct {
   const char *name;
@@ -44,7 +34,7 @@ bool nnc_rt_schedule_init(nnc_rt_schedule *s, const char *kind, double lr, char 
   size_t i = 0, n = sizeof kind_names / sizeof *kind_names;
   while (i < n && strcmp(kind_names[i].name, kind) != 0) i++;
   if (i == n)
-    return fail(err, cap, "unknown schedule '%s' (constant, step, exponential, cosine, warmup, plateau)",
+    return nnc_rt_fail(err, cap, "unknown schedule '%s' (constant, step, exponential, cosine, warmup, plateau)",
                 kind);
   s->kind = kind_names[i].kind;
   s->lr = lr;
@@ -93,15 +83,15 @@ bool nnc_rt_schedule_set(nnc_rt_schedule *s, const char *key, double value, char
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
     if (strcmp(keys[i].key, key) != 0) continue;
     if (!(keys[i].kinds & KIND(s->kind)))
-      return fail(err, cap, "schedule %s takes no '%s'", kind_name(s->kind), key);
-    if (!isfinite(value)) return fail(err, cap, "schedule %s: %s is not finite", kind_name(s->kind), key);
+      return nnc_rt_fail(err, cap, "schedule %s takes no '%s'", kind_name(s->kind), key);
+    if (!isfinite(value)) return nnc_rt_fail(err, cap, "schedule %s: %s is not finite", kind_name(s->kind), key);
     char *field = (char *)s + keys[i].offset;
     if (strcmp(key, "per_epoch") == 0) {
-      if (value != 0 && value != 1) return fail(err, cap, "per_epoch is 0 or 1, not %g", value);
+      if (value != 0 && value != 1) return nnc_rt_fail(err, cap, "per_epoch is 0 or 1, not %g", value);
       s->per_epoch = value == 1;
     } else if (keys[i].is_count) {
       if (!(value >= 0 && value <= 9e15 && value == floor(value)))
-        return fail(err, cap, "schedule %s: %s must be a non-negative integer, not %g", kind_name(s->kind),
+        return nnc_rt_fail(err, cap, "schedule %s: %s must be a non-negative integer, not %g", kind_name(s->kind),
                     key, value);
       *(int64_t *)(void *)field = (int64_t)value;
     } else {
@@ -110,7 +100,7 @@ bool nnc_rt_schedule_set(nnc_rt_schedule *s, const char *key, double value, char
     if (strcmp(key, "lr") == 0) s->plateau_lr = value;
     return true;
   }
-  return fail(err, cap, "schedule %s: unknown keyword '%s'", kind_name(s->kind), key);
+  return nnc_rt_fail(err, cap, "schedule %s: unknown keyword '%s'", kind_name(s->kind), key);
 }
 
 /* name [ "(" [ key "=" number { "," key "=" number } ] ")" ] */
@@ -124,7 +114,7 @@ bool nnc_rt_schedule_parse(nnc_rt_schedule *s, const char *spec, double lr, char
   if (!nnc_rt_schedule_init(s, name, lr, err, cap)) return false;
   while (isspace((unsigned char)*p)) p++;
   if (*p == 0) return true;
-  if (*p++ != '(') return fail(err, cap, "schedule '%s': expected '(' after the name", spec);
+  if (*p++ != '(') return nnc_rt_fail(err, cap, "schedule '%s': expected '(' after the name", spec);
   for (;;) {
     while (isspace((unsigned char)*p)) p++;
     if (*p == ')') break;
@@ -132,12 +122,12 @@ bool nnc_rt_schedule_parse(nnc_rt_schedule *s, const char *spec, double lr, char
     while ((isalnum((unsigned char)*p) || *p == '_') && n + 1 < sizeof key) key[n++] = *p++;
     key[n] = 0;
     while (isspace((unsigned char)*p)) p++;
-    if (n == 0 || *p++ != '=') return fail(err, cap, "schedule '%s': expected key=number", spec);
+    if (n == 0 || *p++ != '=') return nnc_rt_fail(err, cap, "schedule '%s': expected key=number", spec);
     char *end;
     errno = 0;
     double v = strtod(p, &end);
     if (end == p || errno == ERANGE)
-      return fail(err, cap, "schedule '%s': '%s' needs a number", spec, key);
+      return nnc_rt_fail(err, cap, "schedule '%s': '%s' needs a number", spec, key);
     if (!nnc_rt_schedule_set(s, key, v, err, cap)) return false;
     p = end;
     while (isspace((unsigned char)*p)) p++;
@@ -145,11 +135,11 @@ bool nnc_rt_schedule_parse(nnc_rt_schedule *s, const char *spec, double lr, char
       p++;
       continue;
     }
-    if (*p != ')') return fail(err, cap, "schedule '%s': expected ',' or ')'", spec);
+    if (*p != ')') return nnc_rt_fail(err, cap, "schedule '%s': expected ',' or ')'", spec);
   }
   p++;
   while (isspace((unsigned char)*p)) p++;
-  if (*p) return fail(err, cap, "schedule '%s': text after ')'", spec);
+  if (*p) return nnc_rt_fail(err, cap, "schedule '%s': text after ')'", spec);
   return true;
 }
 
@@ -158,31 +148,31 @@ bool nnc_rt_schedule_finish(nnc_rt_schedule *s, int64_t total_steps, int64_t ste
   const char *k = kind_name(s->kind);
   if (s->total_steps == 0) s->total_steps = total_steps;
   if (s->steps_per_epoch == 0) s->steps_per_epoch = steps_per_epoch;
-  if (!(s->lr >= 0 && isfinite(s->lr))) return fail(err, cap, "schedule %s: lr %g is not >= 0", k, s->lr);
+  if (!(s->lr >= 0 && isfinite(s->lr))) return nnc_rt_fail(err, cap, "schedule %s: lr %g is not >= 0", k, s->lr);
   if (!(s->start_factor >= 0 && s->start_factor <= 1))
-    return fail(err, cap, "schedule %s: start_factor %g is not in [0, 1]", k, s->start_factor);
+    return nnc_rt_fail(err, cap, "schedule %s: start_factor %g is not in [0, 1]", k, s->start_factor);
   switch (s->kind) {
   case NNC_RT_SCHED_CONSTANT:
     break;
   case NNC_RT_SCHED_STEP:
   case NNC_RT_SCHED_EXPONENTIAL:
     if (s->kind == NNC_RT_SCHED_STEP && s->step_size <= 0)
-      return fail(err, cap, "schedule step needs step_size > 0");
-    if (!(s->gamma > 0)) return fail(err, cap, "schedule %s needs gamma > 0", k);
+      return nnc_rt_fail(err, cap, "schedule step needs step_size > 0");
+    if (!(s->gamma > 0)) return nnc_rt_fail(err, cap, "schedule %s needs gamma > 0", k);
     if (s->per_epoch && s->steps_per_epoch <= 0)
-      return fail(err, cap, "schedule %s: per_epoch needs steps_per_epoch > 0", k);
+      return nnc_rt_fail(err, cap, "schedule %s: per_epoch needs steps_per_epoch > 0", k);
     break;
   case NNC_RT_SCHED_COSINE:
     if (s->total_steps <= s->warmup)
-      return fail(err, cap, "schedule cosine: total_steps %lld must exceed warmup %lld",
+      return nnc_rt_fail(err, cap, "schedule cosine: total_steps %lld must exceed warmup %lld",
                   (long long)s->total_steps, (long long)s->warmup);
-    if (!(s->eta_min >= 0)) return fail(err, cap, "schedule cosine: eta_min %g is negative", s->eta_min);
+    if (!(s->eta_min >= 0)) return nnc_rt_fail(err, cap, "schedule cosine: eta_min %g is negative", s->eta_min);
     break;
   case NNC_RT_SCHED_PLATEAU:
     if (!(s->factor > 0 && s->factor < 1))
-      return fail(err, cap, "schedule plateau: factor %g is not in (0, 1)", s->factor);
+      return nnc_rt_fail(err, cap, "schedule plateau: factor %g is not in (0, 1)", s->factor);
     if (!(s->threshold >= 0 && s->min_lr >= 0 && s->eps >= 0))
-      return fail(err, cap, "schedule plateau: threshold, min_lr and eps must be >= 0");
+      return nnc_rt_fail(err, cap, "schedule plateau: threshold, min_lr and eps must be >= 0");
     break;
   }
   return true;

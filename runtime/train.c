@@ -9,6 +9,7 @@
  * of an epoch, a checkpoint, the end of the run), where a non-finite loss stops the run with the
  * step it happened at; persist comes back to the host for checkpoints and at the end. */
 #include "train.h"
+#include "runtime/report.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,14 +21,6 @@
 #include "atomic_file.h"
 #include "plot.h"
 
-static bool fail(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool fail(char *err, size_t cap, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, cap, fmt, ap);
-  va_end(ap);
-  return false;
-}
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -53,9 +46,9 @@ static bool find_views(const nnc_rt_model *m, const nnc_rt_io_names *names, io_v
   v->loss = nnc_rt_model_buffer(m, names->loss);
   v->logits = names->logits ? nnc_rt_model_buffer(m, names->logits) : NULL;
   if (!v->x || !v->y || !v->loss || (names->logits && !v->logits))
-    return fail(err, cap, "model %s has no buffers '%s', '%s' and '%s'", m->name, names->x, names->y, names->loss);
+    return nnc_rt_fail(err, cap, "model %s has no buffers '%s', '%s' and '%s'", m->name, names->x, names->y, names->loss);
   if (v->loss->dtype != NNC_RT_F32 || nnc_rt_buffer_elements(v->loss, 1) != 1)
-    return fail(err, cap, "the loss '%s' is not an f32 scalar", names->loss);
+    return nnc_rt_fail(err, cap, "the loss '%s' is not an f32 scalar", names->loss);
   return true;
 }
 
@@ -89,7 +82,7 @@ bool nnc_rt_evaluate(const nnc_rt_model *m, nnc_rt_executor *ex, const nnc_rt_da
   io_views v;
   if (!find_views(m, names, &v, err, cap)) return false;
   uint32_t *idx = malloc(sizeof *idx * (size_t)(m->batch_max > 0 ? m->batch_max : 1));
-  if (!idx) return fail(err, cap, "out of memory");
+  if (!idx) return nnc_rt_fail(err, cap, "out of memory");
   double loss_sum = 0;
   int64_t correct = 0;
   bool ok = true;
@@ -186,9 +179,9 @@ static bool open_log(run *r) {
   if (!path) return true;
   bool append = r->cfg->resume != NULL;
   r->log = fopen(path, append ? "a" : "w");
-  if (!r->log) return fail(r->err, r->cap, "%s: cannot write: %s", path, strerror(errno));
+  if (!r->log) return nnc_rt_fail(r->err, r->cap, "%s: cannot write: %s", path, strerror(errno));
   if (!append || ftell(r->log) == 0) fputs("epoch,step,train_loss,test_loss,test_acc,lr,seconds\n", r->log);
-  if (fflush(r->log) != 0) return fail(r->err, r->cap, "%s: write failed: %s", path, strerror(errno));
+  if (fflush(r->log) != 0) return nnc_rt_fail(r->err, r->cap, "%s: write failed: %s", path, strerror(errno));
   return true;
 }
 
@@ -197,7 +190,7 @@ static bool log_row(run *r, const nnc_rt_epoch_row *row) {
   fprintf(r->log, "%lld,%lld,%.6f,%.6f,%.6f,%.6g,%.3f\n", (long long)row->epoch, (long long)row->step, row->train_loss,
           row->test_loss, row->test_acc, row->lr, row->seconds);
   if (fflush(r->log) != 0 || ferror(r->log))
-    return fail(r->err, r->cap, "%s: write failed: %s", r->cfg->log_path, strerror(errno));
+    return nnc_rt_fail(r->err, r->cap, "%s: write failed: %s", r->cfg->log_path, strerror(errno));
   return true;
 }
 
@@ -223,12 +216,12 @@ static bool evaluate(run *r, nnc_rt_metrics *out) {
   }
   if (!nnc_rt_evaluate(r->m, r->ex, r->ds, s, &r->cfg->io, r->persist, r->io, out, r->err, r->cap)) return false;
   if (isfinite(out->loss)) return true;
-  return fail(r->err, r->cap, "the %s loss is %s after step %lld: the weights diverged", r->cfg->eval_name,
+  return nnc_rt_fail(r->err, r->cap, "the %s loss is %s after step %lld: the weights diverged", r->cfg->eval_name,
               isnan(out->loss) ? "nan" : "inf", (long long)r->step);
 }
 
 static bool nonfinite_loss(run *r, double loss, int64_t step) {
-  return fail(r->err, r->cap, "loss is %s at step %lld (epoch %lld)", isnan(loss) ? "nan" : "inf", (long long)step,
+  return nnc_rt_fail(r->err, r->cap, "loss is %s at step %lld (epoch %lld)", isnan(loss) ? "nan" : "inf", (long long)step,
               (long long)((step - 1) / r->spe + 1));
 }
 
@@ -241,7 +234,7 @@ static bool collect_losses(run *r) {
   if (!r->ex->resident_losses(r->ex, &l, r->err, r->cap)) return false;
   r->train_seconds += now_seconds() - t;
   if (l.steps != r->unread_steps)
-    return fail(r->err, r->cap, "internal error: %lld train steps queued, %lld accumulated", (long long)r->unread_steps,
+    return nnc_rt_fail(r->err, r->cap, "internal error: %lld train steps queued, %lld accumulated", (long long)r->unread_steps,
                 (long long)l.steps);
   r->unread_steps = 0;
   if (l.first_nonfinite) return nonfinite_loss(r, l.nonfinite_loss, l.first_nonfinite);
@@ -269,7 +262,7 @@ static bool end_epoch(run *r, int64_t epoch) {
                    .lr = nnc_rt_schedule_lr(&r->cfg->schedule, r->step > 0 ? r->step - 1 : 0),
                    .seconds = now_seconds() - r->t0};
   r->rows = realloc(r->rows, sizeof *r->rows * (size_t)(r->nrows + 1));
-  if (!r->rows) return fail(r->err, r->cap, "out of memory");
+  if (!r->rows) return nnc_rt_fail(r->err, r->cap, "out of memory");
   r->rows[r->nrows++] = row;
   r->epoch_loss_sum = 0, r->epoch_examples = 0;
   print_epoch(r, &row);
@@ -290,7 +283,7 @@ static nnc_rt_train_status save(run *r) {
   if (!r->cfg->save_path) return NNC_RT_TRAIN_OK;
   char why[256];
   if (!nnc_rt_persist_finite(r->m, r->persist, why, sizeof why)) {
-    fail(r->err, r->cap, "the weights are not finite after step %lld (%s): %s is not written, the last checkpoint "
+    nnc_rt_fail(r->err, r->cap, "the weights are not finite after step %lld (%s): %s is not written, the last checkpoint "
          "is kept (a lower learning rate may help)", (long long)r->step, why, r->cfg->save_path);
     return NNC_RT_TRAIN_BAD_INPUT;
   }
@@ -304,7 +297,7 @@ static bool train_step(run *r, int64_t epoch, int64_t b) {
   int64_t B = r->m->batch_max, n_train = r->ds->train.n;
   int64_t start = b * B, n = n_train - start < B ? n_train - start : B;
   if (!nnc_rt_gather(r->ds, &r->ds->train, r->perm + start, n, r->io + r->v.x->offset, r->io + r->v.y->offset))
-    return fail(r->err, r->cap, "internal error: a batch index is out of range");
+    return nnc_rt_fail(r->err, r->cap, "internal error: a batch index is out of range");
   const nnc_rt_augment *aug = &r->cfg->augment;
   if ((aug->pad > 0 || aug->flip) &&
       !nnc_rt_augment_batch(aug, r->ds, r->io + r->v.x->offset, r->perm + start, n, (uint32_t)epoch, r->err, r->cap))
@@ -333,10 +326,10 @@ static bool check_resume(run *r) {
   const nnc_rt_train_state *st = r->cfg->resume;
   if (!st) return true;
   if (st->batch != r->m->batch_max)
-    return fail(r->err, r->cap, "the checkpoint was trained with batch %lld, this run has batch %lld", (long long)st->batch,
+    return nnc_rt_fail(r->err, r->cap, "the checkpoint was trained with batch %lld, this run has batch %lld", (long long)st->batch,
                 (long long)r->m->batch_max);
   if (st->steps_per_epoch != r->spe)
-    return fail(r->err, r->cap, "the checkpoint's epochs have %lld steps, this data gives %lld (another dataset?)",
+    return nnc_rt_fail(r->err, r->cap, "the checkpoint's epochs have %lld steps, this data gives %lld (another dataset?)",
                 (long long)st->steps_per_epoch, (long long)r->spe);
   r->step = st->step;
   r->cfg->seed = st->seed;
@@ -406,7 +399,7 @@ nnc_rt_train_status nnc_rt_train(const nnc_rt_model *m, nnc_rt_executor *ex, con
                                  nnc_rt_train_config *cfg, char *err, size_t cap) {
   run r = {.m = m, .ex = ex, .ds = ds, .cfg = cfg, .persist = persist, .err = err, .cap = cap, .t0 = now_seconds()};
   r.last_eval = (nnc_rt_metrics){.loss = NAN, .accuracy = NAN};
-  if (ds->train.n == 0 || m->batch_max < 1) return fail(err, cap, "no training examples"), NNC_RT_TRAIN_BAD_INPUT;
+  if (ds->train.n == 0 || m->batch_max < 1) return nnc_rt_fail(err, cap, "no training examples"), NNC_RT_TRAIN_BAD_INPUT;
   r.spe = (ds->train.n + m->batch_max - 1) / m->batch_max;
   r.total_steps = cfg->epochs * r.spe;
   if (cfg->max_steps > 0 && cfg->max_steps < r.total_steps) r.total_steps = cfg->max_steps;
@@ -414,19 +407,19 @@ nnc_rt_train_status nnc_rt_train(const nnc_rt_model *m, nnc_rt_executor *ex, con
       !nnc_rt_schedule_finish(&cfg->schedule, cfg->epochs * r.spe, r.spe, err, cap))
     return NNC_RT_TRAIN_BAD_INPUT;
   if (r.step > r.total_steps)
-    return fail(err, cap, "the checkpoint is at step %lld, past the %lld steps of this run", (long long)r.step,
+    return nnc_rt_fail(err, cap, "the checkpoint is at step %lld, past the %lld steps of this run", (long long)r.step,
                 (long long)r.total_steps), NNC_RT_TRAIN_BAD_INPUT;
   r.io = alloc_region(m->io_bytes);
   r.perm = malloc(sizeof *r.perm * (size_t)ds->train.n);
   nnc_rt_train_status status = NNC_RT_TRAIN_IO_ERROR;
   r.resident = ex->resident_begin != NULL;
-  if (!r.io || !r.perm) fail(err, cap, "out of memory");
+  if (!r.io || !r.perm) nnc_rt_fail(err, cap, "out of memory");
   else if (r.resident && !ex->resident_begin(ex, persist, r.v.loss, err, cap)) status = NNC_RT_TRAIN_BAD_INPUT;
   else if (open_log(&r)) status = finish(&r, train_epochs(&r));
   if (r.resident) ex->resident_end(ex);
   if (status == NNC_RT_TRAIN_BAD_INPUT) clear_bar(&r);
   if (r.log && fclose(r.log) != 0 && status == NNC_RT_TRAIN_OK) {
-    fail(err, cap, "%s: write failed: %s", cfg->log_path, strerror(errno));
+    nnc_rt_fail(err, cap, "%s: write failed: %s", cfg->log_path, strerror(errno));
     status = NNC_RT_TRAIN_IO_ERROR;
   }
   free(r.rows);
