@@ -35,25 +35,31 @@ static const char *call_name(const nnc_ast *e, const nnc_ast **call) {
   return NULL;
 }
 
+/* Which of kinds (NULL-terminated) e names, as `kind` or `kind(...)`; -1 after reporting an
+ * unknown one, with the closest name or the list (`expected`). what: "optimizer", ... */
+static int pick_kind(el_ctx *c, const nnc_ast *e, const char *what, const char *const *kinds, const char *expected,
+                     const nnc_ast **call) {
+  const char *name = call_name(e, call);
+  for (int i = 0; name && kinds[i]; i++)
+    if (strcmp(name, kinds[i]) == 0) return i;
+  const char *near = name ? el_suggest(NULL, name, kinds) : NULL;
+  if (near)
+    nnc_error(c->d, e->loc, "unknown %s '%s'; did you mean '%s'?", what, name, near);
+  else
+    nnc_error(c->d, e->loc, "unknown %s: expected %s", what, expected);
+  return -1;
+}
+
 static void train_data(el_ctx *c, const nnc_ast *e) {
   static const char *const kinds[] = {"fashion_mnist", "mnist", "cifar10", "csv", "npy", "text", NULL};
   const nnc_ast *call;
-  const char *name = call_name(e, &call);
-  int k = -1;
-  for (int i = 0; name && kinds[i]; i++)
-    if (strcmp(name, kinds[i]) == 0) k = i;
-  if (k < 0) {
-    const char *near = name ? el_suggest(NULL, name, kinds) : NULL;
-    if (near)
-      nnc_error(c->d, e->loc, "unknown data source '%s'; did you mean '%s'?", name, near);
-    else
-      nnc_error(c->d, e->loc, "unknown data source: expected fashion_mnist(path), mnist(path), cifar10(path), csv(path), npy(path) or text(path)");
-    return;
-  }
+  int k = pick_kind(c, e, "data source", kinds,
+                    "fashion_mnist(path), mnist(path), cifar10(path), csv(path), npy(path) or text(path)", &call);
+  if (k < 0) return;
   el_sig sig = {kinds[k], {"path"}, 1};
   const nnc_ast *slot[EL_MAX_ARGS] = {0};
   if (!call) {
-    nnc_error(c->d, e->loc, "%s needs the data's path: %s(\"...\")", name, name);
+    nnc_error(c->d, e->loc, "%s needs the data's path: %s(\"...\")", kinds[k], kinds[k]);
     return;
   }
   if (!el_bind_args(c, &sig, call, 0, slot)) return;
@@ -71,19 +77,9 @@ static void train_data(el_ctx *c, const nnc_ast *e) {
 static void train_optimizer(el_ctx *c, const nnc_ast *e) {
   nnc_train_cfg *t = &c->m->train;
   const nnc_ast *call;
-  const char *name = call_name(e, &call);
   static const char *const opts[] = {"SGD", "Adam", "AdamW", NULL};
-  int k = -1;
-  for (int i = 0; name && opts[i]; i++)
-    if (strcmp(name, opts[i]) == 0) k = i;
-  if (k < 0) {
-    const char *near = name ? el_suggest(NULL, name, opts) : NULL;
-    if (near)
-      nnc_error(c->d, e->loc, "unknown optimizer '%s'; did you mean '%s'?", name, near);
-    else
-      nnc_error(c->d, e->loc, "unknown optimizer: expected SGD(...), Adam(...) or AdamW(...)");
-    return;
-  }
+  int k = pick_kind(c, e, "optimizer", opts, "SGD(...), Adam(...) or AdamW(...)", &call);
+  if (k < 0) return;
   t->optimizer = opts[k];
   t->weight_decay = k == 2 ? 0.01 : 0;
   if (!call) return;
@@ -120,19 +116,9 @@ static void train_optimizer(el_ctx *c, const nnc_ast *e) {
 static void train_schedule(el_ctx *c, const nnc_ast *e) {
   nnc_train_cfg *t = &c->m->train;
   const nnc_ast *call;
-  const char *name = call_name(e, &call);
   static const char *const kinds[] = {"constant", "step", "exponential", "cosine", "warmup", NULL};
-  int k = -1;
-  for (int i = 0; name && kinds[i]; i++)
-    if (strcmp(name, kinds[i]) == 0) k = i;
-  if (k < 0) {
-    const char *near = name ? el_suggest(NULL, name, kinds) : NULL;
-    if (near)
-      nnc_error(c->d, e->loc, "unknown schedule '%s'; did you mean '%s'?", name, near);
-    else
-      nnc_error(c->d, e->loc, "unknown schedule: expected constant, step(...), exponential(...), cosine(...) or warmup(...)");
-    return;
-  }
+  int k = pick_kind(c, e, "schedule", kinds, "constant, step(...), exponential(...), cosine(...) or warmup(...)", &call);
+  if (k < 0) return;
   t->schedule = kinds[k];
   static const el_sig sigs[] = {
       {"constant", {0}, 0},
@@ -143,7 +129,7 @@ static void train_schedule(el_ctx *c, const nnc_ast *e) {
   };
   const nnc_ast *slot[EL_MAX_ARGS] = {0};
   if (!call) {
-    if (sigs[k].nreq) nnc_error(c->d, e->loc, "schedule '%s' needs arguments", name);
+    if (sigs[k].nreq) nnc_error(c->d, e->loc, "schedule '%s' needs arguments", kinds[k]);
     return;
   }
   if (!el_bind_args(c, &sigs[k], call, 0, slot)) return;
