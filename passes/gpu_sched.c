@@ -344,20 +344,29 @@ static nnc_lexpr *fwd_a(gemm *g, nnc_lstmt *blk, const nnc_lvar *m, const nnc_lv
   nnc_kernel *k = g->k;
   return add(k, mul(k, group_ch(g, c->og, m), I(k, c->cg * c->khw)), V(k, kc));
 }
-static nnc_lexpr *fwd_b(gemm *g, nnc_lstmt *blk, const nnc_lvar *col, const nnc_lvar *kc, nnc_lexpr **valid) {
+/* x at tap `tap` (channel, ky, kx) of output position `pos` (b, oy, ox): the forward's B and the
+ * weight gradient's B, with the GEMM's roles of the two indices swapped. */
+static nnc_lexpr *input_at_tap(gemm *g, nnc_lstmt *blk, const nnc_lvar *pos, const nnc_lvar *tap, nnc_lexpr **valid) {
   const conv *c = cv(g);
   nnc_lvar *ch, *ky, *kx, *b, *oy, *ox;
-  split_tap(g, blk, kc, &ch, &ky, &kx);
-  split_pos(g, blk, col, c->OH, c->OW, &b, &oy, &ox);
+  split_tap(g, blk, tap, &ch, &ky, &kx);
+  split_pos(g, blk, pos, c->OH, c->OW, &b, &oy, &ox);
   nnc_lvar *iy = tap_pos(g, blk, "iy", oy, ky, c->s.sy, c->s.py, c->s.dy, c->s.H, valid);
   nnc_lvar *ix = tap_pos(g, blk, "ix", ox, kx, c->s.sx, c->s.px, c->s.dx, c->s.W, valid);
   return nchw(g->k, b, group_ch(g, c->cg, ch), V(g->k, iy), V(g->k, ix), c->s.C, c->s.H, c->s.W);
 }
-static nnc_lexpr *fwd_c(gemm *g, nnc_lstmt *blk, const nnc_lvar *m, const nnc_lvar *col) {
+/* The output (or dy) at channel m of output position pos: the forward's C, the weight gradient's A. */
+static nnc_lexpr *output_at(gemm *g, nnc_lstmt *blk, const nnc_lvar *m, const nnc_lvar *pos) {
   const conv *c = cv(g);
   nnc_lvar *b, *oy, *ox;
-  split_pos(g, blk, col, c->OH, c->OW, &b, &oy, &ox);
+  split_pos(g, blk, pos, c->OH, c->OW, &b, &oy, &ox);
   return nchw(g->k, b, group_ch(g, c->og, m), V(g->k, oy), V(g->k, ox), c->s.O, c->OH, c->OW);
+}
+static nnc_lexpr *fwd_b(gemm *g, nnc_lstmt *blk, const nnc_lvar *col, const nnc_lvar *kc, nnc_lexpr **valid) {
+  return input_at_tap(g, blk, col, kc, valid);
+}
+static nnc_lexpr *fwd_c(gemm *g, nnc_lstmt *blk, const nnc_lvar *m, const nnc_lvar *col) {
+  return output_at(g, blk, m, col);
 }
 
 /* input grad: A = w[g*og + o, m, ky, kx] for kc = (o, ky, kx), B = dy at the output position
@@ -401,19 +410,10 @@ static nnc_lexpr *dx_c(gemm *g, nnc_lstmt *blk, const nnc_lvar *m, const nnc_lva
  * output position. */
 static nnc_lexpr *dw_a(gemm *g, nnc_lstmt *blk, const nnc_lvar *m, const nnc_lvar *kc, nnc_lexpr **valid) {
   (void)valid;
-  const conv *c = cv(g);
-  nnc_lvar *b, *oy, *ox;
-  split_pos(g, blk, kc, c->OH, c->OW, &b, &oy, &ox);
-  return nchw(g->k, b, group_ch(g, c->og, m), V(g->k, oy), V(g->k, ox), c->s.O, c->OH, c->OW);
+  return output_at(g, blk, m, kc);
 }
 static nnc_lexpr *dw_b(gemm *g, nnc_lstmt *blk, const nnc_lvar *col, const nnc_lvar *kc, nnc_lexpr **valid) {
-  const conv *c = cv(g);
-  nnc_lvar *ch, *ky, *kx, *b, *oy, *ox;
-  split_tap(g, blk, col, &ch, &ky, &kx);
-  split_pos(g, blk, kc, c->OH, c->OW, &b, &oy, &ox);
-  nnc_lvar *iy = tap_pos(g, blk, "iy", oy, ky, c->s.sy, c->s.py, c->s.dy, c->s.H, valid);
-  nnc_lvar *ix = tap_pos(g, blk, "ix", ox, kx, c->s.sx, c->s.px, c->s.dx, c->s.W, valid);
-  return nchw(g->k, b, group_ch(g, c->cg, ch), V(g->k, iy), V(g->k, ix), c->s.C, c->s.H, c->s.W);
+  return input_at_tap(g, blk, kc, col, valid);
 }
 static nnc_lexpr *dw_c(gemm *g, nnc_lstmt *blk, const nnc_lvar *m, const nnc_lvar *col) {
   (void)blk;
