@@ -266,7 +266,7 @@ bool nnc_rt_dataset_split_validation(nnc_rt_dataset *ds, double fraction, uint64
   return ok ? true : nnc_rt_fail_at(err, cap, what, "out of memory");
 }
 
-static double load_elem(nnc_rt_dtype t, const uint8_t *p) {
+double nnc_rt_load_elem(nnc_rt_dtype t, const uint8_t *p) {
   switch (t) {
 #define LOAD(tag, type) \
   case tag: {           \
@@ -325,7 +325,7 @@ static bool cast_split(const nnc_rt_dataset *ds, nnc_rt_split *sp, nnc_rt_dtype 
   }
   size_t from_size = nnc_rt_dtype_size(ds->x_dtype);
   for (size_t i = 0; i < count; i++) {
-    double v = load_elem(ds->x_dtype, sp->x + i * from_size);
+    double v = nnc_rt_load_elem(ds->x_dtype, sp->x + i * from_size);
     if (!store_elem(to, out + i * to_size, v)) {
       free(out);
       return nnc_rt_fail_at(err, cap, "cast", "%s example %zu holds %.17g, which %s cannot hold",

@@ -31,6 +31,10 @@ typedef struct nnc_rt_raw_labels {
 bool nnc_rt_finish_labels(nnc_rt_dataset *, const nnc_rt_raw_labels *, bool csv,
                           const nnc_rt_load_options *, const char *path, char *err, size_t cap);
 
+/* The element of dtype t at p, as a double (which holds every value of every dtype but i64's
+ * largest exactly). */
+double nnc_rt_load_elem(nnc_rt_dtype t, const uint8_t *p);
+
 /* Sets the per-example input fields from a shape. False if the sizes overflow. */
 bool nnc_rt_set_example_shape(nnc_rt_dataset *, nnc_rt_dtype, int rank, const int64_t *shape);
 

@@ -234,33 +234,10 @@ bool nnc_rt_npy_read(const char *path, nnc_rt_array *a, char *err, size_t cap) {
 
 static bool is_integral(nnc_rt_dtype t) { return t != NNC_RT_F32 && t != NNC_RT_F64; }
 
-static double elem_as_double(const nnc_rt_array *a, size_t i) {
-  const uint8_t *p = (const uint8_t *)a->data + i * nnc_rt_dtype_size(a->dtype);
-  switch (a->dtype) {
-#define AS(tag, type) \
-  case tag: {         \
-    type v;           \
-    memcpy(&v, p, sizeof v); \
-    return (double)v; \
-  }
-    AS(NNC_RT_U8, uint8_t)
-    AS(NNC_RT_I8, int8_t)
-    AS(NNC_RT_U16, uint16_t)
-    AS(NNC_RT_I16, int16_t)
-    AS(NNC_RT_U32, uint32_t)
-    AS(NNC_RT_I32, int32_t)
-    AS(NNC_RT_I64, int64_t)
-    AS(NNC_RT_F32, float)
-    AS(NNC_RT_F64, double)
-#undef AS
-  }
-  return 0;
-}
-
 static double *labels_as_doubles(const nnc_rt_array *y) {
   double *v = malloc((y->count ? y->count : 1) * sizeof *v);
   if (v)
-    for (size_t i = 0; i < y->count; i++) v[i] = elem_as_double(y, i);
+    for (size_t i = 0; i < y->count; i++) v[i] = nnc_rt_load_elem(y->dtype, (const uint8_t *)y->data + i * nnc_rt_dtype_size(y->dtype));
   return v;
 }
 
