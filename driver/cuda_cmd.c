@@ -94,31 +94,26 @@ int nnc_cmd_check_cuda(void) {
 
 /* --- --emit cuda and --emit ptx --------------------------------------------------------------- */
 
-/* The programs of c (lowered with the GPU schedule), kernels named apart. */
-static nnc_lprogram **gpu_programs(nnc_arena *a, const nnc_compiled *c, int *count) {
-  nnc_lprogram **progs = nnc_arena_alloc(a, sizeof *progs * (size_t)(c->nprograms + 1));
-  for (int i = 0; i < c->nprograms; i++) progs[i] = c->programs[i].lowered;
-  *count = c->nprograms;
-  nnc_cg_cuda_name_kernels(progs, *count);
-  return progs;
+enum { MAX_PROGRAMS = 8 };
+
+/* The programs of c (lowered with the GPU schedule) into progs, kernels named apart; the count. */
+static int gpu_programs(const nnc_compiled *c, nnc_lprogram **progs) {
+  int n = 0;
+  for (int i = 0; i < c->nprograms && n < MAX_PROGRAMS; i++) progs[n++] = c->programs[i].lowered;
+  nnc_cg_cuda_name_kernels(progs, n);
+  return n;
 }
 
 int nnc_cmd_emit_cuda(const nnc_compiled *c, const nnc_options *o) {
   nnc_diags d;
   nnc_diags_init(&d, stderr);
-  nnc_arena *a = nnc_arena_new();
-  const nnc_module *m = c->module;
-  int count = 0, status = NNC_EXIT_OK;
-  nnc_lprogram **progs = gpu_programs(a, c, &count);
+  nnc_lprogram *progs[MAX_PROGRAMS];
+  int count = gpu_programs(c, progs);
   nnc_outfile out;
-  if (progs && !nnc_outfile_open(&out, o->output)) status = NNC_EXIT_ENVIRONMENT;
-  else if (progs) {
-    if (!nnc_cg_cuda_model_file(out.f, m->name, m->batch_max, progs, count, NNC_CUDA_SCALARS_PARAMS, &d))
-      status = NNC_EXIT_MODEL_ERROR;
-    status = nnc_outfile_close(&out, status);
-  }
-  nnc_arena_free(a);
-  return status;
+  if (!nnc_outfile_open(&out, o->output)) return NNC_EXIT_ENVIRONMENT;
+  bool ok = nnc_cg_cuda_model_file(out.f, c->module->name, c->module->batch_max, progs, count,
+                                   NNC_CUDA_SCALARS_PARAMS, &d);
+  return nnc_outfile_close(&out, ok ? NNC_EXIT_OK : NNC_EXIT_MODEL_ERROR);
 }
 
 /* DIR/name: written through fn(f), whole or not at all; reported on failure. */
@@ -157,13 +152,12 @@ int nnc_cmd_emit_ptx(const nnc_compiled *c, const nnc_options *o) {
   }
   nnc_diags d;
   nnc_diags_init(&d, stderr);
-  nnc_arena *a = nnc_arena_new();
   const nnc_module *m = c->module;
-  int count = 0, status = NNC_EXIT_OK;
-  nnc_lprogram **progs = gpu_programs(a, c, &count);
+  nnc_lprogram *progs[MAX_PROGRAMS];
+  int count = gpu_programs(c, progs), status = NNC_EXIT_OK;
   char *cu = NULL;
   size_t len = 0;
-  FILE *f = progs ? open_memstream(&cu, &len) : NULL;
+  FILE *f = open_memstream(&cu, &len);
   if (f && !nnc_cg_cuda_model_file(f, m->name, m->batch_max, progs, count, NNC_CUDA_SCALARS_PARAMS, &d)) status = NNC_EXIT_MODEL_ERROR;
   if (f) fclose(f);
   char err[1024], arch[32];
@@ -193,6 +187,5 @@ int nnc_cmd_emit_ptx(const nnc_compiled *c, const nnc_options *o) {
   nnc_cg_cuda_ptx_free(&ptx);
   if (nv) nnc_cg_cuda_nvrtc_close(nv);
   free(cu);
-  nnc_arena_free(a);
   return status;
 }
