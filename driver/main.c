@@ -1,6 +1,7 @@
 /* nnc: the command-line driver. It reads flags, runs the stages and decides exit statuses;
  * every stage below it reports through nnc_diags and returns. */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,9 +251,54 @@ static bool resolve_action(nnc_options *o) {
   return true;
 }
 
+/* The numeric flags: each one's range, said as its message says it, and its field. */
+typedef struct num_flag {
+  int opt;
+  const char *flag;
+  double lo, hi;
+  bool integer;
+  size_t field;               /* offsetof(nnc_options, ...): int64_t for an integer, else double */
+  const char *range;
+} num_flag;
+
+static const num_flag num_flags[] = {
+    {OPT_BATCH, "--batch", 1, 1 << 20, true, offsetof(nnc_options, batch), "an integer from 1 to 1048576"},
+    {OPT_EPOCHS, "--epochs", 1, 1000000, true, offsetof(nnc_options, epochs), "an integer from 1 to 1000000"},
+    {OPT_MAX_STEPS, "--max-steps", 1, INT32_MAX, true, offsetof(nnc_options, max_steps),
+     "an integer from 1 to 2147483647"},
+    {OPT_SAVE_EVERY, "--save-every", 1, INT32_MAX, true, offsetof(nnc_options, save_every),
+     "an integer from 1 to 2147483647"},
+    {OPT_SEED, "--seed", 0, UINT32_MAX, true, offsetof(nnc_options, seed), "an integer from 0 to 4294967295"},
+    {OPT_SAMPLE, "--sample", 1, 100000000, true, offsetof(nnc_options, sample),
+     "a number of characters from 1 to 100000000"},
+    {OPT_LR, "--lr", 1e-12, 1e6, false, offsetof(nnc_options, lr), "a number from 1e-12 to 1e6"},
+    {OPT_MOMENTUM, "--momentum", 0, 1, false, offsetof(nnc_options, momentum), "a number from 0 to 1"},
+    {OPT_WD, "--weight-decay", 0, 1e3, false, offsetof(nnc_options, weight_decay), "a number from 0 to 1000"},
+    {OPT_VAL_SPLIT, "--val-split", 1e-9, 1 - 1e-9, false, offsetof(nnc_options, val_split),
+     "a fraction between 0 and 1"},
+    {OPT_TEMPERATURE, "--temperature", 0, 100, false, offsetof(nnc_options, temperature), "a number from 0 to 100"},
+};
+
+/* A numeric flag's value into its field; NULL when c is not one, else whether it parsed. */
+static const num_flag *take_number(nnc_options *o, int c, const char *arg, bool *ok) {
+  for (size_t i = 0; i < sizeof num_flags / sizeof *num_flags; i++) {
+    const num_flag *f = &num_flags[i];
+    if (f->opt != c) continue;
+    char *field = (char *)o + f->field;
+    *ok = f->integer ? parse_int(arg, (int64_t)f->lo, (int64_t)f->hi, (int64_t *)(void *)field)
+                     : parse_num(arg, f->lo, f->hi, (double *)(void *)field);
+    if (!*ok) fprintf(stderr, "nnc: error: %s expects %s, got '%s'\nTry 'nnc --help' for more information.\n",
+                      f->flag, f->range, arg);
+    return f;
+  }
+  return NULL;
+}
+
 /* One flag with its value; false after a usage error. */
 static bool take_flag(nnc_options *o, int c, const char *arg) {
   int64_t i;
+  bool ok;
+  if (take_number(o, c, arg, &ok)) return ok;
   switch (c) {
   case OPT_CHECK: return give_action(o, NNC_ACTION_CHECK);
   case OPT_CHECK_KERNELS:
@@ -319,26 +365,6 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     if (add_override(o, arg)) return true;
     usage_error("--set expects NAME=VALUE, got '%s'", arg);
     return false;
-  case OPT_BATCH:
-    if (parse_int(arg, 1, 1 << 20, &o->batch)) return true;
-    usage_error("--batch expects an integer from 1 to 1048576, got '%s'", arg);
-    return false;
-  case OPT_EPOCHS:
-    if (parse_int(arg, 1, 1000000, &o->epochs)) return true;
-    usage_error("--epochs expects an integer from 1 to 1000000, got '%s'", arg);
-    return false;
-  case OPT_MAX_STEPS:
-    if (parse_int(arg, 1, INT32_MAX, &o->max_steps)) return true;
-    usage_error("--max-steps expects an integer from 1 to 2147483647, got '%s'", arg);
-    return false;
-  case OPT_SAVE_EVERY:
-    if (parse_int(arg, 1, INT32_MAX, &o->save_every)) return true;
-    usage_error("--save-every expects an integer from 1 to 2147483647, got '%s'", arg);
-    return false;
-  case OPT_SEED:
-    if (parse_int(arg, 0, UINT32_MAX, &o->seed)) return true;
-    usage_error("--seed expects an integer from 0 to 4294967295, got '%s'", arg);
-    return false;
   case OPT_THREADS:
     if (parse_int(arg, 1, nnc_rt_pool_max_threads(), &i)) {
       o->threads = (int)i;
@@ -347,22 +373,6 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
     fprintf(stderr, "nnc: error: --threads expects an integer from 1 to %d (%d x the %d online cores), got '%s'\n",
             nnc_rt_pool_max_threads(), NNC_RT_POOL_OVERSUBSCRIBE, nnc_rt_pool_default_threads(), arg);
     fputs("Try 'nnc --help' for more information.\n", stderr);
-    return false;
-  case OPT_LR:
-    if (parse_num(arg, 1e-12, 1e6, &o->lr)) return true;
-    usage_error("--lr expects a number from 1e-12 to 1e6, got '%s'", arg);
-    return false;
-  case OPT_MOMENTUM:
-    if (parse_num(arg, 0, 1, &o->momentum)) return true;
-    usage_error("--momentum expects a number from 0 to 1, got '%s'", arg);
-    return false;
-  case OPT_WD:
-    if (parse_num(arg, 0, 1e3, &o->weight_decay)) return true;
-    usage_error("--weight-decay expects a number from 0 to 1000, got '%s'", arg);
-    return false;
-  case OPT_VAL_SPLIT:
-    if (parse_num(arg, 1e-9, 1 - 1e-9, &o->val_split)) return true;
-    usage_error("--val-split expects a fraction between 0 and 1, got '%s'", arg);
     return false;
   case OPT_OPTIMIZER:
     if (strcasecmp(arg, "SGD") == 0 || strcasecmp(arg, "Adam") == 0 || strcasecmp(arg, "AdamW") == 0) {
@@ -395,20 +405,12 @@ static bool take_flag(nnc_options *o, int c, const char *arg) {
   case OPT_RESUME: o->resume_path = arg; return true;
   case OPT_LOAD: o->load_path = arg; return true;
   case OPT_QUIET: o->quiet = true; return true;
-  case OPT_SAMPLE:
-    if (parse_int(arg, 1, 100000000, &o->sample)) return true;
-    usage_error("--sample expects a number of characters from 1 to 100000000, got '%s'", arg);
-    return false;
   case OPT_PROMPT:
     if (arg[0]) {
       o->prompt = arg;
       return true;
     }
     usage_error("%s", "--prompt is empty: give at least one character to continue");
-    return false;
-  case OPT_TEMPERATURE:
-    if (parse_num(arg, 0, 100, &o->temperature)) return true;
-    usage_error("--temperature expects a number from 0 to 100, got '%s'", arg);
     return false;
   }
   return false;
