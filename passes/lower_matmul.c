@@ -31,6 +31,11 @@
 
 #include "../ir/target.h"
 
+struct mm;
+typedef nnc_lexpr *(*mm_a_fn)(struct mm *g, nnc_lexpr *row, nnc_lexpr *const *k);
+typedef nnc_lexpr *(*mm_b_fn)(struct mm *g, nnc_lexpr *const *k, nnc_lexpr *col);
+typedef void (*mm_put_fn)(struct mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc_lexpr *v);
+
 typedef struct mm {
   lower *L;
   bool ta, tb;
@@ -49,9 +54,9 @@ typedef struct mm {
   nnc_lexpr *kext[3];
   int64_t kdim[3];                    /* static extents; kdim[0] = -1 when it scales with the batch */
   int64_t kmult;                      /* then kext[0] = n * kmult: chunks divide kmult */
-  nnc_lexpr *(*a_at)(struct mm *g, nnc_lexpr *row, nnc_lexpr *const *k);
-  nnc_lexpr *(*b_at)(struct mm *g, nnc_lexpr *const *k, nnc_lexpr *col);
-  void (*put)(struct mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc_lexpr *v);
+  mm_a_fn a_at;
+  mm_b_fn b_at;
+  mm_put_fn put;
   const void *view;                   /* the accessors' data */
 } mm;
 
@@ -661,6 +666,26 @@ static void igrad_put(mm *g, nnc_lstmt *blk, nnc_lexpr *row, nnc_lexpr *col, nnc
   put_image(g, blk, row, col, v, view_of(g)->x->dims[3]);
 }
 
+/* The forward and the input gradient: a GEMM per image of `image` (rows its positions, columns
+ * its channels) over k = the three weight axes kdim, the batch loop outside. */
+static bool per_image_gemm(mm *g, conv_view *v, const nnc_type *image, const int64_t kdim[3],
+                           mm_a_fn a_at, mm_b_fn b_at, mm_put_fn put) {
+  lower *L = g->L;
+  if (v->x->batch_axis != 0 || v->y->batch_axis != 0 || v->w->batch_axis >= 0 || v->x->dims[0] != 1) return false;
+  g->m_static = g->m_max = image->dims[2] * image->dims[3];
+  g->M = I(L, g->m_static);
+  g->n_static = image->dims[1], g->N = I(L, g->n_static);
+  g->nk = 3;
+  for (int i = 0; i < 3; i++) g->kdim[i] = kdim[i], g->kext[i] = I(L, kdim[i]);
+  g->a_at = a_at, g->b_at = b_at, g->put = put;
+  shape s;
+  if (!tile_shape(g, true, &s)) return false;
+  nnc_lexpr *ext[1] = {extent(L, image, 0)};
+  int64_t work = nnc_type_elements(image, L->bmax) * inner_k(g) * g->kdim[0];
+  batch_and_rows(g, &s, 1, ext, L->bmax, work >= PARALLEL_MIN_ELEMENTS);
+  return true;
+}
+
 /* conv2d and its gradients (one group; any stride, padding and dilation) as the packed form:
  * the forward with rows the output positions of one image (the batch loop outside) and columns
  * the output channels; the input gradient likewise over the image positions and channels; the
@@ -681,34 +706,13 @@ bool nnc_lw_conv_cpu(lower *L) {
   shape s;
   if (fwd) {
     v.x = &L->in[0]->type, v.w = &L->in[1]->type, v.y = L->out_type;
-    if (v.x->batch_axis != 0 || v.y->batch_axis != 0 || v.w->batch_axis >= 0 || v.x->dims[0] != 1) return false;
-    g.m_static = g.m_max = v.y->dims[2] * v.y->dims[3];
-    g.M = I(L, g.m_static);
-    g.n_static = v.y->dims[1], g.N = I(L, g.n_static);
-    g.nk = 3;
-    for (int i = 0; i < 3; i++) g.kdim[i] = v.w->dims[i + 1], g.kext[i] = I(L, g.kdim[i]);
-    g.a_at = fwd_a, g.b_at = fwd_b, g.put = fwd_put;
-    if (!tile_shape(&g, true, &s)) return false;
-    nnc_lexpr *ext[1] = {extent(L, v.y, 0)};
-    int64_t work = nnc_type_elements(v.y, L->bmax) * inner_k(&g) * g.kdim[0];
-    batch_and_rows(&g, &s, 1, ext, L->bmax, work >= PARALLEL_MIN_ELEMENTS);
-    return true;
+    const int64_t k[3] = {v.w->dims[1], v.w->dims[2], v.w->dims[3]};
+    return per_image_gemm(&g, &v, v.y, k, fwd_a, fwd_b, fwd_put);
   }
   if (igrad) {
     v.y = &L->in[0]->type, v.w = &L->in[1]->type, v.x = L->out_type;
-    if (v.x->batch_axis != 0 || v.y->batch_axis != 0 || v.w->batch_axis >= 0 || v.x->dims[0] != 1) return false;
-    g.m_static = g.m_max = v.x->dims[2] * v.x->dims[3];
-    g.M = I(L, g.m_static);
-    g.n_static = v.x->dims[1], g.N = I(L, g.n_static);
-    g.nk = 3;
-    g.kdim[0] = v.w->dims[0], g.kdim[1] = v.w->dims[2], g.kdim[2] = v.w->dims[3];
-    for (int i = 0; i < 3; i++) g.kext[i] = I(L, g.kdim[i]);
-    g.a_at = igrad_a, g.b_at = igrad_b, g.put = igrad_put;
-    if (!tile_shape(&g, true, &s)) return false;
-    nnc_lexpr *ext[1] = {extent(L, v.x, 0)};
-    int64_t work = nnc_type_elements(v.x, L->bmax) * inner_k(&g) * g.kdim[0];
-    batch_and_rows(&g, &s, 1, ext, L->bmax, work >= PARALLEL_MIN_ELEMENTS);
-    return true;
+    const int64_t k[3] = {v.w->dims[0], v.w->dims[2], v.w->dims[3]};
+    return per_image_gemm(&g, &v, v.x, k, igrad_a, igrad_b, igrad_put);
   }
   v.y = &L->in[0]->type, v.x = &L->in[1]->type, v.w = L->out_type;
   if (v.x->batch_axis != 0 || v.y->batch_axis != 0 || v.w->batch_axis >= 0 || v.x->dims[0] != 1) return false;
