@@ -46,12 +46,12 @@ static void layout_persist(const nnc_module *m, nnc_mem_layout *L) {
 }
 
 /* Adds an io buffer unless one of that name exists; a second one must have the same type. */
-static bool add_io(nnc_mem_layout *L, const char *name, nnc_mem_kind kind, const nnc_type *t, char *err, size_t cap) {
+static bool add_io(nnc_mem_layout *L, const char *name, nnc_mem_kind kind, const nnc_type *t, nnc_diags *d) {
   for (int i = L->nparams; i < L->nbufs; i++) {
     const nnc_mem_buffer *o = &L->bufs[i];
     if (strcmp(o->name, name) != 0) continue;
     if (o->kind != kind || !nnc_type_equal(&o->type, t)) {
-      snprintf(err, cap, "the programs disagree on the type of '%s'", name);
+      nnc_error(d, (nnc_loc){0}, "memory plan: the programs disagree on the type of '%s'", name);
       return false;
     }
     return true;
@@ -65,25 +65,25 @@ static bool add_io(nnc_mem_layout *L, const char *name, nnc_mem_kind kind, const
   return true;
 }
 
-static bool layout_io(const nnc_module *m, nnc_mem_layout *L, char *err, size_t cap) {
+static bool layout_io(const nnc_module *m, nnc_mem_layout *L, nnc_diags *d) {
   for (int i = 0; i < nnc_module_program_count(m); i++) {
     const nnc_graph *g = nnc_module_program(m, i);
     for (int k = 0; k < g->nnodes; k++)
-      if (g->nodes[k]->op == NNC_OP_input && !add_io(L, g->nodes[k]->name, NNC_MEM_INPUT, &g->nodes[k]->type, err, cap))
+      if (g->nodes[k]->op == NNC_OP_input && !add_io(L, g->nodes[k]->name, NNC_MEM_INPUT, &g->nodes[k]->type, d))
         return false;
     for (int k = 0; k < g->noutputs; k++)
-      if (!add_io(L, g->outputs[k].name, NNC_MEM_OUTPUT, &g->outputs[k].value->type, err, cap)) return false;
+      if (!add_io(L, g->outputs[k].name, NNC_MEM_OUTPUT, &g->outputs[k].value->type, d)) return false;
   }
   return true;
 }
 
-nnc_mem_layout *nnc_mem_layout_module(nnc_arena *a, const nnc_module *m, char *err, size_t cap) {
+nnc_mem_layout *nnc_mem_layout_module(nnc_arena *a, const nnc_module *m, nnc_diags *d) {
   nnc_mem_layout *L = nnc_arena_alloc(a, sizeof *L);
   L->batch_max = m->batch_max;
   L->nparams = m->nparams;
   L->bufs = nnc_arena_alloc(a, sizeof *L->bufs * (size_t)(m->nparams + count_io(m) + 1));
   layout_persist(m, L);
-  if (!layout_io(m, L, err, cap)) return NULL;
+  if (!layout_io(m, L, d)) return NULL;
   L->persist_bytes = align_up(L->persist_bytes);
   L->io_bytes = align_up(L->io_bytes);
   return L;

@@ -14,9 +14,9 @@
 #include "../ir/ir.h"
 #include "../ir/lowered.h"
 
-/* Lays out m's persist and io regions in arena a. NULL with a message in err when two
- * programs give one input or output name different types. */
-nnc_mem_layout *nnc_mem_layout_module(nnc_arena *a, const nnc_module *m, char *err, size_t cap);
+/* Lays out m's persist and io regions in arena a. NULL after reporting when two programs give
+ * one input or output name different types. */
+nnc_mem_layout *nnc_mem_layout_module(nnc_arena *a, const nnc_module *m, nnc_diags *);
 
 /* Plans program g of m over layout. Every node the outputs need gets a buffer: sources their
  * persist or io buffer, a reshape its operand's, an output (not a source, not a view, named

@@ -86,11 +86,7 @@ static bool fuse(nnc_compiled *c, const nnc_pipeline_opts *o) {
 }
 
 static bool plan(nnc_compiled *c, nnc_diags *d) {
-  char err[512];
-  if (!(c->layout = nnc_mem_layout_module(c->arena, c->module, err, sizeof err))) {
-    nnc_error(d, (nnc_loc){0}, "memory plan: %s", err);
-    return false;
-  }
+  if (!(c->layout = nnc_mem_layout_module(c->arena, c->module, d))) return false;
   for (int i = 0; i < c->nprograms; i++) {
     nnc_compiled_program *p = &c->programs[i];
     p->plan = nnc_mem_plan_program(c->arena, c->module, p->graph, c->layout, d);
