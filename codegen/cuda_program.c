@@ -10,39 +10,35 @@
 
 /* --- names and the CUDA C file ------------------------------------------------------------------ */
 
+/* Each distinct kernel one name: a kernel named as an earlier, different one takes its program's
+ * name as a suffix; equal kernels of several programs share the first one's name. */
 void nnc_cg_cuda_name_kernels(nnc_lprogram *const *progs, int nprogs) {
+  nnc_kernel_set u;
+  nnc_kernel_set_build(&u, progs, nprogs);
+  for (int i = 0; i < u.n; i++)
+    for (int j = 0; j < i; j++)
+      if (strcmp(u.list[j]->name, u.list[i]->name) == 0) {
+        u.list[i]->name = nnc_arena_printf(u.list[i]->arena, "%s_%s", u.list[i]->name, progs[u.program[i]]->name);
+        break;
+      }
   for (int p = 0; p < nprogs; p++)
-    for (int i = 0; i < progs[p]->nkernels; i++) {
-      nnc_kernel *k = progs[p]->kernels[i];
-      bool clash = false;
-      for (int q = 0; q <= p && !clash; q++)
-        for (int j = 0; j < (q < p ? progs[q]->nkernels : i) && !clash; j++) {
-          const nnc_kernel *o = progs[q]->kernels[j];
-          clash = strcmp(o->name, k->name) == 0 && !(o->hash == k->hash && nnc_lk_equal(o, k));
-        }
-      if (clash) k->name = nnc_arena_printf(k->arena, "%s_%s", k->name, progs[p]->name);
-    }
-}
-
-/* The kernel printed before this one under the same name (the same kernel), if any. */
-static bool printed_before(nnc_lprogram *const *progs, int p, int i) {
-  const nnc_kernel *k = progs[p]->kernels[i];
-  for (int q = 0; q <= p; q++)
-    for (int j = 0; j < (q < p ? progs[q]->nkernels : i); j++)
-      if (strcmp(progs[q]->kernels[j]->name, k->name) == 0) return true;
-  return false;
+    for (int i = 0; i < progs[p]->nkernels; i++) progs[p]->kernels[i]->name = u.list[u.index[p][i]]->name;
+  nnc_kernel_set_free(&u);
 }
 
 bool nnc_cg_cuda_model_file(FILE *out, const char *model, int64_t batch_max, nnc_lprogram *const *progs, int nprogs,
                             nnc_cg_cuda_scalars scalars, nnc_diags *d) {
   fprintf(out, "/* model %s (batch %lld): CUDA C for NVRTC, printed by nnc --emit cuda */\n", model, (long long)batch_max);
   nnc_cg_cuda_prelude(out);
+  nnc_kernel_set u;
+  nnc_kernel_set_build(&u, progs, nprogs);
   bool ok = true;
   for (int p = 0; p < nprogs && ok; p++) {
     fprintf(out, "/* ---- program %s: %d kernels, %d calls ---- */\n\n", progs[p]->name, progs[p]->nkernels, progs[p]->ncalls);
-    for (int i = 0; i < progs[p]->nkernels && ok; i++)
-      if (!printed_before(progs, p, i)) ok = nnc_cg_cuda_kernel_with(out, progs[p]->kernels[i], scalars, d);
+    for (int i = 0; i < u.n && ok; i++)
+      if (u.program[i] == p) ok = nnc_cg_cuda_kernel_with(out, u.list[i], scalars, d);
   }
+  nnc_kernel_set_free(&u);
   return ok;
 }
 

@@ -10,37 +10,11 @@
 #include "codegen/llvm_internal.h"
 #include "runtime/abi.h"
 
+/* The distinct kernels of the programs and their LLVM functions. */
 typedef struct unique_kernels {
-  const nnc_kernel **list;
-  LLVMValueRef *fn;
-  int n;
-  int **index; /* per program, per program kernel: its index in list */
+  nnc_kernel_set set;
+  LLVMValueRef *fn;             /* per kernel of set */
 } unique_kernels;
-
-static void collect_kernels(nnc_lprogram *const *progs, int nprogs, unique_kernels *u) {
-  int total = 0;
-  for (int p = 0; p < nprogs; p++) total += progs[p]->nkernels;
-  u->list = nnc_xcalloc((size_t)total + 1, sizeof *u->list);
-  u->fn = nnc_xcalloc((size_t)total + 1, sizeof *u->fn);
-  u->index = nnc_xcalloc((size_t)nprogs + 1, sizeof *u->index);
-  for (int p = 0; p < nprogs; p++) {
-    u->index[p] = nnc_xcalloc((size_t)progs[p]->nkernels + 1, sizeof **u->index);
-    for (int i = 0; i < progs[p]->nkernels; i++) {
-      const nnc_kernel *k = progs[p]->kernels[i];
-      nnc_lk_finish((nnc_kernel *)k);
-      int found = -1;
-      for (int j = 0; j < u->n && found < 0; j++)
-        if (u->list[j]->hash == k->hash && nnc_lk_equal(u->list[j], k)) found = j;
-      if (found < 0) found = u->n, u->list[u->n++] = k;
-      u->index[p][i] = found;
-    }
-  }
-}
-
-static void free_kernels(unique_kernels *u, int nprogs) {
-  for (int p = 0; p < nprogs; p++) free(u->index[p]);
-  free(u->index), free(u->list), free(u->fn);
-}
 
 typedef struct entry_cx {
   nnc_cg_llvm_module *m;
@@ -66,8 +40,8 @@ static LLVMValueRef field(entry_cx *c, LLVMValueRef args, unsigned i, LLVMTypeRe
 static bool emit_call(entry_cx *c, const nnc_lprogram *p, const unique_kernels *u, int pi, int i, LLVMValueRef rt,
                       LLVMValueRef P, LLVMValueRef IO, LLVMValueRef S, const LLVMValueRef *scalars, nnc_diags *d) {
   const nnc_lcall *call = &p->calls[i];
-  int ki = u->index[pi][call->kernel];
-  const nnc_kernel *k = u->list[ki];
+  int ki = u->set.index[pi][call->kernel];
+  const nnc_kernel *k = u->set.list[ki];
   LLVMValueRef argv[600];
   int na = 0;
   argv[na++] = rt;
@@ -159,14 +133,17 @@ void nnc_cg_llvm_module_call_entries(nnc_cg_llvm_module *m, bool on) { m->call_e
 
 bool nnc_cg_llvm_program(nnc_cg_llvm_module *m, const char *model, nnc_lprogram *const *progs, int nprogs,
                          nnc_diags *d) {
+  for (int p = 0; p < nprogs; p++)
+    for (int i = 0; i < progs[p]->nkernels; i++) nnc_lk_finish(progs[p]->kernels[i]);
   unique_kernels u = {0};
-  collect_kernels(progs, nprogs, &u);
+  nnc_kernel_set_build(&u.set, progs, nprogs);
+  u.fn = nnc_xcalloc((size_t)u.set.n + 1, sizeof *u.fn);
   bool ok = true;
-  for (int i = 0; i < u.n && ok; i++) {
+  for (int i = 0; i < u.set.n && ok; i++) {
     char id[128], fname[200];
-    nnc_cg_c_ident(u.list[i]->name, id, sizeof id);
+    nnc_cg_c_ident(u.set.list[i]->name, id, sizeof id);
     snprintf(fname, sizeof fname, "k%d_%s", i, id);
-    u.fn[i] = nnc_llvm_kernel_fn(m, u.list[i], fname, false, d);
+    u.fn[i] = nnc_llvm_kernel_fn(m, u.set.list[i], fname, false, d);
     ok = u.fn[i] != NULL;
   }
   entry_cx c = {.m = m, .b = LLVMCreateBuilderInContext(m->ctx)};
@@ -178,6 +155,7 @@ bool nnc_cg_llvm_program(nnc_cg_llvm_module *m, const char *model, nnc_lprogram 
   for (int p = 0; p < nprogs && ok; p++) ok = entry_function(&c, model, progs[p], &u, p, d);
   for (int p = 0; p < nprogs && ok && m->call_entries; p++) ok = call_entry_function(&c, model, progs[p], &u, p, d);
   LLVMDisposeBuilder(c.b);
-  free_kernels(&u, nprogs);
+  nnc_kernel_set_free(&u.set);
+  free(u.fn);
   return ok;
 }

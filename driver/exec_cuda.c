@@ -419,20 +419,16 @@ static bool take_programs(cuda_exec *x, const nnc_compiled *c, char *err, size_t
   }
   int64_t scratch = c->scratch_bytes;
   nnc_cg_cuda_name_kernels(progs, x->nprogs);
-  int total = 0;
-  for (int i = 0; i < x->nprogs; i++) total += progs[i]->nkernels;
-  x->kernels = nnc_arena_alloc(x->arena, sizeof *x->kernels * (size_t)(total + 1));
+  nnc_kernel_set u;
+  nnc_kernel_set_build(&u, progs, x->nprogs);
+  x->kernels = nnc_arena_alloc(x->arena, sizeof *x->kernels * (size_t)(u.n + 1));
+  for (x->nfn = 0; x->nfn < u.n; x->nfn++) x->kernels[x->nfn] = u.list[x->nfn];
   for (int i = 0; i < x->nprogs; i++) {
     cu_program *cp = &x->progs[i];
     cp->fn = nnc_arena_alloc(x->arena, sizeof *cp->fn * (size_t)(cp->p->nkernels + 1));
-    for (int k = 0; k < cp->p->nkernels; k++) {
-      int slot = -1;
-      for (int s = 0; s < x->nfn && slot < 0; s++)
-        if (strcmp(x->kernels[s]->name, cp->p->kernels[k]->name) == 0) slot = s;
-      if (slot < 0) slot = x->nfn, x->kernels[x->nfn++] = cp->p->kernels[k];
-      cp->fn[k] = slot;
-    }
+    for (int k = 0; k < cp->p->nkernels; k++) cp->fn[k] = u.index[i][k];
   }
+  nnc_kernel_set_free(&u);
   x->bytes[NNC_MEM_PERSIST] = (size_t)L->persist_bytes;
   x->bytes[NNC_MEM_IO] = (size_t)L->io_bytes;
   x->bytes[NNC_MEM_SCRATCH] = (size_t)scratch;

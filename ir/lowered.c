@@ -76,3 +76,33 @@ void nnc_lower_print(FILE *out, const nnc_lprogram *p) {
   }
 }
 
+
+int nnc_kernel_find(nnc_kernel *const *list, int n, const nnc_kernel *k) {
+  for (int i = 0; i < n; i++)
+    if (list[i]->hash == k->hash && nnc_lk_equal(list[i], k)) return i;
+  return -1;
+}
+
+void nnc_kernel_set_build(nnc_kernel_set *u, nnc_lprogram *const *progs, int nprogs) {
+  int total = 0;
+  for (int p = 0; p < nprogs; p++) total += progs[p]->nkernels;
+  *u = (nnc_kernel_set){.nprogs = nprogs};
+  u->list = nnc_xcalloc((size_t)total + 1, sizeof *u->list);
+  u->program = nnc_xcalloc((size_t)total + 1, sizeof *u->program);
+  u->index = nnc_xcalloc((size_t)nprogs + 1, sizeof *u->index);
+  for (int p = 0; p < nprogs; p++) {
+    u->index[p] = nnc_xcalloc((size_t)progs[p]->nkernels + 1, sizeof **u->index);
+    for (int i = 0; i < progs[p]->nkernels; i++) {
+      nnc_kernel *k = progs[p]->kernels[i];
+      int found = nnc_kernel_find(u->list, u->n, k);
+      if (found < 0) found = u->n, u->program[u->n] = p, u->list[u->n++] = k;
+      u->index[p][i] = found;
+    }
+  }
+}
+
+void nnc_kernel_set_free(nnc_kernel_set *u) {
+  for (int p = 0; p < u->nprogs; p++) free(u->index[p]);
+  free(u->index), free(u->list), free(u->program);
+  *u = (nnc_kernel_set){0};
+}

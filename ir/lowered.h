@@ -122,6 +122,21 @@ typedef struct nnc_compiled {
   double seconds[8];                /* the time each stage took, in nnc_stage order */
 } nnc_compiled;
 
+/* The distinct kernels of several programs, equal kernels (nnc_lk_equal) counted once: what the
+ * emitters print once and the executors load once. */
+typedef struct nnc_kernel_set {
+  nnc_kernel **list;
+  int n, nprogs;
+  int **index;                      /* per program, per program kernel: its index in list */
+  int *program;                     /* per kernel of list: the program it first appears in */
+} nnc_kernel_set;
+
+/* The index in list[0..n) of a kernel equal to k (by its hash from nnc_lk_finish, then
+ * structurally), or -1. */
+int nnc_kernel_find(nnc_kernel *const *list, int n, const nnc_kernel *k);
+void nnc_kernel_set_build(nnc_kernel_set *, nnc_lprogram *const *progs, int nprogs);
+void nnc_kernel_set_free(nnc_kernel_set *);
+
 /* The compiled program named name, or NULL. */
 const nnc_compiled_program *nnc_compiled_find(const nnc_compiled *, const char *name);
 

@@ -17,9 +17,8 @@ typedef struct builder {
 
 static int add_kernel(builder *B, nnc_kernel *k) {
   nnc_lprogram *p = B->p;
-  uint64_t h = nnc_lk_hash(k);
-  for (int i = 0; i < p->nkernels; i++)
-    if (nnc_lk_hash(p->kernels[i]) == h && nnc_lk_equal(p->kernels[i], k)) return i;
+  int found = nnc_kernel_find(p->kernels, p->nkernels, k);
+  if (found >= 0) return found;
   if (p->nkernels == B->kcap) {
     int cap = B->kcap ? 2 * B->kcap : 16;
     p->kernels = nnc_arena_realloc(B->a, p->kernels, sizeof *p->kernels * (size_t)B->kcap, sizeof *p->kernels * (size_t)cap);
