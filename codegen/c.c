@@ -119,17 +119,8 @@ static const char prelude_fixed[] =
     "NNC_HELPER void nnc_atomic_add_i32(int32_t *p, int32_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }\n"
     "\n"
     "/* rng_uniform (docs/ir.md, \"Random numbers\"): Philox4x32-10, the same bits as nnc's interpreter. */\n"
-    "NNC_HELPER float nnc_rng(uint32_t seed, uint32_t key, uint32_t step, uint64_t i) {\n"
-    "  uint32_t c0 = (uint32_t)i, c1 = (uint32_t)(i >> 32), c2 = step, c3 = 0, k0 = seed, k1 = key;\n"
-    "  for (int round = 0; round < 10; round++) {\n"
-    "    if (round > 0) k0 += 0x9E3779B9u, k1 += 0xBB67AE85u;\n"
-    "    uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;\n"
-    "    uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0, hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;\n"
-    "    c0 = hi1 ^ c1 ^ k0, c1 = lo1, c2 = hi0 ^ c3 ^ k1, c3 = lo0;\n"
-    "  }\n"
-    "  (void)c1, (void)c2, (void)c3;\n"
-    "  return (float)(c0 >> 8) * 0x1p-24f;\n"
-    "}\n";
+#include "philox_text.inc"
+    "NNC_HELPER float nnc_rng(uint32_t seed, uint32_t key, uint32_t step, uint64_t i) { return nnc_rng_uniform_at(seed, key, step, i); }\n";
 
 static const nnc_dtype value_dtypes[] = {NNC_F32, NNC_I32, NNC_U8, NNC_I64};
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "codegen/llvm_internal.h"
+#include "runtime/philox.h"
 
 /* --- the module and its target --------------------------------------------------------------- */
 
@@ -431,7 +432,7 @@ static void mulhilo(lg *g, uint32_t m, LLVMValueRef x, int L, LLVMValueRef *hi, 
 }
 
 /* rng_uniform: Philox4x32-10 of counter (i, i >> 32, step, 0) and key (seed, key), first word's
- * top 24 bits scaled to [0, 1) (ir/interp.c's nnc_rng_uniform_at). */
+ * top 24 bits scaled to [0, 1) (runtime/philox.h's nnc_rng_uniform_at, in IR). */
 static LLVMValueRef rng(lg *g, const nnc_lexpr *e) {
   int L = e->type.lanes;
   LLVMValueRef seed = splat(g, to_u32(g, e->a, ex(g, e->a)), L), step = splat(g, to_u32(g, e->b, ex(g, e->b)), L);
@@ -444,12 +445,12 @@ static LLVMValueRef rng(lg *g, const nnc_lexpr *e) {
   LLVMValueRef c2 = step, c3 = cint(g, g->t_i32, L, 0), k0 = seed, k1 = cint(g, g->t_i32, L, (uint32_t)e->ival);
   for (int round = 0; round < 10; round++) {
     if (round > 0) {
-      k0 = LLVMBuildAdd(g->b, k0, cint(g, g->t_i32, L, 0x9E3779B9u), "");
-      k1 = LLVMBuildAdd(g->b, k1, cint(g, g->t_i32, L, 0xBB67AE85u), "");
+      k0 = LLVMBuildAdd(g->b, k0, cint(g, g->t_i32, L, NNC_PHILOX_W0), "");
+      k1 = LLVMBuildAdd(g->b, k1, cint(g, g->t_i32, L, NNC_PHILOX_W1), "");
     }
     LLVMValueRef hi0, lo0, hi1, lo1;
-    mulhilo(g, 0xD2511F53u, c0, L, &hi0, &lo0);
-    mulhilo(g, 0xCD9E8D57u, c2, L, &hi1, &lo1);
+    mulhilo(g, NNC_PHILOX_M0, c0, L, &hi0, &lo0);
+    mulhilo(g, NNC_PHILOX_M1, c2, L, &hi1, &lo1);
     c0 = LLVMBuildXor(g->b, LLVMBuildXor(g->b, hi1, c1, ""), k0, "");
     c1 = lo1;
     c2 = LLVMBuildXor(g->b, LLVMBuildXor(g->b, hi0, c3, ""), k1, "");

@@ -6,13 +6,14 @@
 
 #include "interp.h"
 #include "ir.h"
+#include "runtime/philox.h"
 
 enum { INIT_STREAM = 0x494e4954u }; /* "INIT": apart from the data streams (shuffle, augment) */
 
 static void init_block(uint32_t seed, int index, int64_t i, uint32_t out[4]) {
   const uint32_t ctr[4] = {(uint32_t)i, (uint32_t)((uint64_t)i >> 32), INIT_STREAM, 0};
   const uint32_t key[2] = {seed, (uint32_t)index};
-  nnc_philox4x32_10(ctr, key, out);
+  nnc_philox4x32(ctr, key, out);
 }
 
 /* Uniform in [0, 1) and (0, 1] from the top 24 bits of a word (exact in float and double). */

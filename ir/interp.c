@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/philox.h"
+
 typedef struct value {
   nnc_dtype dtype;
   int rank;
@@ -106,40 +108,6 @@ static double convert(const interp *I, nnc_dtype from, nnc_dtype to, double x) {
 }
 
 static bool is_float(nnc_dtype dt) { return dt == NNC_F32; }
-
-/* --- Philox4x32-10 ------------------------------------------------------------------------ */
-
-#define PHILOX_M0 UINT32_C(0xD2511F53)
-#define PHILOX_M1 UINT32_C(0xCD9E8D57)
-#define PHILOX_W0 UINT32_C(0x9E3779B9)
-#define PHILOX_W1 UINT32_C(0xBB67AE85)
-
-void nnc_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
-  uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
-  uint32_t k0 = key[0], k1 = key[1];
-  for (int round = 0; round < 10; round++) {
-    if (round > 0) { /* the key is bumped between rounds, not before the first */
-      k0 += PHILOX_W0;
-      k1 += PHILOX_W1;
-    }
-    uint64_t p0 = (uint64_t)PHILOX_M0 * c0, p1 = (uint64_t)PHILOX_M1 * c2;
-    uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-    uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-  }
-  out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
-}
-
-float nnc_rng_uniform_at(uint32_t seed, uint32_t key, uint32_t step, uint64_t i) {
-  const uint32_t ctr[4] = {(uint32_t)i, (uint32_t)(i >> 32), step, 0};
-  const uint32_t k[2] = {seed, key};
-  uint32_t out[4];
-  nnc_philox4x32_10(ctr, k, out);
-  return (float)(out[0] >> 8) * 0x1p-24f; /* 24 bits: exact in float, never 1 */
-}
 
 /* --- host tensors ------------------------------------------------------------------------- */
 

@@ -61,10 +61,4 @@ bool nnc_interp_run(const nnc_module *m, const nnc_graph *g, nnc_interp_precisio
                     const nnc_interp_env *env, nnc_tensor *outputs, nnc_tensor *state_outputs,
                     char *err, size_t errcap);
 
-/* Philox4x32-10 (Salmon et al., SC'11; the Random123 constants): one block of four words
- * from a 4-word counter and a 2-word key. rng_uniform is built on it (docs/ir.md). */
-void nnc_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
-/* The rng_uniform element at flat index i: a float in [0,1) from word 0 of the block. */
-float nnc_rng_uniform_at(uint32_t seed, uint32_t key, uint32_t step, uint64_t i);
-
 #endif

@@ -2,7 +2,8 @@
 """Turns a text file into a C string literal body (an .inc file #included by codegen/).
 
 usage: gen_inc.py INPUT OUTPUT
-The build makes abi_text.inc from runtime/abi.h and loader_text.inc from codegen/loader_body.h
+The build makes abi_text.inc from runtime/abi.h, philox_text.inc from runtime/philox.h and
+loader_text.inc from codegen/loader_body.h
 (CMakeLists.txt), so the texts are never stale."""
 import os
 import sys

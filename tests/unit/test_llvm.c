@@ -25,6 +25,7 @@
 #include "ir/loop.h"
 #include "loop_sgemm.h"
 #include "runtime/abi.h"
+#include "runtime/philox.h"
 
 extern char **environ;
 

@@ -14,6 +14,7 @@
 #include "ir/interp.h"
 #include "ir/loop.h"
 #include "runtime/abi.h"
+#include "runtime/philox.h"
 
 static nnc_ltype T(nnc_dtype dt, int lanes) { return nnc_lt(dt, lanes); }
 #define I(v) nnc_le_int(k, v)
