@@ -37,22 +37,23 @@ static nnc_cg_lib *c_lib(sgemm_ir *g, char *err, size_t cap) {
   char cwd[1024], flags[1100];
   if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
   snprintf(flags, sizeof flags, "-I%s", cwd);
-  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, err, cap) : NULL;
+  nnc_diags why;
+  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, nnc_diags_init_buffer(&why, err, cap)) : NULL;
   free(text);
   return lib;
 }
 
 static nnc_cg_llvm_jit *llvm_jit(sgemm_ir *g, const char *cache, double *secs, char *err, size_t cap) {
   double t0 = now();
-  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("sgemm", NULL, err, cap);
   nnc_diags d;
-  nnc_diags_init(&d, stderr);
+  nnc_diags_init_buffer(&d, err, cap);
+  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("sgemm", NULL, &d);
   if (!m || !nnc_cg_llvm_kernel(m, g->k, &d)) {
     nnc_cg_llvm_module_free(m);
     return NULL;
   }
   nnc_cg_llvm_jit_opts o = {.cache_dir = cache, .no_cache = cache == NULL};
-  nnc_cg_llvm_jit *j = nnc_cg_llvm_jit_new(m, &o, err, cap);
+  nnc_cg_llvm_jit *j = nnc_cg_llvm_jit_new(m, &o, &d);
   *secs = now() - t0;
   return j;
 }

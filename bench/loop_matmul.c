@@ -47,7 +47,8 @@ static int bench(int64_t M, int64_t N, int64_t K, int repeats, int lanes) {
   const char *dump = getenv("NNC_BENCH_DUMP"); /* where to keep the generated C */
   FILE *df = dump ? fopen(dump, "w") : NULL;
   if (df) fputs(text, df), fclose(df);
-  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, err, sizeof err) : NULL;
+  nnc_diags why;
+  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, nnc_diags_init_buffer(&why, err, sizeof err)) : NULL;
   free(text);
   if (!lib) {
     fprintf(stderr, "bench_loop_matmul: %s\n", ok ? err : "the C printer refused the kernel");

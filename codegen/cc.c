@@ -42,11 +42,11 @@ static void remove_dir(const char *dir) {
   rmdir(dir);
 }
 
-nnc_cg_lib *nnc_cg_cc_compile(const char *source, const char *flags, char *err, size_t errcap) {
+nnc_cg_lib *nnc_cg_cc_compile(const char *source, const char *flags, nnc_diags *d) {
   nnc_cg_lib *lib = nnc_xcalloc(1, sizeof *lib);
   snprintf(lib->dir, sizeof lib->dir, "/tmp/nnc-cc-XXXXXX");
   if (!mkdtemp(lib->dir)) {
-    snprintf(err, errcap, "cannot create a temporary directory for the C compiler");
+    nnc_error(d, (nnc_loc){0}, "cannot create a temporary directory for the C compiler");
     free(lib);
     return NULL;
   }
@@ -55,7 +55,7 @@ nnc_cg_lib *nnc_cg_cc_compile(const char *source, const char *flags, char *err, 
   snprintf(so, sizeof so, "%s/kernel.so", lib->dir);
   snprintf(log, sizeof log, "%s/cc.log", lib->dir);
   if (!write_text(src, source)) {
-    snprintf(err, errcap, "cannot write %s", src);
+    nnc_error(d, (nnc_loc){0}, "cannot write %s", src);
     remove_dir(lib->dir);
     free(lib);
     return NULL;
@@ -69,7 +69,7 @@ nnc_cg_lib *nnc_cg_cc_compile(const char *source, const char *flags, char *err, 
   if (rc != 0) {
     char msgs[3000];
     read_text(log, msgs, sizeof msgs);
-    snprintf(err, errcap, "C compiler failed (status %d): %.*s\n%s", rc, (int)(strstr(cmd, " 2> ") - cmd), cmd, msgs);
+    nnc_error(d, (nnc_loc){0}, "C compiler failed (status %d): %.*s\n%s", rc, (int)(strstr(cmd, " 2> ") - cmd), cmd, msgs);
     free(cmd);
     remove_dir(lib->dir);
     free(lib);
@@ -79,7 +79,7 @@ nnc_cg_lib *nnc_cg_cc_compile(const char *source, const char *flags, char *err, 
   lib->handle = dlopen(so, RTLD_NOW | RTLD_LOCAL);
   if (!lib->handle) {
     const char *why = dlerror();
-    snprintf(err, errcap, "cannot load the compiled code: %s", why ? why : "unknown error");
+    nnc_error(d, (nnc_loc){0}, "cannot load the compiled code: %s", why ? why : "unknown error");
     remove_dir(lib->dir);
     free(lib);
     return NULL;

@@ -6,12 +6,14 @@
 
 #include <stddef.h>
 
+#include "ir/diag.h"
+
 typedef struct nnc_cg_lib nnc_cg_lib;
 
 /* Compiles source with `cc -std=c99 -Wall -Wextra -Werror -O2 -march=native -shared -fPIC`
- * plus flags (may be NULL: "-I/dir -fopenmp"). On failure returns NULL and writes to err the
- * command and the compiler's messages (or why the library did not load). */
-nnc_cg_lib *nnc_cg_cc_compile(const char *source, const char *flags, char *err, size_t errcap);
+ * plus flags (may be NULL: "-I/dir -fopenmp"). On failure returns NULL and reports the command
+ * and the compiler's messages (or why the library did not load). */
+nnc_cg_lib *nnc_cg_cc_compile(const char *source, const char *flags, nnc_diags *);
 /* A symbol of the library, or NULL. */
 void *nnc_cg_cc_sym(nnc_cg_lib *, const char *name);
 /* Unloads the library and removes its temporary directory. */

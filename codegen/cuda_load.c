@@ -29,11 +29,11 @@ struct nnc_cg_cuda_nvrtc {
   nvrtcDestroyProgram_fn destroy;
 };
 
-static void *open_nvrtc_library(char *err, size_t cap) {
+static void *open_nvrtc_library(nnc_diags *d) {
   const char *env = getenv("NNC_NVRTC");
   if (env && *env) {
     void *lib = dlopen(env, RTLD_NOW | RTLD_LOCAL);
-    if (!lib) snprintf(err, cap, "NVRTC: cannot load NNC_NVRTC=%s: %s", env, dlerror());
+    if (!lib) nnc_error(d, (nnc_loc){0}, "NVRTC: cannot load NNC_NVRTC=%s: %s", env, dlerror());
     return lib;
   }
   static const char *const names[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
@@ -51,7 +51,7 @@ static void *open_nvrtc_library(char *err, size_t cap) {
       if (lib) return lib;
     }
   }
-  snprintf(err, cap, "no NVRTC: libnvrtc.so.13 not found (install the CUDA toolkit, or set NNC_NVRTC)");
+  nnc_error(d, (nnc_loc){0}, "no NVRTC: libnvrtc.so.13 not found (install the CUDA toolkit, or set NNC_NVRTC)");
   return NULL;
 }
 
@@ -76,21 +76,21 @@ static void *preload_builtins(nnc_cg_cuda_nvrtc *nv, void *any_symbol) {
   do {                                                                                      \
     *(void **)&(nv)->field = dlsym((nv)->lib, name);                                        \
     if (!(nv)->field) {                                                                     \
-      snprintf(err, cap, "NVRTC: %s not found in the library", name);                       \
+      nnc_error(d, (nnc_loc){0}, "NVRTC: %s not found in the library", name);               \
       nnc_cg_cuda_nvrtc_close(nv);                                                          \
       return NULL;                                                                          \
     }                                                                                       \
   } while (0)
 
-nnc_cg_cuda_nvrtc *nnc_cg_cuda_nvrtc_open(char *err, size_t cap) {
-  void *lib = open_nvrtc_library(err, cap);
+nnc_cg_cuda_nvrtc *nnc_cg_cuda_nvrtc_open(nnc_diags *d) {
+  void *lib = open_nvrtc_library(d);
   if (!lib) return NULL;
   nnc_cg_cuda_nvrtc *nv = nnc_xcalloc(1, sizeof *nv);
   nv->lib = lib;
   nvrtcVersion_fn version;
   *(void **)&version = dlsym(lib, "nvrtcVersion");
   if (!version || version(&nv->major, &nv->minor) != 0) {
-    snprintf(err, cap, "NVRTC: nvrtcVersion failed");
+    nnc_error(d, (nnc_loc){0}, "NVRTC: nvrtcVersion failed");
     nnc_cg_cuda_nvrtc_close(nv);
     return NULL;
   }
@@ -212,7 +212,7 @@ static char *program_log(nnc_cg_cuda_nvrtc *nv, nvrtcProgram prog) {
 }
 
 bool nnc_cg_cuda_compile(nnc_cg_cuda_nvrtc *nv, const char *src, const char *name, const char *arch, bool use_cache,
-                         nnc_cg_cuda_ptx *out, char *err, size_t cap) {
+                         nnc_cg_cuda_ptx *out, nnc_diags *d) {
   memset(out, 0, sizeof *out);
   char arch_opt[64];
   snprintf(arch_opt, sizeof arch_opt, "--gpu-architecture=%s", arch);
@@ -228,7 +228,7 @@ bool nnc_cg_cuda_compile(nnc_cg_cuda_nvrtc *nv, const char *src, const char *nam
   nvrtcProgram prog = NULL;
   nvrtcResult r = nv->create(&prog, src, name, 0, NULL, NULL);
   if (r != 0) {
-    snprintf(err, cap, "NVRTC: nvrtcCreateProgram: %s", nv->error_string(r));
+    nnc_error(d, (nnc_loc){0}, "NVRTC: nvrtcCreateProgram: %s", nv->error_string(r));
     return false;
   }
   r = nv->compile(prog, nopts, opts);
@@ -245,8 +245,8 @@ bool nnc_cg_cuda_compile(nnc_cg_cuda_nvrtc *nv, const char *src, const char *nam
   }
   nv->destroy(&prog);
   if (!out->text) {
-    snprintf(err, cap, "NVRTC: %s does not compile for %s: %s", name, arch,
-             r != 0 ? nv->error_string(r) : "no PTX was produced");
+    nnc_error(d, (nnc_loc){0}, "NVRTC: %s does not compile for %s: %s", name, arch,
+              r != 0 ? nv->error_string(r) : "no PTX was produced");
     return false;
   }
   if (cacheable) write_cache(path, out->text, out->size);

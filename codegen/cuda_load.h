@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ir/diag.h"
+
 /* The architecture nnc compiles for when there is no device: Hopper's virtual architecture. */
 #define NNC_CG_CUDA_DEFAULT_ARCH "compute_90"
 
@@ -21,8 +23,8 @@ typedef struct nnc_cg_cuda_nvrtc nnc_cg_cuda_nvrtc;
 
 /* Loads libnvrtc ($NNC_NVRTC if set, else libnvrtc.so.13, .so.12, .so, then the toolkit's
  * lib64 under $CUDA_HOME or /usr/local/cuda) and preloads its builtins library from the same
- * directory when the loader cannot find it by name. NULL with the reason in err. */
-nnc_cg_cuda_nvrtc *nnc_cg_cuda_nvrtc_open(char *err, size_t cap);
+ * directory when the loader cannot find it by name. NULL, reported, when none loads. */
+nnc_cg_cuda_nvrtc *nnc_cg_cuda_nvrtc_open(nnc_diags *);
 void nnc_cg_cuda_nvrtc_close(nnc_cg_cuda_nvrtc *);
 /* "13.0" */
 const char *nnc_cg_cuda_nvrtc_version(const nnc_cg_cuda_nvrtc *);
@@ -35,10 +37,10 @@ typedef struct nnc_cg_cuda_ptx {
 } nnc_cg_cuda_ptx;
 
 /* Compiles CUDA C source (name: shown in NVRTC's messages) for arch ("sm_90", "compute_90")
- * to PTX, through the disk cache unless use_cache is false. False with the reason in err
- * (NVRTC's log, when the source does not compile, in ptx->log). */
+ * to PTX, through the disk cache unless use_cache is false. False, reported (NVRTC's log,
+ * when the source does not compile, in ptx->log). */
 bool nnc_cg_cuda_compile(nnc_cg_cuda_nvrtc *, const char *source, const char *name, const char *arch,
-                         bool use_cache, nnc_cg_cuda_ptx *ptx, char *err, size_t cap);
+                         bool use_cache, nnc_cg_cuda_ptx *ptx, nnc_diags *);
 void nnc_cg_cuda_ptx_free(nnc_cg_cuda_ptx *);
 
 /* The cache directory (not created); false when neither variable nor HOME is set. */

@@ -70,7 +70,7 @@ static void init_llvm_once(void) {
   install_new_handler();
 }
 
-nnc_cg_llvm_module *nnc_cg_llvm_module_new(const char *name, const nnc_cg_llvm_target *t, char *err, size_t cap) {
+nnc_cg_llvm_module *nnc_cg_llvm_module_new(const char *name, const nnc_cg_llvm_target *t, nnc_diags *d) {
   init_llvm_once();
   nnc_cg_llvm_module *m = nnc_xcalloc(1, sizeof *m);
   m->triple = LLVMGetDefaultTargetTriple();
@@ -79,7 +79,7 @@ nnc_cg_llvm_module *nnc_cg_llvm_module_new(const char *name, const nnc_cg_llvm_t
   LLVMTargetRef target;
   char *msg = NULL;
   if (LLVMGetTargetFromTriple(m->triple, &target, &msg)) {
-    snprintf(err, cap, "LLVM has no target for %s: %s", m->triple, msg ? msg : "");
+    nnc_error(d, (nnc_loc){0}, "LLVM has no target for %s: %s", m->triple, msg ? msg : "");
     LLVMDisposeMessage(msg);
     nnc_cg_llvm_module_free(m);
     return NULL;
@@ -948,10 +948,10 @@ bool nnc_cg_llvm_kernel(nnc_cg_llvm_module *m, const nnc_kernel *k, nnc_diags *d
 
 /* --- optimization and output ---------------------------------------------------------------------------- */
 
-bool nnc_llvm_verify(nnc_cg_llvm_module *m, char *err, size_t cap) {
+bool nnc_llvm_verify(nnc_cg_llvm_module *m, nnc_diags *d) {
   char *msg = NULL;
   if (LLVMVerifyModule(m->mod, LLVMReturnStatusAction, &msg)) {
-    snprintf(err, cap, "LLVM backend: invalid module: %s", msg ? msg : "");
+    nnc_error(d, (nnc_loc){0}, "LLVM backend: invalid module: %s", msg ? msg : "");
     LLVMDisposeMessage(msg);
     return false;
   }
@@ -959,9 +959,9 @@ bool nnc_llvm_verify(nnc_cg_llvm_module *m, char *err, size_t cap) {
   return true;
 }
 
-bool nnc_llvm_optimize(nnc_cg_llvm_module *m, char *err, size_t cap) {
+bool nnc_llvm_optimize(nnc_cg_llvm_module *m, nnc_diags *d) {
   if (m->optimized) return true;
-  if (!nnc_llvm_verify(m, err, cap)) return false;
+  if (!nnc_llvm_verify(m, d)) return false;
   LLVMPassBuilderOptionsRef o = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(o, 1);
   LLVMPassBuilderOptionsSetSLPVectorization(o, 1);
@@ -969,7 +969,7 @@ bool nnc_llvm_optimize(nnc_cg_llvm_module *m, char *err, size_t cap) {
   LLVMDisposePassBuilderOptions(o);
   if (e) {
     char *msg = LLVMGetErrorMessage(e);
-    snprintf(err, cap, "LLVM optimization failed: %s", msg);
+    nnc_error(d, (nnc_loc){0}, "LLVM optimization failed: %s", msg);
     LLVMDisposeErrorMessage(msg);
     return false;
   }
@@ -979,27 +979,27 @@ bool nnc_llvm_optimize(nnc_cg_llvm_module *m, char *err, size_t cap) {
 
 /* Emitted in memory and written by the caller's stream: the driver commits the file atomically
  * (and LLVM's own file writer turns a full disk into a fatal error). */
-bool nnc_cg_llvm_emit(nnc_cg_llvm_module *m, nnc_cg_llvm_emit_kind kind, FILE *out, char *err, size_t cap) {
-  if (!nnc_llvm_optimize(m, err, cap)) return false;
+bool nnc_cg_llvm_emit(nnc_cg_llvm_module *m, nnc_cg_llvm_emit_kind kind, FILE *out, nnc_diags *d) {
+  if (!nnc_llvm_optimize(m, d)) return false;
   if (kind == NNC_LLVM_EMIT_IR) {
     char *text = LLVMPrintModuleToString(m->mod);
     bool ok = fputs(text, out) >= 0 && fflush(out) == 0;
     LLVMDisposeMessage(text);
-    if (!ok) snprintf(err, cap, "writing the LLVM IR failed: %s", strerror(errno));
+    if (!ok) nnc_error(d, (nnc_loc){0}, "writing the LLVM IR failed: %s", strerror(errno));
     return ok;
   }
   char *msg = NULL;
   LLVMMemoryBufferRef buf = NULL;
   if (LLVMTargetMachineEmitToMemoryBuffer(m->tm, m->mod, kind == NNC_LLVM_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile,
                                           &msg, &buf)) {
-    snprintf(err, cap, "LLVM code generation failed: %s", msg ? msg : "");
+    nnc_error(d, (nnc_loc){0}, "LLVM code generation failed: %s", msg ? msg : "");
     LLVMDisposeMessage(msg);
     return false;
   }
   size_t size = LLVMGetBufferSize(buf);
   bool ok = fwrite(LLVMGetBufferStart(buf), 1, size, out) == size && fflush(out) == 0;
   LLVMDisposeMemoryBuffer(buf);
-  if (!ok) snprintf(err, cap, "writing the %s failed: %s", kind == NNC_LLVM_EMIT_ASM ? "assembly" : "object file",
-                    strerror(errno));
+  if (!ok) nnc_error(d, (nnc_loc){0}, "writing the %s failed: %s", kind == NNC_LLVM_EMIT_ASM ? "assembly" : "object file",
+                      strerror(errno));
   return ok;
 }

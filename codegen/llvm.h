@@ -32,7 +32,7 @@ typedef struct nnc_cg_llvm_target {
 
 /* An empty module for the target (NULL: the host). NULL with a message when LLVM has no target
  * for this machine. */
-nnc_cg_llvm_module *nnc_cg_llvm_module_new(const char *name, const nnc_cg_llvm_target *, char *err, size_t cap);
+nnc_cg_llvm_module *nnc_cg_llvm_module_new(const char *name, const nnc_cg_llvm_target *, nnc_diags *);
 void nnc_cg_llvm_module_free(nnc_cg_llvm_module *);
 /* The preferred vector width in bits the module's functions carry ("prefer-vector-width"):
  * 512 with AVX-512F, 256 with AVX, else 128. */
@@ -59,7 +59,7 @@ typedef enum { NNC_LLVM_EMIT_IR, NNC_LLVM_EMIT_ASM, NNC_LLVM_EMIT_OBJ } nnc_cg_l
 
 /* Optimizes the module (default<O3> for its target) and writes it to out: LLVM IR text,
  * assembly, or a position-independent object file. False with a message. */
-bool nnc_cg_llvm_emit(nnc_cg_llvm_module *, nnc_cg_llvm_emit_kind, FILE *out, char *err, size_t cap);
+bool nnc_cg_llvm_emit(nnc_cg_llvm_module *, nnc_cg_llvm_emit_kind, FILE *out, nnc_diags *);
 
 /* --- the JIT and its object cache ------------------------------------------------------------ */
 
@@ -84,7 +84,7 @@ typedef struct nnc_cg_llvm_jit nnc_cg_llvm_jit;
  * generation. Entries are written to a temporary file and renamed, so concurrent compilations
  * never see half an entry; each carries its size and a hash of its bytes, checked on read.
  * libm and libc symbols resolve in the process. NULL with a message. */
-nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *, const nnc_cg_llvm_jit_opts *, char *err, size_t cap);
+nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *, const nnc_cg_llvm_jit_opts *, nnc_diags *);
 /* Where a compilation's time went, in seconds: hashing the module and reading the cache, LLVM's
  * optimizer and code generator (both 0 on a cache hit), and linking the object into the process. */
 typedef struct nnc_cg_llvm_jit_times {

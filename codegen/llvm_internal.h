@@ -30,8 +30,8 @@ LLVMTypeRef nnc_llvm_rt_type(nnc_cg_llvm_module *);
 /* Emits kernel k as function fname (internal unless external); NULL after reporting. */
 LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *, const nnc_kernel *, const char *fname, bool external,
                                 nnc_diags *);
-bool nnc_llvm_verify(nnc_cg_llvm_module *, char *err, size_t cap);
+bool nnc_llvm_verify(nnc_cg_llvm_module *, nnc_diags *);
 /* default<O3> for the module's target machine, once. */
-bool nnc_llvm_optimize(nnc_cg_llvm_module *, char *err, size_t cap);
+bool nnc_llvm_optimize(nnc_cg_llvm_module *, nnc_diags *);
 
 #endif

@@ -153,10 +153,10 @@ static bool write_entry(const char *dir, const char *path, key128 key, const cha
 
 /* --- compiling ------------------------------------------------------------------------------------ */
 
-static bool take_error(LLVMErrorRef e, const char *what, char *err, size_t cap) {
+static bool take_error(LLVMErrorRef e, const char *what, nnc_diags *d) {
   if (!e) return true;
   char *msg = LLVMGetErrorMessage(e);
-  snprintf(err, cap, "%s: %s", what, msg);
+  nnc_error(d, (nnc_loc){0}, "%s: %s", what, msg);
   LLVMDisposeErrorMessage(msg);
   return false;
 }
@@ -168,9 +168,9 @@ static double seconds(void) {
 }
 
 /* The module's object file (optimized), as a memory buffer. */
-static LLVMMemoryBufferRef compile_object(nnc_cg_llvm_module *m, nnc_cg_llvm_jit_times *t, char *err, size_t cap) {
+static LLVMMemoryBufferRef compile_object(nnc_cg_llvm_module *m, nnc_cg_llvm_jit_times *t, nnc_diags *d) {
   double t0 = seconds();
-  if (!nnc_llvm_optimize(m, err, cap)) return NULL;
+  if (!nnc_llvm_optimize(m, d)) return NULL;
   double t1 = seconds();
   t->optimize_s = t1 - t0;
   LLVMMemoryBufferRef buf = NULL;
@@ -178,15 +178,15 @@ static LLVMMemoryBufferRef compile_object(nnc_cg_llvm_module *m, nnc_cg_llvm_jit
   bool failed = LLVMTargetMachineEmitToMemoryBuffer(m->tm, m->mod, LLVMObjectFile, &msg, &buf);
   t->codegen_s = seconds() - t1;
   if (failed) {
-    snprintf(err, cap, "LLVM code generation failed: %s", msg ? msg : "");
+    nnc_error(d, (nnc_loc){0}, "LLVM code generation failed: %s", msg ? msg : "");
     LLVMDisposeMessage(msg);
     return NULL;
   }
   return buf;
 }
 
-static bool start_jit(nnc_cg_llvm_jit *j, LLVMMemoryBufferRef obj, char *err, size_t cap) {
-  if (!take_error(LLVMOrcCreateLLJIT(&j->jit, NULL), "cannot create the LLVM JIT", err, cap)) {
+static bool start_jit(nnc_cg_llvm_jit *j, LLVMMemoryBufferRef obj, nnc_diags *d) {
+  if (!take_error(LLVMOrcCreateLLJIT(&j->jit, NULL), "cannot create the LLVM JIT", d)) {
     LLVMDisposeMemoryBuffer(obj);
     return false;
   }
@@ -195,20 +195,20 @@ static bool start_jit(nnc_cg_llvm_jit *j, LLVMMemoryBufferRef obj, char *err, si
   /* expf, powf, memset ...: resolved in this process */
   if (!take_error(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL,
                                                                         NULL),
-                  "cannot search the process's symbols", err, cap)) {
+                  "cannot search the process's symbols", d)) {
     LLVMDisposeMemoryBuffer(obj);
     return false;
   }
   LLVMOrcJITDylibAddGenerator(main_jd, gen);
-  return take_error(LLVMOrcLLJITAddObjectFile(j->jit, main_jd, obj), "the JIT refused the object", err, cap);
+  return take_error(LLVMOrcLLJITAddObjectFile(j->jit, main_jd, obj), "the JIT refused the object", d);
 }
 
-nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *m, const nnc_cg_llvm_jit_opts *o, char *err, size_t cap) {
+nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *m, const nnc_cg_llvm_jit_opts *o, nnc_diags *d) {
   nnc_cg_llvm_jit *j = nnc_xcalloc(1, sizeof *j);
   char dir[4096];
   bool cached = !(o && o->no_cache) && cache_dir(o, dir, sizeof dir);
   LLVMMemoryBufferRef obj = NULL;
-  if (!nnc_llvm_verify(m, err, cap)) goto fail;
+  if (!nnc_llvm_verify(m, d)) goto fail;
   j->cache = NNC_LLVM_CACHE_OFF;
   key128 key = {0, 0};
   double t0 = seconds();
@@ -228,7 +228,7 @@ nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *m, const nnc_cg_llvm_ji
   }
   j->times.cache_s = seconds() - t0;
   if (!obj) {
-    obj = compile_object(m, &j->times, err, cap);
+    obj = compile_object(m, &j->times, d);
     if (!obj) goto fail;
     /* a cache that cannot be written is no error: the code still runs */
     if (cached && !write_entry(dir, j->path, key, LLVMGetBufferStart(obj), LLVMGetBufferSize(obj)))
@@ -237,7 +237,7 @@ nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *m, const nnc_cg_llvm_ji
   nnc_cg_llvm_module_free(m);
   m = NULL;
   double t1 = seconds();
-  if (!start_jit(j, obj, err, cap)) goto fail;
+  if (!start_jit(j, obj, d)) goto fail;
   j->times.link_s = seconds() - t1;
   return j;
 fail:

@@ -77,7 +77,9 @@ int nnc_cmd_devices(FILE *out) {
               (double)devs[i].memory / (1024.0 * 1024.0 * 1024.0));
   }
   char err[512];
-  nnc_cg_cuda_nvrtc *nv = nnc_cg_cuda_nvrtc_open(err, sizeof err);
+  nnc_diags why_not;
+  nnc_diags_init_buffer(&why_not, err, sizeof err);
+  nnc_cg_cuda_nvrtc *nv = nnc_cg_cuda_nvrtc_open(&why_not);
   if (nv) fprintf(out, "nvrtc: %s\n", nnc_cg_cuda_nvrtc_version(nv)), nnc_cg_cuda_nvrtc_close(nv);
   else fprintf(out, "nvrtc: %s\n", err);
   bool failed = fflush(out) != 0 || ferror(out);
@@ -161,14 +163,16 @@ int nnc_cmd_emit_ptx(const nnc_compiled *c, const nnc_options *o) {
   if (f && !nnc_cg_cuda_model_file(f, m->name, m->batch_max, progs, count, NNC_CUDA_SCALARS_PARAMS, &d)) status = NNC_EXIT_MODEL_ERROR;
   if (f) fclose(f);
   char err[1024], arch[32];
+  nnc_diags failure; /* said with the flag that needed it */
+  nnc_diags_init_buffer(&failure, err, sizeof err);
   nnc_cg_cuda_ptx ptx = {0};
   nnc_cg_cuda_nvrtc *nv = NULL;
-  if (status == NNC_EXIT_OK && !(nv = nnc_cg_cuda_nvrtc_open(err, sizeof err))) {
+  if (status == NNC_EXIT_OK && !(nv = nnc_cg_cuda_nvrtc_open(&failure))) {
     fprintf(stderr, "nnc: error: --emit ptx: %s\n", err);
     status = NNC_EXIT_ENVIRONMENT;
   }
   nnc_cg_cuda_arch(arch, sizeof arch);
-  if (nv && !nnc_cg_cuda_compile(nv, cu, "model.cu", arch, true, &ptx, err, sizeof err)) {
+  if (nv && !nnc_cg_cuda_compile(nv, cu, "model.cu", arch, true, &ptx, &failure)) {
     fprintf(stderr, "nnc: error: --emit ptx: NVRTC: %s\n%s", err, ptx.log ? ptx.log : "");
     status = NNC_EXIT_MODEL_ERROR;
   }

@@ -69,25 +69,17 @@ static void print_abi(FILE *f, const void *c) {
 }
 
 /* model.c's text in a heap string. */
-static char *model_source(const char *model, nnc_lprogram **progs, int n, int mem_debug, char *err, size_t cap) {
+static char *model_source(const char *model, nnc_lprogram **progs, int n, int mem_debug, nnc_diags *d) {
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
-  if (!f) return NULL;
-  char *msg = NULL;
-  size_t msglen = 0;
-  FILE *df = open_memstream(&msg, &msglen);
-  nnc_diags d;
-  nnc_diags_init(&d, df);
-  bool ok = nnc_cg_c_model_source_debug(f, model, progs, n, (nnc_cg_mem_debug)mem_debug, &d);
+  if (!f) return nnc_error(d, (nnc_loc){0}, "out of memory"), NULL;
+  bool ok = nnc_cg_c_model_source_debug(f, model, progs, n, (nnc_cg_mem_debug)mem_debug, d);
   fclose(f);
-  if (df) fclose(df);
   if (!ok) {
-    snprintf(err, cap, "printing C failed: %s", msg ? msg : "");
     free(text);
     text = NULL;
   }
-  free(msg);
   return text;
 }
 
@@ -119,10 +111,13 @@ static nnc_cg_lib *build(const nnc_compiled *c, nnc_lprogram **progs, int n, con
   bool ok = write_text(path, print_header, &h);
   snprintf(path, sizeof path, "%s/nnc_abi.h", dir);
   ok = ok && write_text(path, print_abi, NULL);
-  char *src = ok ? model_source(model, progs, n, o->mem_debug, err, cap) : NULL;
+  nnc_diags d; /* the executor's channel is err */
+  nnc_diags_init_buffer(&d, err, cap);
+  if (!ok) nnc_error(&d, (nnc_loc){0}, "cannot write the headers in %s", dir);
+  char *src = ok ? model_source(model, progs, n, o->mem_debug, &d) : NULL;
   snprintf(flags, sizeof flags, "-I%s %s%s", dir, o->cflags ? o->cflags : "",
            o->mem_debug == NNC_CG_MEM_SEPARATE && process_has_asan() ? " -fsanitize=address" : "");
-  nnc_cg_lib *so = src ? nnc_cg_cc_compile(src, flags, err, cap) : NULL;
+  nnc_cg_lib *so = src ? nnc_cg_cc_compile(src, flags, &d) : NULL;
   free(src);
   snprintf(path, sizeof path, "%s/model.h", dir);
   unlink(path);

@@ -445,15 +445,15 @@ static bool load_module(cuda_exec *x, const nnc_module *m, const char *arch, cha
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
   if (!f) return snprintf(err, cap, "out of memory"), false;
-  nnc_diags d;
-  nnc_diags_init(&d, stderr);
+  nnc_diags d; /* the executor's channel is err */
+  nnc_diags_init_buffer(&d, err, cap);
   bool ok = nnc_cg_cuda_model_file(f, m->name, m->batch_max, progs, x->nprogs, NNC_CUDA_SCALARS_IN_MEMORY, &d);
   fputs(accumulate_source, f);
   fclose(f);
-  if (!ok) return free(text), snprintf(err, cap, "a kernel cannot be printed as CUDA C"), false;
-  nnc_cg_cuda_nvrtc *nv = nnc_cg_cuda_nvrtc_open(err, cap);
+  if (!ok) return free(text), false;
+  nnc_cg_cuda_nvrtc *nv = nnc_cg_cuda_nvrtc_open(&d);
   nnc_cg_cuda_ptx ptx = {0};
-  ok = nv && nnc_cg_cuda_compile(nv, text, "model.cu", arch, true, &ptx, err, cap);
+  ok = nv && nnc_cg_cuda_compile(nv, text, "model.cu", arch, true, &ptx, &d);
   free(text);
   if (nv) nnc_cg_cuda_nvrtc_close(nv);
   CUresult r = ok ? x->cu.module_load(&x->mod, ptx.text) : 0;

@@ -44,27 +44,18 @@ static void jit_free(void *lib) {
 
 static const nnc_rt_backend llvm_backend = {.name = "llvm", .symbol = jit_symbol, .free = jit_free};
 
-/* The module of every program of c, emitted; its diagnostics land in err. */
-static nnc_cg_llvm_module *emit_module(const nnc_compiled *c, bool call_entries, char *err, size_t cap) {
+/* The module of every program of c, emitted. */
+static nnc_cg_llvm_module *emit_module(const nnc_compiled *c, bool call_entries, nnc_diags *d) {
   nnc_lprogram *progs[MAX_PROGRAMS];
   int n = 0;
   for (int i = 0; i < c->nprograms && n < MAX_PROGRAMS; i++) progs[n++] = c->programs[i].lowered;
-  char *msg = NULL;
-  size_t msglen = 0;
-  FILE *df = open_memstream(&msg, &msglen);
-  nnc_diags d;
-  nnc_diags_init(&d, df ? df : stderr);
   const char *name = c->module->name;
-  nnc_cg_llvm_module *mod = nnc_cg_llvm_module_new(name, NULL, err, cap);
+  nnc_cg_llvm_module *mod = nnc_cg_llvm_module_new(name, NULL, d);
   if (mod) nnc_cg_llvm_module_call_entries(mod, call_entries);
-  if (mod && !nnc_cg_llvm_program(mod, name, progs, n, &d)) {
+  if (mod && !nnc_cg_llvm_program(mod, name, progs, n, d)) {
     nnc_cg_llvm_module_free(mod);
     mod = NULL;
-    if (df) fflush(df);
-    snprintf(err, cap, "LLVM emission failed: %s", msg ? msg : "");
   }
-  if (df) fclose(df);
-  free(msg);
   return mod;
 }
 
@@ -81,9 +72,11 @@ nnc_rt_executor *nnc_exec_llvm_new(const nnc_compiled *c, const nnc_exec_llvm_op
   l->c = c;
   nnc_cg_c_ident(c->module->name, l->model, sizeof l->model);
   double t0 = seconds();
-  nnc_cg_llvm_module *mod = emit_module(c, o->call_entries, err, cap);
+  nnc_diags d; /* the executor's channel is err */
+  nnc_diags_init_buffer(&d, err, cap);
+  nnc_cg_llvm_module *mod = emit_module(c, o->call_entries, &d);
   l->times.emit_s = seconds() - t0;
-  if (mod) l->jit = nnc_cg_llvm_jit_new(mod, &o->jit, err, cap);
+  if (mod) l->jit = nnc_cg_llvm_jit_new(mod, &o->jit, &d);
   if (l->jit) l->times.jit = nnc_cg_llvm_jit_timing(l->jit);
   if (!l->jit || (o->call_entries && !find_calls(l, err, cap))) {
     jit_free(l);

@@ -16,6 +16,13 @@ void nnc_diags_init(nnc_diags *d, FILE *out) {
   d->max_errors = 50;
 }
 
+nnc_diags *nnc_diags_init_buffer(nnc_diags *d, char *buf, size_t cap) {
+  nnc_diags_init(d, NULL);
+  d->first = buf, d->first_cap = cap;
+  if (cap > 0) buf[0] = 0;
+  return d;
+}
+
 const char *nnc_loc_str(nnc_loc loc, char *buf, size_t cap) {
   if (loc.src)
     snprintf(buf, cap, "%s:%d:%d", loc.src->path, loc.line, loc.col);
@@ -111,6 +118,11 @@ void nnc_error(nnc_diags *d, nnc_loc loc, const char *fmt, ...) {
     return;
   }
   va_list ap;
+  if (d->first && d->first_cap > 0 && d->nerrors == 1) {
+    va_start(ap, fmt);
+    vsnprintf(d->first, d->first_cap, fmt, ap);
+    va_end(ap);
+  }
   va_start(ap, fmt);
   report(d, "error", loc, fmt, ap);
   va_end(ap);

@@ -24,9 +24,15 @@ typedef struct nnc_diags {
   int nerrors, nwarnings;
   int max_errors;                 /* stop reporting after this many (0: 50) */
   bool color;
+  char *first;                    /* when set: the first error's message is kept here */
+  size_t first_cap;
 } nnc_diags;
 
 void nnc_diags_init(nnc_diags *, FILE *out);
+/* Diagnostics kept, not printed: the first error's message (no "nnc: error:", no location)
+ * goes to buf. For the one place the compiler hands a failure to code whose channel is an
+ * error string: the executors, which run compiled programs for the runtime. */
+nnc_diags *nnc_diags_init_buffer(nnc_diags *, char *buf, size_t cap);
 void nnc_error(nnc_diags *, nnc_loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void nnc_warning(nnc_diags *, nnc_loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A note attached to the previous error ("shape [3,4] came from here"). */

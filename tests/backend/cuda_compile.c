@@ -304,7 +304,8 @@ static void parse_ptxas(tools *T, const char *what, const char *out) {
 static bool compile_and_validate(tools *T, const char *what, const char *src) {
   nnc_cg_cuda_ptx ptx;
   char err[1024];
-  if (!nnc_cg_cuda_compile(T->nv, src, what, NNC_CG_CUDA_DEFAULT_ARCH, false, &ptx, err, sizeof err)) {
+  nnc_diags why;
+  if (!nnc_cg_cuda_compile(T->nv, src, what, NNC_CG_CUDA_DEFAULT_ARCH, false, &ptx, nnc_diags_init_buffer(&why, err, sizeof err))) {
     fprintf(stderr, "%s: %s\n%s\n", what, err, ptx.log ? ptx.log : "");
     if (getenv("CUDA_DUMP")) fputs(src, stderr);
     nnc_cg_cuda_ptx_free(&ptx);
@@ -445,8 +446,9 @@ static void check_cache(tools *T) {
   char *src = print_kernels(&k, 1, &ok);
   nnc_cg_cuda_ptx p1, p2;
   char err[512];
-  CHECK(nnc_cg_cuda_compile(T->nv, src, "cached", "compute_90", true, &p1, err, sizeof err) && !p1.cached);
-  CHECK(nnc_cg_cuda_compile(T->nv, src, "cached", "compute_90", true, &p2, err, sizeof err) && p2.cached);
+  nnc_diags why;
+  CHECK(nnc_cg_cuda_compile(T->nv, src, "cached", "compute_90", true, &p1, nnc_diags_init_buffer(&why, err, sizeof err)) && !p1.cached);
+  CHECK(nnc_cg_cuda_compile(T->nv, src, "cached", "compute_90", true, &p2, nnc_diags_init_buffer(&why, err, sizeof err)) && p2.cached);
   CHECK(p1.text && p2.text && p1.size == p2.size && memcmp(p1.text, p2.text, p1.size) == 0);
   int files = 0, temps = 0;
   DIR *dp = opendir(dir);
@@ -579,7 +581,8 @@ int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--print")) return print_one(argv[2]);
   tools T = {0};
   char err[512];
-  if (!(T.nv = nnc_cg_cuda_nvrtc_open(err, sizeof err))) {
+  nnc_diags why;
+  if (!(T.nv = nnc_cg_cuda_nvrtc_open(nnc_diags_init_buffer(&why, err, sizeof err)))) {
     printf("cuda_compile: %s: %s\n", in_ci() ? "failing (CI=true)" : "skipped", err);
     return in_ci() ? 1 : SKIP;
   }

@@ -405,7 +405,8 @@ static void check_failures(fixture *f, const nnc_rt_dataset *ds) {
 
 int main(void) {
   char err[512];
-  nnc_cg_cuda_nvrtc *nv = nnc_cg_cuda_nvrtc_open(err, sizeof err);
+  nnc_diags why;
+  nnc_cg_cuda_nvrtc *nv = nnc_cg_cuda_nvrtc_open(nnc_diags_init_buffer(&why, err, sizeof err));
   if (!nv) {
     printf("skipped: %s\n", err);
     const char *ci = getenv("CI");

@@ -142,7 +142,8 @@ static void test_inplace_scalar_chain(void) {
   CHECK(strstr(src, "nnc_alias(S + 64)") != NULL);
 
   char err[4096];
-  nnc_cg_lib *lib = nnc_cg_cc_compile(src, NULL, err, sizeof err);
+  nnc_diags why;
+  nnc_cg_lib *lib = nnc_cg_cc_compile(src, NULL, nnc_diags_init_buffer(&why, err, sizeof err));
   CHECK_MSG(lib != NULL, "%s", err);
   nnc_abi_entry entry = NULL;
   if (lib) *(void **)&entry = nnc_cg_cc_sym(lib, "inplace_train_step");

@@ -180,7 +180,8 @@ static void check_lanes(int L, const char *cc) {
   snprintf(flags, sizeof flags, "-I%s -Wl,--no-as-needed -lm", cwd); /* math lanes call libm */
   char *old_cc = getenv("CC") ? strdup(getenv("CC")) : NULL;
   if (cc) setenv("CC", cc, 1);
-  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, err, sizeof err) : NULL;
+  nnc_diags why;
+  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, nnc_diags_init_buffer(&why, err, sizeof err)) : NULL;
   if (old_cc) setenv("CC", old_cc, 1), free(old_cc);
   else unsetenv("CC");
   CHECK_MSG(lib, "%d lanes, %s: %s", L, cc ? cc : "cc", err);

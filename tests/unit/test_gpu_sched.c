@@ -54,7 +54,8 @@ static nnc_cg_lib *compile(nnc_arena *a, const nnc_kernel *k, bool parallel_bloc
   char cwd[1024], flags[1300], err[16384];
   if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
   snprintf(flags, sizeof flags, "-I%s %s", cwd, flags_extra ? flags_extra : "");
-  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, err, sizeof err) : NULL;
+  nnc_diags why;
+  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, nnc_diags_init_buffer(&why, err, sizeof err)) : NULL;
   CHECK_MSG(lib, "%s\n--- source ---\n%s", err, text);
   free(text);
   return lib;

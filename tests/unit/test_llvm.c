@@ -55,7 +55,8 @@ static bool verify(nnc_kernel *k) {
 /* The kernel through the LLVM JIT, in the test's cache directory (or none). */
 static nnc_cg_llvm_jit *jit(const nnc_kernel *k, const char *cache, nnc_cg_llvm_cache_result *res) {
   char err[4096];
-  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("test", NULL, err, sizeof err);
+  nnc_diags why;
+  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("test", NULL, nnc_diags_init_buffer(&why, err, sizeof err));
   CHECK_MSG(m, "%s", err);
   if (!m) return NULL;
   nnc_diags d;
@@ -67,7 +68,7 @@ static nnc_cg_llvm_jit *jit(const nnc_kernel *k, const char *cache, nnc_cg_llvm_
     return NULL;
   }
   nnc_cg_llvm_jit_opts o = {.cache_dir = cache, .no_cache = cache == NULL};
-  nnc_cg_llvm_jit *j = nnc_cg_llvm_jit_new(m, &o, err, sizeof err);
+  nnc_cg_llvm_jit *j = nnc_cg_llvm_jit_new(m, &o, nnc_diags_init_buffer(&why, err, sizeof err));
   CHECK_MSG(j, "%s", err);
   if (j && res) *res = nnc_cg_llvm_jit_cache_result(j);
   return j;
@@ -91,7 +92,8 @@ static nnc_cg_lib *c_compile(nnc_kernel *k) {
   char cwd[1024], flags[1100], err[8192];
   if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
   snprintf(flags, sizeof flags, "-I%s -Wno-pedantic", cwd);
-  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, err, sizeof err) : NULL;
+  nnc_diags why;
+  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, nnc_diags_init_buffer(&why, err, sizeof err)) : NULL;
   CHECK_MSG(lib, "%s", err);
   free(text);
   return lib;
@@ -334,7 +336,8 @@ static void test_parallel(void) {
   FILE *errs = open_memstream(&text, &len);
   nnc_diags d;
   nnc_diags_init(&d, errs);
-  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("gpu", NULL, err, sizeof err);
+  nnc_diags why;
+  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("gpu", NULL, nnc_diags_init_buffer(&why, err, sizeof err));
   CHECK(m && !nnc_cg_llvm_kernel(m, g, &d));
   fclose(errs);
   CHECK_MSG(strstr(text, "LLVM backend: kernel gpu: a GPU-scheduled kernel"), "%s", text);
@@ -488,11 +491,12 @@ static void test_cache(void) {
   for (int r = 0; r < 2; r++) {
     sgemm_ir g3 = sgemm_build(a, "sgemm", 7, 40, 9);
     char err[512];
-    nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("test", NULL, err, sizeof err);
+    nnc_diags why;
+    nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("test", NULL, nnc_diags_init_buffer(&why, err, sizeof err));
     nnc_diags d;
     nnc_diags_init(&d, stderr);
     CHECK(m && nnc_cg_llvm_kernel(m, g3.k, &d));
-    j = nnc_cg_llvm_jit_new(m, NULL, err, sizeof err);
+    j = nnc_cg_llvm_jit_new(m, NULL, nnc_diags_init_buffer(&why, err, sizeof err));
     CHECK(j && nnc_cg_llvm_jit_cache_result(j) == (r ? NNC_LLVM_CACHE_HIT : NNC_LLVM_CACHE_MISS));
     CHECK(j && strncmp(nnc_cg_llvm_jit_cache_path(j), envdir, strlen(envdir)) == 0);
     nnc_cg_llvm_jit_free(j);
@@ -547,7 +551,8 @@ static void test_cache_concurrent(void) {
 static char *emitted(nnc_cg_llvm_module *m, nnc_cg_llvm_emit_kind kind, size_t *len) {
   char *text = NULL, err[512];
   FILE *f = open_memstream(&text, len);
-  CHECK_MSG(m && f && nnc_cg_llvm_emit(m, kind, f, err, sizeof err), "%s", err);
+  nnc_diags why;
+  CHECK_MSG(m && f && nnc_cg_llvm_emit(m, kind, f, nnc_diags_init_buffer(&why, err, sizeof err)), "%s", err);
   if (f) fclose(f);
   return text;
 }
@@ -569,7 +574,8 @@ static void test_many_buffers(void) {
   CHECK(verify(k));
   char err[512];
   nnc_cg_llvm_target t = {"haswell", "+avx,+avx2,+fma,+sse4.2"};
-  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("wide", &t, err, sizeof err);
+  nnc_diags why;
+  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("wide", &t, nnc_diags_init_buffer(&why, err, sizeof err));
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   CHECK(m && nnc_cg_llvm_kernel(m, k, &d));
@@ -595,7 +601,8 @@ static void test_emit(void) {
   sgemm_ir g = sgemm_build(a, "sgemm", 64, 64, 64);
   char err[512];
   nnc_cg_llvm_target t = {"haswell", "+avx,+avx2,+fma,+sse4.2"}; /* pinned: the text does not depend on the host */
-  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("sgemm", &t, err, sizeof err);
+  nnc_diags why;
+  nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("sgemm", &t, nnc_diags_init_buffer(&why, err, sizeof err));
   nnc_diags d;
   nnc_diags_init(&d, stderr);
   CHECK(m && nnc_cg_llvm_kernel(m, g.k, &d));
@@ -615,7 +622,7 @@ static void test_emit(void) {
   CHECK(text && len > 4 && memcmp(text, "\x7f" "ELF", 4) == 0);
   free(text);
   FILE *full = fopen("/dev/full", "w"); /* a full device: the write fails with a message, nothing aborts */
-  CHECK(full && !nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_OBJ, full, err, sizeof err) && strstr(err, "No space"));
+  CHECK(full && !nnc_cg_llvm_emit(m, NNC_LLVM_EMIT_OBJ, full, nnc_diags_init_buffer(&why, err, sizeof err)) && strstr(err, "No space"));
   if (full) fclose(full);
   nnc_cg_llvm_module_free(m);
   nnc_arena_free(a);

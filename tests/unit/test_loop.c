@@ -278,7 +278,8 @@ static nnc_cg_lib *compile(nnc_kernel *k, const char *wrapper) {
   char cwd[1024], flags[1100], err[4096];
   if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
   snprintf(flags, sizeof flags, "-I%s", cwd);
-  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, err, sizeof err) : NULL;
+  nnc_diags why;
+  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, nnc_diags_init_buffer(&why, err, sizeof err)) : NULL;
   CHECK_MSG(lib, "%s\n--- source ---\n%s", err, text);
   free(text);
   return lib;
@@ -415,7 +416,8 @@ static void test_c_parallel(void) {
   free(text);
   /* a compiler error comes back with the compiler's message */
   char err[4096];
-  CHECK(!nnc_cg_cc_compile("int f(void) { return undeclared_name; }\n", NULL, err, sizeof err));
+  nnc_diags why;
+  CHECK(!nnc_cg_cc_compile("int f(void) { return undeclared_name; }\n", NULL, nnc_diags_init_buffer(&why, err, sizeof err)));
   CHECK_MSG(strstr(err, "C compiler failed") && strstr(err, "undeclared_name"), "%s", err);
   nnc_arena_free(a);
 }

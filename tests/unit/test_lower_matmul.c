@@ -50,7 +50,8 @@ static nnc_cg_lib *compile_kernel(const nnc_kernel *k) {
   char cwd[1024], flags[1100], err[8192] = "";
   if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
   snprintf(flags, sizeof flags, "-I%s", cwd);
-  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, err, sizeof err) : NULL;
+  nnc_diags why;
+  nnc_cg_lib *lib = ok ? nnc_cg_cc_compile(text, flags, nnc_diags_init_buffer(&why, err, sizeof err)) : NULL;
   CHECK_MSG(lib, "%s", err);
   free(text);
   return lib;
