@@ -315,6 +315,8 @@ static bool unary_float(nnc_op op, double a, double *r) {
   case NNC_OP_tanh: *r = tanh(a); return true;
   case NNC_OP_erf: *r = erf(a); return true;
   case NNC_OP_abs: *r = fabs(a); return true;
+  case NNC_OP_sin: *r = sin(a); return true;
+  case NNC_OP_cos: *r = cos(a); return true;
   default: return false;
   }
 }

@@ -43,6 +43,8 @@ UNARY_CASES = [  # nnc's primitive, PyTorch's function, the range of the operand
     ("tanh", torch.tanh, -4, 4),
     ("erf", torch.erf, -3, 3),
     ("abs", torch.abs, -3, 3),
+    ("sin", torch.sin, -10, 10),
+    ("cos", torch.cos, -10, 10),
 ]
 
 

@@ -242,6 +242,8 @@ UNARY_CASE(rsqrt, POSITIVE, 0.2, 3)
 UNARY_CASE(tanh, ANY, -2, 2)
 UNARY_CASE(erf, ANY, -2, 2)
 UNARY_CASE(abs, AWAY_FROM_ZERO, 0.1, 2)
+UNARY_CASE(sin, ANY, -4, 4)
+UNARY_CASE(cos, ANY, -4, 4)
 
 static nnc_node *case_cast(gc *c) {
   nnc_node *n = node(c, NNC_OP_cast, 1, (nnc_node *[]){param(c, TY(4), ANY, -1, 1)});
@@ -461,6 +463,7 @@ static const struct {
 } cases[] = {
 #define CASE(n) {#n, case_##n}
   CASE(neg), CASE(exp), CASE(log), CASE(sqrt), CASE(rsqrt), CASE(tanh), CASE(erf), CASE(abs), CASE(cast),
+  CASE(sin), CASE(cos),
   CASE(add), CASE(sub), CASE(mul), CASE(div), CASE(max), CASE(min), CASE(relu), CASE(pow), CASE(select),
   CASE(broadcast), CASE(broadcast_batch), CASE(reshape), CASE(permute), CASE(slice), CASE(pad), CASE(concat),
   CASE(reduce_sum), CASE(reduce_max), CASE(logsumexp),
