@@ -494,6 +494,14 @@ static el_val op_sigmoid(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_
   return el_tensor(el_sigmoid(c, x.node, call->loc), call->loc);
 }
 
+/* silu(x) = x * sigmoid(x) (F.silu); its gradient comes from the primitives'. */
+static el_val op_silu(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **slot, const el_sig *sig) {
+  el_val x;
+  if (!float_arg(c, s, slot[0], sig->name, &x)) return el_poison();
+  nnc_loc L = call->loc;
+  return el_tensor(el_binary(c, NNC_OP_mul, x.node, el_sigmoid(c, x.node, L), L), L);
+}
+
 /* gelu: x/2 (1 + erf(x/sqrt 2)), or PyTorch's tanh approximation. */
 static el_val op_gelu(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **slot, const el_sig *sig) {
   el_val x;
@@ -1076,6 +1084,7 @@ static const op_entry ops[] = {
 #define FN(name) {{#name, {"x"}, 1}, op_primitive},
 #include "../ir/ops.def"
 #undef FN
+    {{"silu", {"x"}, 1}, op_silu},
     {{"gelu", {"x", "approximate"}, 1}, op_gelu},
     {{"softmax", {"x", "dim"}, 1}, op_softmax},
     {{"log_softmax", {"x", "dim"}, 1}, op_softmax},
@@ -1117,7 +1126,7 @@ const char *const el_builtin_names[] = {
 #define FN(name) #name,
 #include "../ir/ops.def"
 #undef FN
-    "gelu", "softmax", "log_softmax",
+    "silu", "gelu", "softmax", "log_softmax",
     "flatten", "reshape", "view", "permute", "transpose", "maxpool2d", "avgpool2d", "sum", "mean", "max",
     "matmul", "concat", "normalize", "cast", "dropout", "cross_entropy", "mse", "bce", "bce_with_logits",
     "stack", "split", "chunk", "arange", "tril", "triu", "masked_fill", "where", "ones", "zeros", NULL};
