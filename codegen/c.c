@@ -275,8 +275,9 @@ static void prelude_lanes(FILE *f, int L) {
              "#endif\n",
           V, L, V, V, V, L, V, V, V, V, L);
   fprintf(f, "NNC_LANEWISE2(nnc_pow_f32x%d, %s, %s, %s, %d, powf(a[l], b[l]))\n", L, V, V, V, L);
-  static const char *const fns[][2] = {{"exp", "expf"}, {"log", "logf"}, {"sqrt", "sqrtf"}, {"rsqrt", "nnc_rsqrt_f32"}, {"tanh", "tanhf"}, {"erf", "erff"}, {"abs", "fabsf"}, {"floor", "floorf"}, {"expm1", "expm1f"}, {"log1p", "log1pf"}};
-  for (int i = 0; i < 10; i++) fprintf(f, "NNC_LANEWISE1(nnc_%s_f32x%d, %s, %s, %d, %s(a[l]))\n", fns[i][0], L, V, V, L, fns[i][1]);
+  for (int op = 0; op < NNC_LU_COUNT; op++)
+    if (nnc_lunops[op].c)
+      fprintf(f, "NNC_LANEWISE1(nnc_%s_f32x%d, %s, %s, %d, %s(a[l]))\n", nnc_lunop_name(op), L, V, V, L, nnc_lunops[op].c);
   fprintf(f, "NNC_HELPER nnc_f32x%d nnc_rng_x%d(uint32_t seed, uint32_t key, uint32_t step, nnc_i64x%d i) { nnc_f32x%d r; for (int l = 0; l < %d; l++) r[l] = nnc_rng(seed, key, step, (uint64_t)i[l]); return r; }\n", L, L, L, L, L);
 }
 
@@ -391,9 +392,6 @@ static void call2(cg *c, const char *fn, const nnc_lexpr *a, const nnc_lexpr *b)
 }
 
 static void cbin_scalar(cg *c, const nnc_lexpr *e) {
-  static const char *const ops[] = {[NNC_LB_ADD] = "+", [NNC_LB_SUB] = "-", [NNC_LB_MUL] = "*", [NNC_LB_DIV] = "/",
-                                    [NNC_LB_LT] = "<",  [NNC_LB_LE] = "<=", [NNC_LB_GT] = ">",  [NNC_LB_GE] = ">=",
-                                    [NNC_LB_EQ] = "==", [NNC_LB_NE] = "!="};
   nnc_dtype dt = e->a->type.dtype;
   const char *s = dt_suffix(dt);
   char fn[48];
@@ -420,7 +418,7 @@ static void cbin_scalar(cg *c, const nnc_lexpr *e) {
     const char *u = dt == NNC_I32 ? "uint32_t" : "unsigned";
     emit(c, "(%s)((%s)", scalar_ctype(dt), u);
     cexpr_prec(c, e->a, 5);
-    emit(c, " %s (%s)", ops[e->op], u);
+    emit(c, " %s (%s)", nnc_lbinops[e->op].c, u);
     cexpr_prec(c, e->b, 5);
     emit(c, ")");
     return;
@@ -428,34 +426,29 @@ static void cbin_scalar(cg *c, const nnc_lexpr *e) {
   /* f32 + and * do not associate: a + (b + c) keeps its parentheses */
   bool tight_right = e->op == NNC_LB_SUB || e->op == NNC_LB_DIV || p == 2 || dt == NNC_F32;
   cexpr_prec(c, e->a, p == 2 ? 3 : p);
-  emit(c, p == 4 ? "%s" : " %s ", ops[e->op]);
+  emit(c, p == 4 ? "%s" : " %s ", nnc_lbinops[e->op].c);
   cexpr_prec(c, e->b, tight_right ? p + 1 : p);
 }
 
 /* Vector + - * / & | are C operators on the vector types; i32 + - * wrap through unsigned
  * lanes (the interpreter's semantics); the rest are prelude helpers. */
 static void cbin_vector(cg *c, const nnc_lexpr *e) {
-  static const char *const names[] = {[NNC_LB_FLOORDIV] = "floordiv", [NNC_LB_MOD] = "mod", [NNC_LB_MIN] = "min",
-                                      [NNC_LB_MAX] = "max", [NNC_LB_POW] = "pow", [NNC_LB_LT] = "lt", [NNC_LB_LE] = "le",
-                                      [NNC_LB_GT] = "gt", [NNC_LB_GE] = "ge", [NNC_LB_EQ] = "eq", [NNC_LB_NE] = "ne"};
-  static const char ops[] = {[NNC_LB_ADD] = '+', [NNC_LB_SUB] = '-', [NNC_LB_MUL] = '*', [NNC_LB_DIV] = '/',
-                             [NNC_LB_AND] = '&', [NNC_LB_OR] = '|'};
   nnc_ltype t = e->a->type;
   if (e->op <= NNC_LB_MUL && t.dtype == NNC_I32) {
     emit(c, "(nnc_i32x%d)((nnc_u32x%d)", t.lanes, t.lanes), cexpr_prec(c, e->a, 9);
-    emit(c, " %c (nnc_u32x%d)", ops[e->op], t.lanes), cexpr_prec(c, e->b, 9), emit(c, ")");
+    emit(c, " %s (nnc_u32x%d)", nnc_lbinops[e->op].c, t.lanes), cexpr_prec(c, e->b, 9), emit(c, ")");
     return;
   }
   if (e->op <= NNC_LB_DIV || e->op == NNC_LB_AND || e->op == NNC_LB_OR) {
     emit(c, "(");
     cexpr(c, e->a);
-    emit(c, " %c ", ops[e->op]);
+    emit(c, " %s ", nnc_lbinops[e->op].c);
     cexpr(c, e->b);
     emit(c, ")");
     return;
   }
   char fn[48];
-  snprintf(fn, sizeof fn, "nnc_%s_%sx%d", names[e->op], dt_suffix(t.dtype), t.lanes);
+  snprintf(fn, sizeof fn, "nnc_%s_%sx%d", nnc_lbinop_name(e->op), dt_suffix(t.dtype), t.lanes);
   call2(c, fn, e->a, e->b);
 }
 
@@ -491,11 +484,7 @@ static void cunary(cg *c, const nnc_lexpr *e) {
     emit(c, "(%s)NNC_MAX(", scalar_ctype(t.dtype)), cexpr(c, e->a), emit(c, ", -"), cexpr_prec(c, e->a, 9), emit(c, ")");
     return;
   } else {
-    static const char *const fns[] = {[NNC_LU_EXP] = "expf", [NNC_LU_LOG] = "logf", [NNC_LU_SQRT] = "sqrtf",
-                                      [NNC_LU_RSQRT] = "nnc_rsqrt_f32", [NNC_LU_TANH] = "tanhf", [NNC_LU_ERF] = "erff",
-                                      [NNC_LU_ABS] = "fabsf", [NNC_LU_FLOOR] = "floorf", [NNC_LU_EXPM1] = "expm1f",
-                                      [NNC_LU_LOG1P] = "log1pf"};
-    emit(c, "%s(", fns[e->op]);
+    emit(c, "%s(", nnc_lunops[e->op].c);
   }
   cexpr(c, e->a);
   emit(c, ")");

@@ -312,27 +312,29 @@ static LLVMValueRef bin(lg *g, const nnc_lexpr *e) {
   }
 }
 
+/* An f32 operator as ir/loop_ops.def spells it for LLVM: an intrinsic or a libm function. */
+static LLVMValueRef f32_unary(lg *g, const char *fn, LLVMValueRef a) {
+  return strncmp(fn, "llvm.", 5) == 0 ? intrin1(g, fn, a) : libm(g, fn, &a, 1);
+}
+
 static LLVMValueRef unary(lg *g, const nnc_lexpr *e) {
   LLVMValueRef a = ex(g, e->a);
   nnc_dtype dt = e->type.dtype;
-  static const char *const fns[] = {[NNC_LU_EXP] = "expf", [NNC_LU_LOG] = "logf", [NNC_LU_TANH] = "tanhf",
-                                    [NNC_LU_ERF] = "erff", [NNC_LU_EXPM1] = "expm1f", [NNC_LU_LOG1P] = "log1pf"};
   switch ((nnc_lunop)e->op) {
   case NNC_LU_NEG: return dt == NNC_F32 ? LLVMBuildFNeg(g->b, a, "") : LLVMBuildNeg(g->b, a, "");
   case NNC_LU_NOT: return LLVMBuildNot(g->b, a, "");
-  case NNC_LU_SQRT: return intrin1(g, "llvm.sqrt", a);
   case NNC_LU_RSQRT: {
     LLVMValueRef one = splat_const(LLVMConstReal(g->t_f32, 1.0), lanes_of(a));
     return LLVMBuildFDiv(g->b, one, intrin1(g, "llvm.sqrt", a), "");
   }
-  case NNC_LU_FLOOR: return intrin1(g, "llvm.floor", a);
   case NNC_LU_ABS:
-    if (dt == NNC_F32) return intrin1(g, "llvm.fabs", a);
+    if (dt == NNC_F32) break;
     if (dt == NNC_U8) return a; /* C: max(a, -a) with -a promoted to int */
     return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, a, LLVMBuildNeg(g->b, a, ""), ""), a,
                            LLVMBuildNeg(g->b, a, ""), "");
-  default: return libm(g, fns[e->op], &a, 1);
+  default: break;
   }
+  return f32_unary(g, nnc_lunops[e->op].llvm, a);
 }
 
 static bool is_int(nnc_dtype dt) { return dt == NNC_I32 || dt == NNC_U8 || dt == NNC_I64; }

@@ -470,23 +470,36 @@ static bool float_arg(el_ctx *c, el_scope *s, const nnc_ast *e, const char *op, 
   return el_get_tensor(c, s, e, v) && el_need_float(c, v, op, e->loc);
 }
 
-static el_val op_unary(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **slot, const el_sig *sig) {
+/* A primitive the language exposes under its own name (ops.def's `lang` column): exp(x). */
+static el_val op_primitive(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **slot, const el_sig *sig) {
+  el_val x;
+  nnc_op op;
+  if (!float_arg(c, s, slot[0], sig->name, &x)) return el_poison();
+  if (!nnc_op_from_name(sig->name, &op) || nnc_ops[op].arity != 1) {
+    el_internal(c, call->loc, "no unary primitive of this name");
+    return el_poison();
+  }
+  return el_tensor(el_unary(c, op, x.node, call->loc), call->loc);
+}
+
+static el_val op_relu(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **slot, const el_sig *sig) {
+  el_val x;
+  if (!float_arg(c, s, slot[0], sig->name, &x)) return el_poison();
+  return el_tensor(el_scalar_op(c, NNC_OP_max, x.node, 0, call->loc), call->loc);
+}
+
+static el_val op_sigmoid(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **slot, const el_sig *sig) {
+  el_val x;
+  if (!float_arg(c, s, slot[0], sig->name, &x)) return el_poison();
+  return el_tensor(el_sigmoid(c, x.node, call->loc), call->loc);
+}
+
+/* silu(x) = x * sigmoid(x) (F.silu); its gradient comes from the primitives'. */
+static el_val op_silu(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **slot, const el_sig *sig) {
   el_val x;
   if (!float_arg(c, s, slot[0], sig->name, &x)) return el_poison();
   nnc_loc L = call->loc;
-  nnc_node *n = x.node, *r = NULL;
-  const char *op = sig->name;
-  if (strcmp(op, "relu") == 0) r = el_binary(c, NNC_OP_max, n, el_const(c, &n->type, 0, L), L);
-  else if (strcmp(op, "sigmoid") == 0) {
-    nnc_node *e = el_unary(c, NNC_OP_exp, el_unary(c, NNC_OP_neg, n, L), L);
-    r = el_binary(c, NNC_OP_div, el_const(c, &n->type, 1, L), el_scalar_op(c, NNC_OP_add, e, 1, L), L);
-  } else if (strcmp(op, "tanh") == 0) r = el_unary(c, NNC_OP_tanh, n, L);
-  else if (strcmp(op, "exp") == 0) r = el_unary(c, NNC_OP_exp, n, L);
-  else if (strcmp(op, "log") == 0) r = el_unary(c, NNC_OP_log, n, L);
-  else if (strcmp(op, "sqrt") == 0) r = el_unary(c, NNC_OP_sqrt, n, L);
-  else if (strcmp(op, "rsqrt") == 0) r = el_unary(c, NNC_OP_rsqrt, n, L);
-  else if (strcmp(op, "abs") == 0) r = el_unary(c, NNC_OP_abs, n, L);
-  return el_tensor(r, L);
+  return el_tensor(el_binary(c, NNC_OP_mul, x.node, el_sigmoid(c, x.node, L), L), L);
 }
 
 /* gelu: x/2 (1 + erf(x/sqrt 2)), or PyTorch's tanh approximation. */
@@ -1061,15 +1074,17 @@ typedef struct op_entry {
   op_fn fn;
 } op_entry;
 
+/* Expands the primitives of ops.def whose `lang` is FN with the macro FN(name). */
+#define NO(name)
+#define OP(name, kind, arity, dtypes, loop, lang, compute) lang(name)
+
 static const op_entry ops[] = {
-    {{"relu", {"x"}, 1}, op_unary},
-    {{"sigmoid", {"x"}, 1}, op_unary},
-    {{"tanh", {"x"}, 1}, op_unary},
-    {{"exp", {"x"}, 1}, op_unary},
-    {{"log", {"x"}, 1}, op_unary},
-    {{"sqrt", {"x"}, 1}, op_unary},
-    {{"rsqrt", {"x"}, 1}, op_unary},
-    {{"abs", {"x"}, 1}, op_unary},
+    {{"relu", {"x"}, 1}, op_relu},
+    {{"sigmoid", {"x"}, 1}, op_sigmoid},
+#define FN(name) {{#name, {"x"}, 1}, op_primitive},
+#include "../ir/ops.def"
+#undef FN
+    {{"silu", {"x"}, 1}, op_silu},
     {{"gelu", {"x", "approximate"}, 1}, op_gelu},
     {{"softmax", {"x", "dim"}, 1}, op_softmax},
     {{"log_softmax", {"x", "dim"}, 1}, op_softmax},
@@ -1107,10 +1122,17 @@ static const op_entry ops[] = {
 #define NOPS (sizeof ops / sizeof *ops)
 
 const char *const el_builtin_names[] = {
-    "relu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "abs", "gelu", "softmax", "log_softmax",
+    "relu", "sigmoid",
+#define FN(name) #name,
+#include "../ir/ops.def"
+#undef FN
+    "silu", "gelu", "softmax", "log_softmax",
     "flatten", "reshape", "view", "permute", "transpose", "maxpool2d", "avgpool2d", "sum", "mean", "max",
     "matmul", "concat", "normalize", "cast", "dropout", "cross_entropy", "mse", "bce", "bce_with_logits",
     "stack", "split", "chunk", "arange", "tril", "triu", "masked_fill", "where", "ones", "zeros", NULL};
+
+#undef OP
+#undef NO
 
 static const op_entry *find_op(const char *name) {
   for (size_t i = 0; i < NOPS; i++)

@@ -271,17 +271,21 @@ static bool run_rng_uniform(interp *I, const nnc_node *nd, value *out, const val
 
 /* --- elementwise ---------------------------------------------------------------------------- */
 
-static double unary_float(nnc_op op, double a) {
+/* The formulas are written here, not taken from ops.def or lowering: the interpreter is the
+ * oracle (DESIGN §6). False: an op without one. */
+static bool unary_float(nnc_op op, double a, double *r) {
   switch (op) {
-  case NNC_OP_neg: return -a;
-  case NNC_OP_exp: return exp(a);
-  case NNC_OP_log: return log(a);
-  case NNC_OP_sqrt: return sqrt(a);
-  case NNC_OP_rsqrt: return 1.0 / sqrt(a);
-  case NNC_OP_tanh: return tanh(a);
-  case NNC_OP_erf: return erf(a);
-  case NNC_OP_abs: return fabs(a);
-  default: return NAN;
+  case NNC_OP_neg: *r = -a; return true;
+  case NNC_OP_exp: *r = exp(a); return true;
+  case NNC_OP_log: *r = log(a); return true;
+  case NNC_OP_sqrt: *r = sqrt(a); return true;
+  case NNC_OP_rsqrt: *r = 1.0 / sqrt(a); return true;
+  case NNC_OP_tanh: *r = tanh(a); return true;
+  case NNC_OP_erf: *r = erf(a); return true;
+  case NNC_OP_abs: *r = fabs(a); return true;
+  case NNC_OP_sin: *r = sin(a); return true;
+  case NNC_OP_cos: *r = cos(a); return true;
+  default: return false;
   }
 }
 
@@ -296,7 +300,11 @@ static bool run_unary(interp *I, const nnc_node *nd, value *out, const value *a)
   if (a->dtype != out->dtype) return fail(I, "operand dtype differs from the result's");
   bool int_ok = nd->op == NNC_OP_neg || nd->op == NNC_OP_abs;
   if (!is_float(a->dtype) && !int_ok) return fail(I, "%s needs an f32 operand", nnc_ops[nd->op].name);
-  for (int64_t i = 0; i < out->count; i++) out->data[i] = norm(I, out->dtype, unary_float(nd->op, a->data[i]));
+  for (int64_t i = 0; i < out->count; i++) {
+    double r;
+    if (!unary_float(nd->op, a->data[i], &r)) return fail(I, "%s has no formula in the interpreter", nnc_ops[nd->op].name);
+    out->data[i] = norm(I, out->dtype, r);
+  }
   return true;
 }
 
@@ -892,6 +900,10 @@ static bool run_maxpool_grad(interp *I, const nnc_node *nd, value *dx, const val
 /* --- the driver loop ------------------------------------------------------------------------- */
 
 static bool run_node(interp *I, const nnc_node *nd, value *out, const value *const *in) {
+  /* elementwise ops by their class (ops.def); each has its formula in unary_float/binary_float */
+  nnc_op_kind kind = (unsigned)nd->op < NNC_OP_COUNT ? nnc_ops[nd->op].kind : NNC_KIND_OPAQUE;
+  if (kind == NNC_KIND_UNARY) return run_unary(I, nd, out, in[0]);
+  if (kind == NNC_KIND_BINARY) return run_binary(I, nd, out, in[0], in[1]);
   switch (nd->op) {
   case NNC_OP_input: case NNC_OP_param: case NNC_OP_state: case NNC_OP_scalar: return run_source(I, nd, out);
   case NNC_OP_nbatch:
@@ -901,10 +913,6 @@ static bool run_node(interp *I, const nnc_node *nd, value *out, const value *con
   case NNC_OP_const: return run_const(I, nd, out);
   case NNC_OP_iota: return run_iota(I, nd, out);
   case NNC_OP_rng_uniform: return run_rng_uniform(I, nd, out, in[0], in[1]);
-  case NNC_OP_neg: case NNC_OP_exp: case NNC_OP_log: case NNC_OP_sqrt: case NNC_OP_rsqrt:
-  case NNC_OP_tanh: case NNC_OP_erf: case NNC_OP_abs: case NNC_OP_cast: return run_unary(I, nd, out, in[0]);
-  case NNC_OP_add: case NNC_OP_sub: case NNC_OP_mul: case NNC_OP_div: case NNC_OP_max:
-  case NNC_OP_min: case NNC_OP_pow: case NNC_OP_cmp: return run_binary(I, nd, out, in[0], in[1]);
   case NNC_OP_select: return run_select(I, out, in[0], in[1], in[2]);
   case NNC_OP_broadcast: return run_broadcast(I, nd, out, in[0]);
   case NNC_OP_reshape: return run_reshape(I, out, in[0]);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 const nnc_op_info nnc_ops[NNC_OP_COUNT] = {
-#define OP(name, kind, arity, compute) {#name, NNC_KIND_##kind, arity, compute},
+#define OP(name, kind, arity, dtypes, loop, lang, compute) {#name, NNC_KIND_##kind, arity, NNC_DTYPES_##dtypes, compute},
 #include "ops.def"
 #undef OP
 };

@@ -26,7 +26,7 @@
 typedef enum { NNC_F32, NNC_I32, NNC_U8, NNC_DTYPE_COUNT } nnc_dtype;
 
 typedef enum {
-#define OP(name, kind, arity, compute) NNC_OP_##name,
+#define OP(name, kind, arity, dtypes, loop, lang, compute) NNC_OP_##name,
 #include "ops.def"
 #undef OP
   NNC_OP_COUNT
@@ -46,10 +46,16 @@ typedef enum {
 
 typedef enum { NNC_CMP_LT, NNC_CMP_LE, NNC_CMP_GT, NNC_CMP_GE, NNC_CMP_EQ, NNC_CMP_NE } nnc_cmp;
 
+/* Which dtypes an op takes and gives (the `dtypes` column of ops.def). */
+typedef enum {
+  NNC_DTYPES_OWN, NNC_DTYPES_FLOAT, NNC_DTYPES_SIGNED, NNC_DTYPES_NUMERIC, NNC_DTYPES_CMP
+} nnc_dtype_rule;
+
 typedef struct nnc_op_info {
   const char *name;
   nnc_op_kind kind;
   int arity;            /* -1: variadic */
+  nnc_dtype_rule dtypes;
   const char *compute;
 } nnc_op_info;
 

@@ -14,21 +14,23 @@
 
 /* --- names -------------------------------------------------------------------------------- */
 
-static const char *const binop_names[] = {
-    "add", "sub", "mul", "div", "floordiv", "mod", "min", "max", "pow", "and", "or",
-    "lt",  "le",  "gt",  "ge",  "eq",       "ne",
-};
-static const char *const unop_names[] = {
-    "neg", "not", "exp", "log", "sqrt", "rsqrt", "tanh", "erf", "abs", "floor", "expm1", "log1p",
+const nnc_lunop_info nnc_lunops[NNC_LU_COUNT] = {
+#define UNOP(NAME, name, dtypes, c, cuda, llvm) [NNC_LU_##NAME] = {#name, NNC_LDT_##dtypes, c, cuda, llvm},
+#include "loop_ops.def"
 };
 
-const char *nnc_lbinop_name(nnc_lbinop op) {
-  return (unsigned)op < sizeof binop_names / sizeof *binop_names ? binop_names[op] : "?";
-}
+#define RESULT_SAME false
+#define RESULT_BOOL true
+const nnc_lbinop_info nnc_lbinops[NNC_LB_COUNT] = {
+#define BINOP(NAME, name, dtypes, result, c) [NNC_LB_##NAME] = {#name, NNC_LDT_##dtypes, RESULT_##result, c},
+#include "loop_ops.def"
+};
+#undef RESULT_SAME
+#undef RESULT_BOOL
 
-const char *nnc_lunop_name(nnc_lunop op) {
-  return (unsigned)op < sizeof unop_names / sizeof *unop_names ? unop_names[op] : "?";
-}
+const char *nnc_lbinop_name(nnc_lbinop op) { return (unsigned)op < NNC_LB_COUNT ? nnc_lbinops[op].name : "?"; }
+
+const char *nnc_lunop_name(nnc_lunop op) { return (unsigned)op < NNC_LU_COUNT ? nnc_lunops[op].name : "?"; }
 
 static const char *dtype_str(nnc_dtype dt) {
   if (dt == NNC_I64) return "i64";
@@ -80,6 +82,16 @@ static bool valid_type(nnc_ltype t) {
 static const char *ts(nnc_ltype t, char *buf) { return nnc_lt_str(t, buf, 24); }
 
 static bool is_int(nnc_dtype dt) { return dt == NNC_I32 || dt == NNC_U8 || dt == NNC_I64; }
+
+static bool takes(nnc_ldtypes dtypes, nnc_dtype dt) {
+  switch (dtypes) {
+  case NNC_LDT_FLOAT: return dt == NNC_F32;
+  case NNC_LDT_NUMBER: return dt != NNC_BOOL;
+  case NNC_LDT_BITS: return dt == NNC_BOOL || is_int(dt);
+  case NNC_LDT_ANY: return true;
+  }
+  return false;
+}
 
 /* --- kernels, buffers, variables ------------------------------------------------------------ */
 
@@ -191,17 +203,11 @@ nnc_lexpr *nnc_le_bin(nnc_kernel *k, nnc_lbinop op, nnc_lexpr *a, nnc_lexpr *b) 
     misuse(k, "%s: operand types differ (%s, %s); splat scalars explicitly", name, ts(a->type, ta), ts(b->type, tb));
     return poison(k, a->type);
   }
-  nnc_dtype dt = a->type.dtype;
-  bool cmp = op >= NNC_LB_LT && op <= NNC_LB_NE;
-  bool logic = op == NNC_LB_AND || op == NNC_LB_OR;
-  bool bad = (unsigned)op > NNC_LB_NE || (logic && dt != NNC_BOOL && !is_int(dt)) ||
-             (!logic && dt == NNC_BOOL && op != NNC_LB_EQ && op != NNC_LB_NE) ||
-             (op == NNC_LB_POW && dt != NNC_F32);
-  if (bad) {
+  if ((unsigned)op >= NNC_LB_COUNT || !takes(nnc_lbinops[op].dtypes, a->type.dtype)) {
     misuse(k, "%s: not defined on %s", name, ts(a->type, ta));
     return poison(k, a->type);
   }
-  nnc_lexpr *e = new_expr(k, NNC_LE_BIN, cmp ? nnc_lt(NNC_BOOL, a->type.lanes) : a->type);
+  nnc_lexpr *e = new_expr(k, NNC_LE_BIN, nnc_lbinops[op].gives_bool ? nnc_lt(NNC_BOOL, a->type.lanes) : a->type);
   e->op = (int)op;
   e->a = a;
   e->b = b;
@@ -211,11 +217,7 @@ nnc_lexpr *nnc_le_bin(nnc_kernel *k, nnc_lbinop op, nnc_lexpr *a, nnc_lexpr *b) 
 nnc_lexpr *nnc_le_un(nnc_kernel *k, nnc_lunop op, nnc_lexpr *a) {
   const char *name = nnc_lunop_name(op);
   if (!ok2(k, name, a, a)) return poison(k, nnc_lt(NNC_F32, 1));
-  nnc_dtype dt = a->type.dtype;
-  bool bad = (unsigned)op > NNC_LU_LOG1P || (op == NNC_LU_NOT ? !(dt == NNC_BOOL || is_int(dt))
-                                             : op == NNC_LU_NEG || op == NNC_LU_ABS ? dt == NNC_BOOL
-                                                                                    : dt != NNC_F32);
-  if (bad) {
+  if ((unsigned)op >= NNC_LU_COUNT || !takes(nnc_lunops[op].dtypes, a->type.dtype)) {
     char ta[24];
     misuse(k, "%s: not defined on %s", name, ts(a->type, ta));
     return poison(k, a->type);

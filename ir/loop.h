@@ -72,16 +72,38 @@ typedef enum {
   NNC_LE_POISON,     /* what a constructor returns on misuse (the kernel records the error) */
 } nnc_lexpr_kind;
 
+/* The scalar operators, one row each in ir/loop_ops.def. */
 typedef enum {
-  NNC_LB_ADD, NNC_LB_SUB, NNC_LB_MUL, NNC_LB_DIV, NNC_LB_FLOORDIV, NNC_LB_MOD, NNC_LB_MIN, NNC_LB_MAX,
-  NNC_LB_POW, NNC_LB_AND, NNC_LB_OR,
-  NNC_LB_LT, NNC_LB_LE, NNC_LB_GT, NNC_LB_GE, NNC_LB_EQ, NNC_LB_NE,
+#define BINOP(NAME, name, dtypes, result, c) NNC_LB_##NAME,
+#include "loop_ops.def"
+  NNC_LB_COUNT
 } nnc_lbinop;
 
 typedef enum {
-  NNC_LU_NEG, NNC_LU_NOT, NNC_LU_EXP, NNC_LU_LOG, NNC_LU_SQRT, NNC_LU_RSQRT, NNC_LU_TANH, NNC_LU_ERF,
-  NNC_LU_ABS, NNC_LU_FLOOR, NNC_LU_EXPM1, NNC_LU_LOG1P,
+#define UNOP(NAME, name, dtypes, c, cuda, llvm) NNC_LU_##NAME,
+#include "loop_ops.def"
+  NNC_LU_COUNT
 } nnc_lunop;
+
+/* The operand dtypes an operator takes: f32 only, any but bool, bool or integers, any. */
+typedef enum { NNC_LDT_FLOAT, NNC_LDT_NUMBER, NNC_LDT_BITS, NNC_LDT_ANY } nnc_ldtypes;
+
+/* An operator's row of ir/loop_ops.def; a NULL spelling: the printer has code of its own. */
+typedef struct nnc_lunop_info {
+  const char *name;
+  nnc_ldtypes dtypes;
+  const char *c, *cuda, *llvm;    /* the f32 function of each backend */
+} nnc_lunop_info;
+
+typedef struct nnc_lbinop_info {
+  const char *name;
+  nnc_ldtypes dtypes;
+  bool gives_bool;                /* a comparison: the result is a lane condition */
+  const char *c;                  /* the C infix operator on scalars */
+} nnc_lbinop_info;
+
+extern const nnc_lunop_info nnc_lunops[NNC_LU_COUNT];
+extern const nnc_lbinop_info nnc_lbinops[NNC_LB_COUNT];
 
 typedef struct nnc_lvar {
   int id;

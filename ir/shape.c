@@ -161,16 +161,6 @@ static bool push_dim(nnc_type *t, int64_t size, bool batch) {
 
 static nnc_type empty_type(nnc_dtype dt) { return (nnc_type){.dtype = dt, .batch_axis = -1}; }
 
-static bool is_float_op(nnc_op op) {
-  switch (op) {
-  case NNC_OP_exp: case NNC_OP_log: case NNC_OP_sqrt: case NNC_OP_rsqrt: case NNC_OP_tanh:
-  case NNC_OP_erf: case NNC_OP_pow:
-    return true;
-  default:
-    return false;
-  }
-}
-
 /* --- sources and generators ---------------------------------------------------------------- */
 
 static bool rule_source(nnc_node *n, const char *op, char *err, size_t cap) {
@@ -218,6 +208,20 @@ static bool rule_rng_uniform(nnc_node *n, char *err, size_t cap) {
 
 /* --- elementwise ---------------------------------------------------------------------------- */
 
+/* The op's dtype rule (ops.def) on its operand type a; the shape rules check the rest. */
+static bool check_dtype_rule(const nnc_node *n, const char *op, const nnc_type *a, char *err, size_t cap) {
+  const char *operand = n->ninputs > 1 ? "operands" : "operand";
+  switch (nnc_ops[n->op].dtypes) {
+  case NNC_DTYPES_FLOAT:
+    if (a->dtype != NNC_F32) return fail(err, cap, "%s: %s %s must be f32", op, operand, TS(a));
+    return true;
+  case NNC_DTYPES_SIGNED:
+    if (a->dtype == NNC_U8) return fail(err, cap, "%s: %s %s must be f32 or i32", op, operand, TS(a));
+    return true;
+  default: return true;
+  }
+}
+
 static bool rule_unary(nnc_node *n, const char *op, char *err, size_t cap) {
   const nnc_type *a = &n->inputs[0]->type;
   if (n->op == NNC_OP_cast) {
@@ -228,8 +232,7 @@ static bool rule_unary(nnc_node *n, const char *op, char *err, size_t cap) {
     n->type.dtype = (nnc_dtype)dt[0];
     return true;
   }
-  if (is_float_op(n->op) && a->dtype != NNC_F32) return fail(err, cap, "%s: operand %s must be f32", op, TS(a));
-  if (a->dtype == NNC_U8) return fail(err, cap, "%s: operand %s must be f32 or i32", op, TS(a));
+  if (!check_dtype_rule(n, op, a, err, cap)) return false;
   n->type = *a;
   return true;
 }
@@ -237,13 +240,13 @@ static bool rule_unary(nnc_node *n, const char *op, char *err, size_t cap) {
 static bool rule_binary(nnc_node *n, const char *op, char *err, size_t cap) {
   const nnc_type *a = &n->inputs[0]->type, *b = &n->inputs[1]->type;
   if (!nnc_type_equal(a, b)) return fail(err, cap, "%s: operand types differ: %s and %s", op, TS(a), TS(b));
-  if (is_float_op(n->op) && a->dtype != NNC_F32) return fail(err, cap, "%s: operands %s must be f32", op, TS(a));
+  if (!check_dtype_rule(n, op, a, err, cap)) return false;
   n->type = *a;
+  if (nnc_ops[n->op].dtypes == NNC_DTYPES_CMP) n->type.dtype = NNC_U8;
   if (n->op == NNC_OP_cmp) {
     const int64_t *c = need_ints(n, NNC_ATTR_cmp, 1, op, err, cap);
     if (!c) return false;
     if (!in_range(c[0], NNC_CMP_LT, NNC_CMP_NE)) return fail(err, cap, "cmp: unknown comparison %lld", (long long)c[0]);
-    n->type.dtype = NNC_U8;
   }
   return true;
 }

@@ -91,32 +91,45 @@ static nnc_lexpr *int_div(lower *L, nnc_lexpr *a, nnc_lexpr *b) {
   return nnc_le_select(L->k, zero, cst(L, t, 0), nnc_le_select(L->k, minus1, nnc_le_un(L->k, NNC_LU_NEG, a), q));
 }
 
+/* Each elementwise primitive's loop operator, an nnc_lunop or nnc_lbinop (ops.def); -1: none. */
+#define LU(op) NNC_LU_##op
+#define LB(op) NNC_LB_##op
+#define NONE -1
+static const int loop_operator[NNC_OP_COUNT] = {
+#define OP(name, kind, arity, dtypes, loop, lang, compute) [NNC_OP_##name] = loop,
+#include "../ir/ops.def"
+#undef OP
+};
+#undef LU
+#undef LB
+#undef NONE
+
 static nnc_lexpr *unary_value(lower *L, nnc_op op, nnc_lexpr *a) {
-  static const nnc_lunop table[NNC_OP_COUNT] = {
-      [NNC_OP_neg] = NNC_LU_NEG, [NNC_OP_exp] = NNC_LU_EXP,   [NNC_OP_log] = NNC_LU_LOG, [NNC_OP_sqrt] = NNC_LU_SQRT,
-      [NNC_OP_rsqrt] = NNC_LU_RSQRT, [NNC_OP_tanh] = NNC_LU_TANH, [NNC_OP_erf] = NNC_LU_ERF, [NNC_OP_abs] = NNC_LU_ABS,
-  };
-  return nnc_le_un(L->k, table[op], a);
+  if (loop_operator[op] < 0) {
+    fail(L, "no loop operator for a unary op");
+    return a;
+  }
+  return nnc_le_un(L->k, (nnc_lunop)loop_operator[op], a);
 }
 
+static nnc_lexpr *compare(lower *L, const nnc_node *nd, nnc_lexpr *a, nnc_lexpr *b) {
+  static const nnc_lbinop cmps[] = {NNC_LB_LT, NNC_LB_LE, NNC_LB_GT, NNC_LB_GE, NNC_LB_EQ, NNC_LB_NE};
+  int64_t how = nnc_node_int(nd, NNC_ATTR_cmp, NNC_CMP_NE);
+  if (how < 0 || how > NNC_CMP_NE) how = NNC_CMP_NE;
+  return nnc_le_cast(L->k, nnc_lt(NNC_U8, a->type.lanes), bin(L, cmps[how], a, b));
+}
+
+/* The dtype-dependent cases first: integer division, NaN-propagating f32 max and min. */
 static nnc_lexpr *binary_value(lower *L, const nnc_node *nd, nnc_lexpr *a, nnc_lexpr *b) {
   bool flt = a->type.dtype == NNC_F32;
-  switch (nd->op) {
-  case NNC_OP_add: return add(L, a, b);
-  case NNC_OP_sub: return sub(L, a, b);
-  case NNC_OP_mul: return mul(L, a, b);
-  case NNC_OP_div: return flt ? bin(L, NNC_LB_DIV, a, b) : int_div(L, a, b);
-  case NNC_OP_max: return flt ? nan_max(L, a, b, true) : bin(L, NNC_LB_MAX, a, b);
-  case NNC_OP_min: return flt ? nan_max(L, a, b, false) : bin(L, NNC_LB_MIN, a, b);
-  case NNC_OP_pow: return bin(L, NNC_LB_POW, a, b);
-  case NNC_OP_cmp: {
-    static const nnc_lbinop cmps[] = {NNC_LB_LT, NNC_LB_LE, NNC_LB_GT, NNC_LB_GE, NNC_LB_EQ, NNC_LB_NE};
-    int64_t how = nnc_node_int(nd, NNC_ATTR_cmp, NNC_CMP_NE);
-    if (how < 0 || how > NNC_CMP_NE) how = NNC_CMP_NE;
-    return nnc_le_cast(L->k, nnc_lt(NNC_U8, a->type.lanes), bin(L, cmps[how], a, b));
+  if (nd->op == NNC_OP_cmp) return compare(L, nd, a, b);
+  if (nd->op == NNC_OP_div && !flt) return int_div(L, a, b);
+  if ((nd->op == NNC_OP_max || nd->op == NNC_OP_min) && flt) return nan_max(L, a, b, nd->op == NNC_OP_max);
+  if (loop_operator[nd->op] < 0) {
+    fail(L, "not a binary op");
+    return a;
   }
-  default: fail(L, "not a binary op"); return a;
-  }
+  return bin(L, (nnc_lbinop)loop_operator[nd->op], a, b);
 }
 
 /* The value of elementwise node nd from its operands' values v[]. */

@@ -202,6 +202,8 @@ static bool fold_unary(nnc_op op, nnc_dtype dt, double a, double *r) {
   case NNC_OP_rsqrt: *r = 1 / sqrt(a); return dt == NNC_F32;
   case NNC_OP_tanh: *r = tanh(a); return dt == NNC_F32;
   case NNC_OP_erf: *r = erf(a); return dt == NNC_F32;
+  case NNC_OP_sin: *r = sin(a); return dt == NNC_F32;
+  case NNC_OP_cos: *r = cos(a); return dt == NNC_F32;
   default: return false;
   }
 }

@@ -73,6 +73,18 @@ static bool vjp_erf(B *b, nnc_node *n, nnc_node *dy, const bool *want, nnc_node 
   return true;
 }
 
+/* grad * cos(x) */
+static bool vjp_sin(B *b, nnc_node *n, nnc_node *dy, const bool *want, nnc_node **dx) {
+  dx[0] = mul(b, dy, nnc_gb_unary(b, NNC_OP_cos, in(n, 0)));
+  return true;
+}
+
+/* grad * -sin(x) */
+static bool vjp_cos(B *b, nnc_node *n, nnc_node *dy, const bool *want, nnc_node **dx) {
+  dx[0] = mul(b, dy, neg(b, nnc_gb_unary(b, NNC_OP_sin, in(n, 0))));
+  return true;
+}
+
 /* grad * sgn(x), sgn(0) = 0 */
 static bool vjp_abs(B *b, nnc_node *n, nnc_node *dy, const bool *want, nnc_node **dx) {
   nnc_node *x = in(n, 0), *zero = k(b, x, 0);
@@ -403,6 +415,7 @@ static bool vjp_scatter_add(B *b, nnc_node *n, nnc_node *dy, const bool *want, n
 static const nnc_vjp_fn builtin[NNC_OP_COUNT] = {
   [NNC_OP_neg] = vjp_neg, [NNC_OP_exp] = vjp_exp, [NNC_OP_log] = vjp_log, [NNC_OP_sqrt] = vjp_sqrt,
   [NNC_OP_rsqrt] = vjp_rsqrt, [NNC_OP_tanh] = vjp_tanh, [NNC_OP_erf] = vjp_erf, [NNC_OP_abs] = vjp_abs,
+  [NNC_OP_sin] = vjp_sin, [NNC_OP_cos] = vjp_cos,
   [NNC_OP_cast] = vjp_cast,
   [NNC_OP_add] = vjp_add, [NNC_OP_sub] = vjp_sub, [NNC_OP_mul] = vjp_mul, [NNC_OP_div] = vjp_div,
   [NNC_OP_max] = vjp_minmax, [NNC_OP_min] = vjp_minmax, [NNC_OP_pow] = vjp_pow, [NNC_OP_select] = vjp_select,

@@ -333,7 +333,7 @@ int main(int argc, char **argv) {
   nnc_options o = mr_default_options();
   o.batch = BATCH;
   char path[256], err[1024];
-  snprintf(path, sizeof path, "models/%s.nn", argv[1]);
+  model_file(argv[1], path, sizeof path);
   nnc_source src;
   nnc_module *m = mr_compile(path, &o, true, &src, stderr);
   CHECK_MSG(m != NULL, "%s does not compile", path);

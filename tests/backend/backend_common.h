@@ -6,12 +6,19 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "driver/options.h"
 #include "ir/interp.h"
 #include "runtime/model.h"
+
+/* A model's file: models/NAME.nn, or PATH.nn for a test model named by its path
+ * (tests/models/sincos_mlp). */
+static inline void model_file(const char *model, char *path, size_t cap) {
+  snprintf(path, cap, strchr(model, '/') ? "%s.nn" : "models/%s.nn", model);
+}
 
 static inline uint8_t *region(size_t bytes) {
   void *p = NULL;

@@ -208,7 +208,7 @@ int main(int argc, char **argv) {
   shorten_sequence_model(argv[1], &o);
   int64_t small_n = seq ? SEQ_SMALL_N : SMALL_N;
   char path[256], err[1024];
-  snprintf(path, sizeof path, "models/%s.nn", argv[1]);
+  model_file(argv[1], path, sizeof path);
   nnc_source src;
   nnc_module *m = mr_compile(path, &o, true, &src, stderr);
   CHECK_MSG(m != NULL, "%s does not compile", path);

@@ -90,7 +90,7 @@ static void check_model(const char *name) {
   o.batch = BATCH;
   if (!on_cuda) shorten_sequence_model(name, &o); /* the emulator runs every thread in turn */
   char path[512], err[1024];
-  snprintf(path, sizeof path, "models/%s.nn", name);
+  model_file(name, path, sizeof path);
   nnc_source src;
   nnc_module *m = mr_compile(path, &o, true, &src, stderr);
   CHECK_MSG(m != NULL, "%s does not compile", path);

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """Writes PyTorch's answers for conv2d and max_pool2d (values, argmax and gradients) on a few
-random shapes, then runs the interpreter's check against them.
+random shapes and for every elementwise unary primitive on random values, then runs the
+interpreter's check against them.
 
     interp_ops.py OUT_FILE [CHECK_COMMAND ...]
 
 OUT_FILE is plain text: for each case a header line ("conv2d N C H W O KH KW sy sx py px dy dx
-groups" or "maxpool2d N C H W KH KW sy sx py px dy dx"), then one line per tensor: its name,
-its element count and its values in float64, row-major; "end" closes the case. Then
+groups", "maxpool2d N C H W KH KW sy sx py px dy dx" or "unary OP"), then one line per tensor:
+its name, its element count and its values in float64, row-major; "end" closes the case. Then
 CHECK_COMMAND OUT_FILE runs (test_interp --torch) and its status is ours. Without torch the
 test skips (77), except under CI=true where a missing dependency is a failure."""
 import os
@@ -31,6 +32,19 @@ POOL_CASES = [  # N C H W KH KW stride padding dilation
     (1, 2, 7, 9, 3, 3, (2, 2), (1, 1), (1, 1)),
     (2, 2, 9, 8, 3, 2, (1, 2), (1, 0), (2, 1)),
     (1, 1, 6, 6, 3, 3, (1, 1), (1, 1), (1, 1)),  # overlapping windows: the gradient accumulates
+]
+
+UNARY_CASES = [  # nnc's primitive, PyTorch's function, the range of the operand
+    ("neg", torch.neg, -3, 3),
+    ("exp", torch.exp, -3, 3),
+    ("log", torch.log, 0.01, 10),
+    ("sqrt", torch.sqrt, 0, 10),
+    ("rsqrt", torch.rsqrt, 0.01, 10),
+    ("tanh", torch.tanh, -4, 4),
+    ("erf", torch.erf, -3, 3),
+    ("abs", torch.abs, -3, 3),
+    ("sin", torch.sin, -10, 10),
+    ("cos", torch.cos, -10, 10),
 ]
 
 
@@ -73,6 +87,14 @@ def pool_case(f, n, c, h, w, kh, kw, s, p, d):
     f.write("end\n")
 
 
+def unary_case(f, op, fn, lo, hi):
+    x = lo + (hi - lo) * torch.rand(64, dtype=torch.float64)
+    f.write(f"unary {op}\n")
+    put(f, "x", x)
+    put(f, "y", fn(x))
+    f.write("end\n")
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -83,6 +105,8 @@ def main():
             conv_case(f, *case)
         for case in POOL_CASES:
             pool_case(f, *case)
+        for case in UNARY_CASES:
+            unary_case(f, *case)
     if len(sys.argv) > 2:
         return subprocess.call(sys.argv[2:] + [sys.argv[1]])
     return 0

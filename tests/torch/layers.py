@@ -221,6 +221,19 @@ model t(x: f32[B, 7], r: f32[B, 7]) {{
 }}
 """, {}, {"x": rand(3, 7) * 3, "r": rand(3, 7)},
             (lambda a: lambda m, x: (lambda y: {"y": y, "loss": (y * x["r"]).sum()})(F.gelu(x["x"], approximate=a)))(approx))
+    # sinusoidal features of a learned projection and a SiLU MLP: sin, cos and silu with their gradients
+    mlp = {"freq": nn.Linear(4, 8), "fc1": nn.Linear(16, 16), "fc2": nn.Linear(16, 3)}
+    cases["sincos_silu_mlp"] = ("""
+model t(x: f32[B, 4], r: f32[B, 3]) {
+  layer freq = Linear(8)
+  layer fc1 = Linear(16)
+  layer fc2 = Linear(3)
+  f = freq(x)
+  y = fc2(silu(fc1(concat([sin(f * 3.0), cos(f)], -1))))
+  minimize sum(y * r)
+  return y
+}
+""", mlp, {"x": rand(3, 4), "r": rand(3, 3)}, sincos_reference)
     emb = nn.Embedding(10, 6)
     cases["embedding"] = ("""
 model t(x: i32[B, 5], r: f32[B, 5, 6]) {
@@ -248,6 +261,12 @@ model t(x: f32[B, 6, 4], r: f32[B, 3, 2]) {
 }
 """, {}, {"x": rand(2, 6, 4), "r": rand(2, 3, 2)}, loop_reference)
     return cases
+
+
+def sincos_reference(m, x):
+    f = m["freq"](x["x"])
+    y = m["fc2"](F.silu(m["fc1"](torch.cat([torch.sin(f * 3.0), torch.cos(f)], -1))))
+    return {"y": y, "loss": (y * x["r"]).sum()}
 
 
 def loop_reference(m, x):

@@ -74,10 +74,8 @@ static nnc_lexpr *test_expr(at p, int op) {
     if (op == n++) return nnc_le_hreduce(p.g->k, NNC_LB_MAX, opa(p, dt));
     if (op == n++) return nnc_le_hreduce(p.g->k, NNC_LB_MIN, opa(p, dt));
   }
-  static const nnc_lunop math[] = {NNC_LU_EXP, NNC_LU_LOG, NNC_LU_SQRT, NNC_LU_RSQRT, NNC_LU_TANH,
-                                   NNC_LU_ERF, NNC_LU_FLOOR, NNC_LU_EXPM1, NNC_LU_LOG1P};
-  for (size_t i = 0; i < sizeof math / sizeof *math; i++)
-    if (op == n++) return un(p, math[i], in(p, p.g->x));
+  for (int m = 0; m < NNC_LU_COUNT; m++) /* math: every f32-only operator of ir/loop_ops.def */
+    if (nnc_lunops[m].dtypes == NNC_LDT_FLOAT && op == n++) return un(p, (nnc_lunop)m, in(p, p.g->x));
   if (op == n++) return nnc_le_fma(p.g->k, in(p, p.g->x), in(p, p.g->y), in(p, p.g->z));
   if (op == n++) return bin(p, NNC_LB_POW, un(p, NNC_LU_ABS, in(p, p.g->x)), in(p, p.g->y));
   nnc_lexpr *m1 = bin(p, NNC_LB_LT, in(p, p.g->x), in(p, p.g->y)), *m2 = bin(p, NNC_LB_GT, in(p, p.g->xi), in(p, p.g->yi));

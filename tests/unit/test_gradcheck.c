@@ -6,8 +6,9 @@
  * against (L(x + h e_i) - L(x - h e_i)) / 2h and (2) a random direction v against
  * (L(x + h v) - L(x - h v)) / 2h = <grad, v>, with |a - b| <= atol + rtol * |b|, reporting the
  * worst element. Inputs keep clear of the kinks of abs, max, min and pooling (no ties), so
- * the finite differences are of a smooth function. A permanent negative test installs a wrong
- * tanh VJP and asserts the checker rejects it. */
+ * the finite differences are of a smooth function. Every primitive with a VJP must have a case
+ * of its name. A permanent negative test installs a wrong tanh VJP and asserts the checker
+ * rejects it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,8 @@ UNARY_CASE(rsqrt, POSITIVE, 0.2, 3)
 UNARY_CASE(tanh, ANY, -2, 2)
 UNARY_CASE(erf, ANY, -2, 2)
 UNARY_CASE(abs, AWAY_FROM_ZERO, 0.1, 2)
+UNARY_CASE(sin, ANY, -4, 4)
+UNARY_CASE(cos, ANY, -4, 4)
 
 static nnc_node *case_cast(gc *c) {
   nnc_node *n = node(c, NNC_OP_cast, 1, (nnc_node *[]){param(c, TY(4), ANY, -1, 1)});
@@ -460,6 +463,7 @@ static const struct {
 } cases[] = {
 #define CASE(n) {#n, case_##n}
   CASE(neg), CASE(exp), CASE(log), CASE(sqrt), CASE(rsqrt), CASE(tanh), CASE(erf), CASE(abs), CASE(cast),
+  CASE(sin), CASE(cos),
   CASE(add), CASE(sub), CASE(mul), CASE(div), CASE(max), CASE(min), CASE(relu), CASE(pow), CASE(select),
   CASE(broadcast), CASE(broadcast_batch), CASE(reshape), CASE(permute), CASE(slice), CASE(pad), CASE(concat),
   CASE(reduce_sum), CASE(reduce_max), CASE(logsumexp),
@@ -503,6 +507,16 @@ static void test_ties(void) {
   nnc_module_free(c.m);
 }
 
+/* Every primitive with a VJP has a case of its name, so a new one cannot go unchecked. */
+static void test_every_vjp_has_a_case(void) {
+  for (int op = 0; op < NNC_OP_COUNT; op++) {
+    if (!nnc_vjp_for((nnc_op)op)) continue;
+    bool found = false;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) found |= strcmp(cases[i].name, nnc_ops[op].name) == 0;
+    CHECK_MSG(found, "%s has a VJP but no case here", nnc_ops[op].name);
+  }
+}
+
 /* A wrong tanh VJP (1 - y instead of 1 - y^2) that the checker must reject. */
 static bool wrong_tanh(nnc_gb *b, nnc_node *n, nnc_node *dy, const bool *want, nnc_node **dx) {
   dx[0] = nnc_gb_binary(b, NNC_OP_mul, dy, nnc_gb_binary(b, NNC_OP_sub, nnc_gb_const_like(b, n, 1), n));
@@ -515,6 +529,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     CHECK_MSG(gradcheck(cases[i].name, cases[i].build, verbose), "gradient check of %s", cases[i].name);
   test_ties();
+  test_every_vjp_has_a_case();
   nnc_vjp_fn builtin = nnc_vjp_override(NNC_OP_tanh, wrong_tanh);
   printf("negative test (a wrong tanh VJP must be rejected):\n");
   CHECK_MSG(!gradcheck("wrong_tanh", case_tanh, false), "the checker accepted a wrong VJP");

@@ -998,6 +998,36 @@ static bool torch_case(FILE *in, const char *kind) {
   return ok;
 }
 
+/* "unary OP": y = OP(x) by PyTorch, x a vector. */
+static bool torch_unary_case(FILE *in) {
+  char name[32];
+  nnc_op o;
+  if (fscanf(in, "%31s", name) != 1 || !nnc_op_from_name(name, &o) || nnc_ops[o].kind != NNC_KIND_UNARY) return false;
+  int64_t nx = 0, ny = 0;
+  double *x = read_tensor(in, "x", &nx), *y = x ? read_tensor(in, "y", &ny) : NULL;
+  char end[8];
+  bool ok = y && nx == ny && nx > 0 && fscanf(in, "%7s", end) == 1 && strcmp(end, "end") == 0;
+  if (ok) {
+    fx f = fx_new(1);
+    nnc_type t = TY(NNC_F32, -1, nx);
+    nnc_graph_add_output(f.g, "y", op(f.g, o, t, 1, src(f.g, NNC_OP_input, "x", t)));
+    bind(&f, "x", t, 1, x);
+    for (int prec = 0; prec < 2; prec++) {
+      nnc_tensor out[1];
+      char err[256];
+      bool ran = fx_run(&f, prec ? NNC_INTERP_F64 : NNC_INTERP_F32, 1, out, err, sizeof err);
+      CHECK_MSG(ran, "%s: %s", name, err);
+      if (!ran) continue;
+      compare_ref(name, &out[0], y, ny, prec);
+      nnc_tensor_free(&out[0]);
+    }
+    fx_free(&f);
+  }
+  free(x);
+  free(y);
+  return ok;
+}
+
 static int run_torch_file(const char *path) {
   FILE *in = fopen(path, "r");
   if (!in) {
@@ -1007,7 +1037,8 @@ static int run_torch_file(const char *path) {
   char kind[32];
   int cases = 0;
   while (fscanf(in, "%31s", kind) == 1) {
-    bool ok = (strcmp(kind, "conv2d") == 0 || strcmp(kind, "maxpool2d") == 0) && torch_case(in, kind);
+    bool ok = strcmp(kind, "unary") == 0 ? torch_unary_case(in)
+              : (strcmp(kind, "conv2d") == 0 || strcmp(kind, "maxpool2d") == 0) && torch_case(in, kind);
     CHECK_MSG(ok, "%s: malformed case %d (%s)", path, cases, kind);
     if (!ok) break;
     cases++;
