@@ -281,28 +281,29 @@ static void prelude_lanes(FILE *f, int L) {
   fprintf(f, "NNC_HELPER nnc_f32x%d nnc_rng_x%d(uint32_t seed, uint32_t key, uint32_t step, nnc_i64x%d i) { nnc_f32x%d r; for (int l = 0; l < %d; l++) r[l] = nnc_rng(seed, key, step, (uint64_t)i[l]); return r; }\n", L, L, L, L, L);
 }
 
-static void lanes_of_expr(const nnc_lexpr *e, uint64_t *mask) {
-  if (!e) return;
-  if (e->type.lanes > 1 && e->type.lanes <= NNC_MAX_LANES && (e->type.lanes & (e->type.lanes - 1)) == 0)
-    *mask |= (uint64_t)e->type.lanes;
-  lanes_of_expr(e->a, mask), lanes_of_expr(e->b, mask), lanes_of_expr(e->c, mask);
+/* Bit L set: some expression or variable has L lanes (powers of two up to 64). */
+typedef struct lanes_walk {
+  nnc_lwalk w;
+  uint64_t mask;
+} lanes_walk;
+
+static void note_lanes(lanes_walk *lw, int L) {
+  if (L > 1 && L <= NNC_MAX_LANES && (L & (L - 1)) == 0) lw->mask |= (uint64_t)L;
 }
 
-static void lanes_of_stmt(const nnc_lstmt *s, uint64_t *mask) {
-  if (!s) return;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) lanes_of_stmt(s->items[i], mask);
-  lanes_of_expr(s->lo, mask), lanes_of_expr(s->hi, mask), lanes_of_expr(s->cond, mask);
-  lanes_of_expr(s->index, mask), lanes_of_expr(s->value, mask), lanes_of_expr(s->mask, mask);
-  if (s->var && s->var->type.lanes > 1 && (s->var->type.lanes & (s->var->type.lanes - 1)) == 0) *mask |= (uint64_t)s->var->type.lanes;
-  lanes_of_stmt(s->body, mask), lanes_of_stmt(s->then_s, mask), lanes_of_stmt(s->else_s, mask);
+static void lanes_of_expr(nnc_lwalk *w, const nnc_lexpr *e) { note_lanes((lanes_walk *)w, e->type.lanes); }
+
+static bool lanes_of_stmt(nnc_lwalk *w, const nnc_lstmt *s) {
+  if (s->var) note_lanes((lanes_walk *)w, s->var->type.lanes);
+  return true;
 }
 
 void nnc_cg_c_prelude(FILE *f, const nnc_kernel *const *ks, int nk) {
   fputs(prelude_fixed, f);
-  uint64_t lanes = 0; /* bit L set: L lanes used (powers of two up to 64) */
-  for (int i = 0; i < nk; i++) lanes_of_stmt(ks[i]->body, &lanes);
+  lanes_walk lw = {{.stmt = lanes_of_stmt, .expr = lanes_of_expr}, 0};
+  for (int i = 0; i < nk; i++) nnc_lwalk_stmt(&lw.w, ks[i]->body);
   for (int L = 2; L <= NNC_MAX_LANES; L *= 2)
-    if (lanes & (uint64_t)L) prelude_lanes(f, L);
+    if (lw.mask & (uint64_t)L) prelude_lanes(f, L);
   fputc('\n', f);
 }
 
@@ -318,25 +319,15 @@ typedef struct cg {
   char **vname, **bname;
   bool *unrolled;       /* by var id: substituted by uval */
   int64_t *uval;
-  int *reads;           /* by var id: how often it is read */
+  nnc_lk_uses uses;     /* variables by id and their reads, buffers touched outside parallel loops */
   bool in_par;          /* printing an outlined body: nested parallel loops run serially */
-  const nnc_lvar **vars; /* by var id */
-  bool *local_outside;  /* by buffer id: a local buffer used outside every parallel loop */
+  const nnc_lvar **vars; /* by var id (uses.vars) */
   int npar;
   int depth;
   const bool *shared;   /* by buffer id, may be NULL: a call passes it over another buffer's bytes */
 } cg;
 
-static void cerr(cg *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void cerr(cg *c, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (c->ok) nnc_error(c->d, (nnc_loc){0}, "C backend: kernel %s: %s", c->k->name, msg);
-  c->ok = false;
-}
+#define cerr(c, ...) nnc_lk_error((c)->d, &(c)->ok, "C backend: ", (c)->k->name, __VA_ARGS__)
 
 static void emit(cg *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void emit(cg *c, const char *fmt, ...) {
@@ -628,39 +619,6 @@ static void ccomment(cg *c, const char *text) {
 
 /* --- parallel loops: what the outlined body captures ------------------------------------------- */
 
-typedef struct capture {
-  bool *var_used, *var_defined, *var_assigned;
-  bool *buf_used;
-  bool scalar_used[NNC_LSC_COUNT];
-} capture;
-
-static void cap_expr(capture *p, const nnc_lexpr *e) {
-  if (!e) return;
-  if (e->kind == NNC_LE_VAR) p->var_used[e->var->id] = true;
-  if (e->kind == NNC_LE_SCALAR) p->scalar_used[e->scalar] = true;
-  if (e->kind == NNC_LE_LOAD) p->buf_used[e->buf->id] = true;
-  cap_expr(p, e->a), cap_expr(p, e->b), cap_expr(p, e->c);
-}
-
-static void cap_stmt(capture *p, const nnc_lstmt *s) {
-  if (!s) return;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) cap_stmt(p, s->items[i]);
-  if (s->kind == NNC_LS_FOR || s->kind == NNC_LS_LET) p->var_defined[s->var->id] = true;
-  if (s->kind == NNC_LS_ASSIGN) p->var_assigned[s->var->id] = true;
-  if (s->kind == NNC_LS_STORE || s->kind == NNC_LS_ATOMIC_ADD) p->buf_used[s->buf->id] = true;
-  cap_expr(p, s->lo), cap_expr(p, s->hi), cap_expr(p, s->cond);
-  cap_expr(p, s->index), cap_expr(p, s->value), cap_expr(p, s->mask);
-  cap_stmt(p, s->body), cap_stmt(p, s->then_s), cap_stmt(p, s->else_s);
-}
-
-static capture capture_new(const nnc_kernel *k) {
-  size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
-  capture p = {nnc_xcalloc(nv, 1), nnc_xcalloc(nv, 1), nnc_xcalloc(nv, 1), nnc_xcalloc(nb, 1), {0}};
-  return p;
-}
-
-static void capture_free(capture *p) { free(p->var_used), free(p->var_defined), free(p->var_assigned), free(p->buf_used); }
-
 /* `restrict` promises that no other pointer reaches the bytes while one of them is written, a
  * promise an in-place call breaks (it passes one range as two buffers): once the kernel is
  * inlined, gcc moves or drops the neighbouring calls' accesses to that range. Such buffers are
@@ -687,20 +645,16 @@ static void declare_locals(cg *c, const bool *used) {
 static const char *const scalar_names[] = {"n", "lr", "step", "seed"};
 static const char *const scalar_types[] = {"int64_t", "float", "uint32_t", "uint32_t"};
 
-static bool captured_var(cg *c, const capture *p, const nnc_lstmt *s, int v) {
-  return p->var_used[v] && !p->var_defined[v] && v != s->var->id && !c->unrolled[v];
+static bool captured_var(cg *c, const nnc_lcapture *p, const nnc_lstmt *s, int v) {
+  return nnc_lcapture_var(p, s, v) && !c->unrolled[v];
 }
 
-static bool env_buf(const nnc_kernel *k, const capture *p, int i) {
-  return p->buf_used[i] && k->bufs[i]->scope != NNC_SCOPE_LOCAL;
-}
-
-static void outline_body(cg *c, const nnc_lstmt *s, const capture *p, const char *fn) {
+static void outline_body(cg *c, const nnc_lstmt *s, const nnc_lcapture *p, const char *fn) {
   const nnc_kernel *k = c->k;
   char t[64];
   emit(c, "typedef struct %s_env {\n", fn);
   for (int i = 0; i < k->nbufs; i++)
-    if (env_buf(k, p, i)) emit(c, "  %s%s;\n", buf_ctype(c, i, t, sizeof t), c->bname[i]);
+    if (nnc_lcapture_buf(p, k, i)) emit(c, "  %s%s;\n", buf_ctype(c, i, t, sizeof t), c->bname[i]);
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (p->scalar_used[i]) emit(c, "  %s %s;\n", scalar_types[i], scalar_names[i]);
   for (int v = 0; v < k->nvars; v++)
@@ -710,7 +664,7 @@ static void outline_body(cg *c, const nnc_lstmt *s, const capture *p, const char
   emit(c, "  const %s_env *env = env_;\n", fn);
   c->depth = 1;
   for (int i = 0; i < k->nbufs; i++)
-    if (env_buf(k, p, i)) line(c), emit(c, "%s%s = env->%s;\n", buf_ctype(c, i, t, sizeof t), c->bname[i], c->bname[i]);
+    if (nnc_lcapture_buf(p, k, i)) line(c), emit(c, "%s%s = env->%s;\n", buf_ctype(c, i, t, sizeof t), c->bname[i], c->bname[i]);
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (p->scalar_used[i]) line(c), emit(c, "const %s %s = env->%s;\n", scalar_types[i], scalar_names[i], scalar_names[i]);
   for (int v = 0; v < k->nvars; v++)
@@ -720,7 +674,7 @@ static void outline_body(cg *c, const nnc_lstmt *s, const capture *p, const char
   line(c), emit(c, "for (int64_t it_ = lo_; it_ < hi_; it_++) {\n");
   c->depth++;
   line(c), emit(c, "const int64_t %s = env->lo_ + it_ * %lld;\n", c->vname[s->var->id], (long long)s->step);
-  if (!c->reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->vname[s->var->id]);
+  if (!c->uses.reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->vname[s->var->id]);
   c->in_par = true;
   cstmt(c, s->body);
   c->in_par = false;
@@ -730,16 +684,8 @@ static void outline_body(cg *c, const nnc_lstmt *s, const capture *p, const char
 
 static void cparallel(cg *c, const nnc_lstmt *s) {
   const nnc_kernel *k = c->k;
-  capture p = capture_new(k);
-  cap_stmt(&p, s->body);
-  for (int v = 0; v < k->nvars; v++)
-    if (p.var_assigned[v] && !p.var_defined[v])
-      cerr(c, "parallel loop %s assigns %s, defined outside it (iterations must be independent)", s->var->name,
-           c->vname[v]);
-  for (int i = 0; i < k->nbufs; i++)
-    if (p.buf_used[i] && k->bufs[i]->scope == NNC_SCOPE_LOCAL && c->local_outside[i])
-      cerr(c, "local buffer %s is used both inside and outside parallel loop %s (it is private to each worker)",
-           c->bname[i], s->var->name);
+  nnc_lcapture p;
+  nnc_lcapture_of(&p, k, s, &c->uses, c->d, &c->ok, "C backend: ");
   char fn[300];
   snprintf(fn, sizeof fn, "%s_par%d", c->kname, c->npar++);
   FILE *out = c->out;
@@ -754,7 +700,7 @@ static void cparallel(cg *c, const nnc_lstmt *s) {
   line(c), emit(c, "%s_env env_ = {", fn);
   const char *sep = "";
   for (int i = 0; i < k->nbufs; i++)
-    if (env_buf(k, &p, i)) emit(c, "%s%s", sep, c->bname[i]), sep = ", ";
+    if (nnc_lcapture_buf(&p, k, i)) emit(c, "%s%s", sep, c->bname[i]), sep = ", ";
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (p.scalar_used[i]) emit(c, "%s%s", sep, scalar_names[i]), sep = ", ";
   for (int v = 0; v < k->nvars; v++)
@@ -775,7 +721,7 @@ static void cparallel(cg *c, const nnc_lstmt *s) {
   line(c), emit(c, "}\n");
   c->depth--;
   line(c), emit(c, "}\n");
-  capture_free(&p);
+  nnc_lcapture_free(&p);
 }
 
 static void cfor(cg *c, const nnc_lstmt *s) {
@@ -838,7 +784,7 @@ static void cstmt(cg *c, const nnc_lstmt *s) {
     if (!check_lanes(c, s->var->type)) return;
     line(c), emit(c, "%s %s = ", ctype(s->var->type, t, sizeof t), c->vname[s->var->id]), cexpr(c, s->value);
     emit(c, ";\n");
-    if (!c->reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->vname[s->var->id]);
+    if (!c->uses.reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->vname[s->var->id]);
     break;
   case NNC_LS_ASSIGN: line(c), emit(c, "%s = ", c->vname[s->var->id]), cexpr(c, s->value), emit(c, ";\n"); break;
   case NNC_LS_ATOMIC_ADD: {
@@ -882,39 +828,6 @@ static char *c_name(cg *c, const char *name, int id, char **taken, int ntaken) {
   return clash ? nnc_arena_printf(c->k->arena, "%s_%d", base, id) : nnc_arena_strdup(c->k->arena, base);
 }
 
-static void collect_vars_expr(cg *c, const nnc_lexpr *e) {
-  if (!e) return;
-  if (e->kind == NNC_LE_VAR) c->vars[e->var->id] = e->var, c->reads[e->var->id]++;
-  collect_vars_expr(c, e->a), collect_vars_expr(c, e->b), collect_vars_expr(c, e->c);
-}
-
-static void collect_vars(cg *c, const nnc_lstmt *s, bool in_par) {
-  if (!s) return;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) collect_vars(c, s->items[i], in_par);
-  if (s->var) c->vars[s->var->id] = s->var;
-  collect_vars_expr(c, s->lo), collect_vars_expr(c, s->hi), collect_vars_expr(c, s->cond);
-  collect_vars_expr(c, s->index), collect_vars_expr(c, s->value), collect_vars_expr(c, s->mask);
-  if ((s->kind == NNC_LS_STORE || s->kind == NNC_LS_ATOMIC_ADD) && !in_par) c->local_outside[s->buf->id] = true;
-  bool par = in_par || (s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_PARALLEL);
-  collect_vars(c, s->body, par), collect_vars(c, s->then_s, in_par), collect_vars(c, s->else_s, in_par);
-}
-
-static void mark_loads_outside(cg *c, const nnc_lexpr *e) {
-  if (!e) return;
-  if (e->kind == NNC_LE_LOAD) c->local_outside[e->buf->id] = true;
-  mark_loads_outside(c, e->a), mark_loads_outside(c, e->b), mark_loads_outside(c, e->c);
-}
-
-static void mark_outside(cg *c, const nnc_lstmt *s) {
-  if (!s) return;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) mark_outside(c, s->items[i]);
-  mark_loads_outside(c, s->lo), mark_loads_outside(c, s->hi), mark_loads_outside(c, s->cond);
-  mark_loads_outside(c, s->index), mark_loads_outside(c, s->value), mark_loads_outside(c, s->mask);
-  if (s->kind == NNC_LS_STORE || s->kind == NNC_LS_ATOMIC_ADD) c->local_outside[s->buf->id] = true;
-  if (!(s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_PARALLEL)) mark_outside(c, s->body);
-  mark_outside(c, s->then_s), mark_outside(c, s->else_s);
-}
-
 static void name_everything(cg *c) {
   const nnc_kernel *k = c->k;
   for (int i = 0; i < k->nbufs; i++) c->bname[i] = c_name(c, k->bufs[i]->name, i, c->bname, i);
@@ -932,13 +845,7 @@ static void name_everything(cg *c) {
   free(taken);
 }
 
-static bool has_parallel(const nnc_lstmt *s) {
-  if (!s) return false;
-  if (s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_PARALLEL) return true;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++)
-    if (has_parallel(s->items[i])) return true;
-  return has_parallel(s->body) || has_parallel(s->then_s) || has_parallel(s->else_s);
-}
+static bool is_parallel(const nnc_lstmt *s) { return s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_PARALLEL; }
 
 static void signature(cg *c, FILE *f) {
   const nnc_kernel *k = c->k;
@@ -969,16 +876,12 @@ bool nnc_cg_c_kernel_shared(FILE *f, const nnc_kernel *k0, const bool *shared, n
   for (int i = 0; i < k->nbufs; i++)
     if (k->bufs[i]->scope == NNC_SCOPE_SHARED) cerr(&c, "shared buffer %s in a CPU kernel", k->bufs[i]->name);
   size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
-  c.vars = nnc_xcalloc(nv, sizeof *c.vars);
+  nnc_lk_uses_of(&c.uses, k);
+  c.vars = c.uses.vars;
   c.vname = nnc_xcalloc(nv, sizeof *c.vname);
-  c.reads = nnc_xcalloc(nv, sizeof *c.reads);
   c.unrolled = nnc_xcalloc(nv, sizeof *c.unrolled);
   c.uval = nnc_xcalloc(nv, sizeof *c.uval);
   c.bname = nnc_xcalloc(nb, sizeof *c.bname);
-  c.local_outside = nnc_xcalloc(nb, sizeof *c.local_outside);
-  collect_vars(&c, k->body, false);
-  memset(c.local_outside, 0, nb);
-  mark_outside(&c, k->body);
   name_everything(&c);
   c.kname = c_name(&c, k->name, 0, NULL, 0);
   if (strcmp(c.kname, k->name)) cerr(&c, "the kernel's name is not a C identifier");
@@ -991,13 +894,13 @@ bool nnc_cg_c_kernel_shared(FILE *f, const nnc_kernel *k0, const bool *shared, n
     cerr(&c, "out of memory for the generated text");
   } else {
     c.depth = 1;
-    if (!has_parallel(k->body)) line(&c), emit(&c, "(void)rt;\n");
+    if (!nnc_lstmt_any(k->body, is_parallel, NULL)) line(&c), emit(&c, "(void)rt;\n");
     for (int i = 0; i < k->nbufs; i++) {
       const nnc_lbuf *b = k->bufs[i];
       if ((b->scope == NNC_SCOPE_GLOBAL || b->scope == NNC_SCOPE_SCRATCH) && !b->read && !b->written)
         line(&c), emit(&c, "(void)%s;\n", c.bname[i]);
     }
-    declare_locals(&c, c.local_outside);
+    declare_locals(&c, c.uses.outside_parallel);
     cstmt(&c, k->body);
   }
   if (c.out) fclose(c.out);
@@ -1014,6 +917,7 @@ bool nnc_cg_c_kernel_shared(FILE *f, const nnc_kernel *k0, const bool *shared, n
     fprintf(f, " {\n%s}\n\n", body_text ? body_text : "");
   }
   free(body_text), free(pre_text);
-  free(c.vars), free(c.vname), free(c.reads), free(c.unrolled), free(c.uval), free(c.bname), free(c.local_outside);
+  nnc_lk_uses_free(&c.uses);
+  free(c.vname), free(c.unrolled), free(c.uval), free(c.bname);
   return c.ok;
 }

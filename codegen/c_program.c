@@ -32,30 +32,6 @@ static const char *c_type(nnc_dtype dt) { return dt == NNC_F32 ? "float" : dt ==
 
 static const char *region_base(nnc_mem_region r) { return r == NNC_MEM_PERSIST ? "P" : r == NNC_MEM_IO ? "IO" : "S"; }
 
-/* --- which runtime scalars a kernel reads (the printer passes exactly those) ------------------ */
-
-static void expr_scalars(const nnc_lexpr *e, bool *used) {
-  if (!e) return;
-  if (e->kind == NNC_LE_SCALAR && e->scalar >= 0 && e->scalar < NNC_LSC_COUNT) used[e->scalar] = true;
-  expr_scalars(e->a, used);
-  expr_scalars(e->b, used);
-  expr_scalars(e->c, used);
-}
-
-static void stmt_scalars(const nnc_lstmt *s, bool *used) {
-  if (!s) return;
-  expr_scalars(s->lo, used);
-  expr_scalars(s->hi, used);
-  expr_scalars(s->cond, used);
-  expr_scalars(s->index, used);
-  expr_scalars(s->value, used);
-  expr_scalars(s->mask, used);
-  stmt_scalars(s->body, used);
-  stmt_scalars(s->then_s, used);
-  stmt_scalars(s->else_s, used);
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) stmt_scalars(s->items[i], used);
-}
-
 /* --- model.c ----------------------------------------------------------------------------------- */
 
 /* Kernel names are made unique across programs (node ids repeat between programs). */
@@ -111,8 +87,7 @@ static bool program_aliases(const nnc_lprogram *p, const nnc_kernel_set *u, int 
 
 static void print_call(FILE *out, const nnc_lprogram *p, const nnc_lcall *c, const nnc_kernel *k,
                        nnc_cg_mem_debug dbg) {
-  bool used[NNC_LSC_COUNT] = {false};
-  stmt_scalars(k->body, used);
+  const bool *used = k->uses_scalar; /* the printer passes exactly the scalars the kernel reads */
   fprintf(out, "  /* %s */\n  %s(rt", c->what, k->name);
   for (int j = 0; j < c->nbufs; j++) {
     const nnc_mem_buffer *b = &p->plan->bufs[c->bufs[j]];

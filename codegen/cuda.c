@@ -206,16 +206,7 @@ typedef struct cu {
   nnc_cg_cuda_scalars scalars;
 } cu;
 
-static void cerr(cu *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void cerr(cu *c, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (c->ok) nnc_error(c->d, (nnc_loc){0}, "CUDA backend: kernel %s: %s", c->k->name, msg);
-  c->ok = false;
-}
+#define cerr(c, ...) nnc_lk_error((c)->d, &(c)->ok, "CUDA backend: ", (c)->k->name, __VA_ARGS__)
 
 static void emit(cu *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void emit(cu *c, const char *fmt, ...) {
@@ -447,19 +438,11 @@ static void ccomment(cu *c, const char *text) {
   }
 }
 
-static bool has_sync(const nnc_lexpr *e) {
-  return e && (e->kind == NNC_LE_SHUFFLE || has_sync(e->a) || has_sync(e->b) || has_sync(e->c));
-}
+static bool is_shuffle(const nnc_lexpr *e) { return e->kind == NNC_LE_SHUFFLE; }
+static bool is_barrier(const nnc_lstmt *s) { return s->kind == NNC_LS_BARRIER; }
 
 /* Whether s holds a barrier or shuffle: code every thread of a block (or warp) must reach. */
-static bool stmt_syncs(const nnc_lstmt *s) {
-  if (!s) return false;
-  if (s->kind == NNC_LS_BARRIER) return true;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++)
-    if (stmt_syncs(s->items[i])) return true;
-  return has_sync(s->lo) || has_sync(s->hi) || has_sync(s->cond) || has_sync(s->index) || has_sync(s->value) ||
-         has_sync(s->mask) || stmt_syncs(s->body) || stmt_syncs(s->then_s) || stmt_syncs(s->else_s);
-}
+static bool stmt_syncs(const nnc_lstmt *s) { return nnc_lstmt_any(s, is_barrier, is_shuffle); }
 
 /* A statement that writes memory outside a thread loop runs in one thread (the loop IR runs it
  * once per block); the barrier after it publishes the write to the block. */
@@ -665,27 +648,6 @@ static char *cu_name(cu *c, const char *name, int id, char **taken, int ntaken) 
   return nnc_arena_printf(c->k->arena, "%s%s_%d", bad_start ? "v_" : "", base, id);
 }
 
-static void collect_vars_expr(cu *c, const nnc_lexpr *e) {
-  if (!e) return;
-  if (e->kind == NNC_LE_VAR && e->var && e->var->id >= 0 && e->var->id < c->k->nvars) c->vars[e->var->id] = e->var;
-  collect_vars_expr(c, e->a), collect_vars_expr(c, e->b), collect_vars_expr(c, e->c);
-}
-
-/* Variables by id; block[] from the thread loops; whether there are block loops. */
-static void collect(cu *c, const nnc_lstmt *s) {
-  if (!s) return;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) collect(c, s->items[i]);
-  if (s->var && s->var->id >= 0 && s->var->id < c->k->nvars) c->vars[s->var->id] = s->var;
-  if (s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_GPU_BLOCK) c->has_block_loops = true;
-  if (s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_GPU_THREAD && (unsigned)s->axis < 3) {
-    int64_t t = trip_count(s);
-    if (t > c->block[s->axis]) c->block[s->axis] = t;
-  }
-  collect_vars_expr(c, s->lo), collect_vars_expr(c, s->hi), collect_vars_expr(c, s->cond);
-  collect_vars_expr(c, s->index), collect_vars_expr(c, s->value), collect_vars_expr(c, s->mask);
-  collect(c, s->body), collect(c, s->then_s), collect(c, s->else_s);
-}
-
 static void name_everything(cu *c) {
   const nnc_kernel *k = c->k;
   char **taken = nnc_xcalloc((size_t)(k->nbufs + k->nvars + 1), sizeof *taken);
@@ -753,6 +715,9 @@ static bool grid_of(const nnc_lstmt *s, int64_t n, int64_t grid[3], char *err, s
          grid_of(s->else_s, n, grid, err, cap);
 }
 
+static bool is_block_loop(const nnc_lstmt *s) { return s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_GPU_BLOCK; }
+
+/* Threads per block along each axis: the largest thread loop. */
 static void block_of(const nnc_lstmt *s, int64_t block[3]) {
   if (!s) return;
   for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) block_of(s->items[i], block);
@@ -862,13 +827,6 @@ static void declare_buffers(cu *c) {
   }
 }
 
-static bool has_shuffle(const nnc_lstmt *s) {
-  if (!s) return false;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++)
-    if (has_shuffle(s->items[i])) return true;
-  return has_sync(s->lo) || has_sync(s->hi) || has_sync(s->cond) || has_sync(s->index) || has_sync(s->value) ||
-         has_sync(s->mask) || has_shuffle(s->body) || has_shuffle(s->then_s) || has_shuffle(s->else_s);
-}
 
 static void check_kernel(cu *c) {
   const nnc_kernel *k = c->k;
@@ -876,7 +834,7 @@ static void check_kernel(cu *c) {
   if (!k->gpu) cerr(c, "a CPU-scheduled kernel (the C printer prints it)");
   int64_t threads = c->block[0] * c->block[1] * c->block[2];
   if (threads > 1024) cerr(c, "%lld threads per block (CUDA allows 1024)", (long long)threads);
-  if (has_shuffle(k->body) && threads % 32 != 0)
+  if (nnc_lstmt_any(k->body, NULL, is_shuffle) && threads % 32 != 0)
     cerr(c, "shuffles need whole warps, but a block has %lld threads", (long long)threads);
   int64_t shared = 0;
   for (int i = 0; i < k->nbufs; i++)
@@ -893,10 +851,13 @@ bool nnc_cg_cuda_kernel_with(FILE *f, const nnc_kernel *k0, nnc_cg_cuda_scalars 
   nnc_lk_finish(k);
   cu c = {.k = k, .d = d, .ok = true, .block = {1, 1, 1}, .ctx = CTX_GRID, .scalars = scalars};
   size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
-  c.vars = nnc_xcalloc(nv, sizeof *c.vars);
+  nnc_lk_uses uses;
+  nnc_lk_uses_of(&uses, k);
+  c.vars = uses.vars;
   c.vname = nnc_xcalloc(nv, sizeof *c.vname);
   c.bname = nnc_xcalloc(nb, sizeof *c.bname);
-  collect(&c, k->body);
+  block_of(k->body, c.block);
+  c.has_block_loops = nnc_lstmt_any(k->body, is_block_loop, NULL);
   check_kernel(&c);
   name_everything(&c);
   const char *kname = cu_name(&c, k->name, 0, NULL, 0);
@@ -923,7 +884,8 @@ bool nnc_cg_cuda_kernel_with(FILE *f, const nnc_kernel *k0, nnc_cg_cuda_scalars 
     fprintf(f, " {\n%s}\n\n", body ? body : "");
   }
   free(body);
-  free(c.vars), free(c.vname), free(c.bname);
+  nnc_lk_uses_free(&uses);
+  free(c.vname), free(c.bname);
   return c.ok;
 }
 

@@ -150,21 +150,12 @@ typedef struct lg {
   fnstate f;
   bool in_par;
   int npar;
-  bool *local_outside;         /* by buffer id: a LOCAL buffer used outside parallel loops */
+  nnc_lk_uses uses;            /* variables by id, buffers touched outside parallel loops */
   const nnc_lvar **vars;       /* by var id */
   LLVMTypeRef t_f32, t_i32, t_i8, t_i64, t_i1, t_ptr, t_void, t_rt;
 } lg;
 
-static void lerr(lg *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void lerr(lg *g, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (g->ok) nnc_error(g->d, (nnc_loc){0}, "LLVM backend: kernel %s: %s", g->k->name, msg);
-  g->ok = false;
-}
+#define lerr(g, ...) nnc_lk_error((g)->d, &(g)->ok, "LLVM backend: ", (g)->k->name, __VA_ARGS__)
 
 static LLVMTypeRef scalar_type(lg *g, nnc_dtype dt) {
   switch ((int)dt) {
@@ -579,31 +570,6 @@ static void unrolled_for(lg *g, const nnc_lstmt *s) {
 
 /* --- parallel loops: outlined bodies --------------------------------------------------------------- */
 
-typedef struct capture {
-  bool *var_used, *var_defined, *var_assigned;
-  bool *buf_used;
-  bool scalar_used[NNC_LSC_COUNT];
-} capture;
-
-static void cap_expr(capture *p, const nnc_lexpr *e) {
-  if (!e) return;
-  if (e->kind == NNC_LE_VAR) p->var_used[e->var->id] = true;
-  if (e->kind == NNC_LE_SCALAR && e->scalar >= 0 && e->scalar < NNC_LSC_COUNT) p->scalar_used[e->scalar] = true;
-  if (e->kind == NNC_LE_LOAD) p->buf_used[e->buf->id] = true;
-  cap_expr(p, e->a), cap_expr(p, e->b), cap_expr(p, e->c);
-}
-
-static void cap_stmt(capture *p, const nnc_lstmt *s) {
-  if (!s) return;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) cap_stmt(p, s->items[i]);
-  if (s->kind == NNC_LS_FOR || s->kind == NNC_LS_LET) p->var_defined[s->var->id] = true;
-  if (s->kind == NNC_LS_ASSIGN) p->var_assigned[s->var->id] = true;
-  if (s->kind == NNC_LS_STORE || s->kind == NNC_LS_ATOMIC_ADD) p->buf_used[s->buf->id] = true;
-  cap_expr(p, s->lo), cap_expr(p, s->hi), cap_expr(p, s->cond);
-  cap_expr(p, s->index), cap_expr(p, s->value), cap_expr(p, s->mask);
-  cap_stmt(p, s->body), cap_stmt(p, s->then_s), cap_stmt(p, s->else_s);
-}
-
 static LLVMTypeRef scalar_param_type(lg *g, int i) {
   return i == NNC_LSC_N ? g->t_i64 : i == NNC_LSC_LR ? g->t_f32 : g->t_i32;
 }
@@ -637,12 +603,8 @@ static void end_function(lg *g) {
 }
 
 
-static bool captured_var(lg *g, const capture *p, const nnc_lstmt *s, int v) {
-  return p->var_used[v] && !p->var_defined[v] && v != s->var->id && g->vars[v];
-}
-
-static bool env_buf(const nnc_kernel *k, const capture *p, int i) {
-  return p->buf_used[i] && k->bufs[i]->scope != NNC_SCOPE_LOCAL;
+static bool captured_var(lg *g, const nnc_lcapture *p, const nnc_lstmt *s, int v) {
+  return nnc_lcapture_var(p, s, v) && g->vars[v];
 }
 
 /* What the env struct holds, field by field: a buffer, a scalar or a variable (else lo). */
@@ -653,14 +615,14 @@ typedef struct env_layout {
   LLVMTypeRef type;
 } env_layout;
 
-static env_layout env_new(lg *g, const nnc_lstmt *s, const capture *p) {
+static env_layout env_new(lg *g, const nnc_lstmt *s, const nnc_lcapture *p) {
   const nnc_kernel *k = g->k;
   int cap = k->nbufs + NNC_LSC_COUNT + k->nvars + 1;
   env_layout e = {0, nnc_xcalloc((size_t)cap, sizeof(int)), nnc_xcalloc((size_t)cap, sizeof(int)),
                   nnc_xcalloc((size_t)cap, sizeof(int)), nnc_xcalloc((size_t)cap, sizeof(LLVMTypeRef)), NULL};
   for (int i = 0; i < cap; i++) e.buf[i] = e.scalar[i] = e.var[i] = -1;
   for (int i = 0; i < k->nbufs; i++)
-    if (env_buf(k, p, i)) e.buf[e.n] = i, e.types[e.n++] = g->t_ptr;
+    if (nnc_lcapture_buf(p, k, i)) e.buf[e.n] = i, e.types[e.n++] = g->t_ptr;
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (p->scalar_used[i]) e.scalar[e.n] = i, e.types[e.n++] = scalar_param_type(g, i);
   for (int v = 0; v < k->nvars; v++)
@@ -674,7 +636,7 @@ static void env_free(env_layout *e) { free(e->buf), free(e->scalar), free(e->var
 
 /* static void <kernel>_par<i>(void *env, int64_t lo, int64_t hi): iterations [lo, hi) of the
  * loop's trip count, the loop variable lo_ + it * step. */
-static void outline_body(lg *g, const nnc_lstmt *s, const capture *p, const env_layout *e, LLVMValueRef fn) {
+static void outline_body(lg *g, const nnc_lstmt *s, const nnc_lcapture *p, const env_layout *e, LLVMValueRef fn) {
   begin_function(g, fn);
   LLVMValueRef env = LLVMGetParam(fn, 0);
   LLVMValueRef lo_ = NULL;
@@ -710,16 +672,8 @@ static void outline_body(lg *g, const nnc_lstmt *s, const capture *p, const env_
 static void parallel_for(lg *g, const nnc_lstmt *s) {
   const nnc_kernel *k = g->k;
   size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
-  capture p = {nnc_xcalloc(nv, 1), nnc_xcalloc(nv, 1), nnc_xcalloc(nv, 1), nnc_xcalloc(nb, 1), {0}};
-  cap_stmt(&p, s->body);
-  for (int v = 0; v < k->nvars; v++)
-    if (p.var_assigned[v] && !p.var_defined[v] && g->vars[v])
-      lerr(g, "parallel loop %s assigns %s, defined outside it (iterations must be independent)", s->var->name,
-           g->vars[v]->name);
-  for (int i = 0; i < k->nbufs; i++)
-    if (p.buf_used[i] && k->bufs[i]->scope == NNC_SCOPE_LOCAL && g->local_outside[i])
-      lerr(g, "local buffer %s is used both inside and outside parallel loop %s (it is private to each worker)",
-           k->bufs[i]->name, s->var->name);
+  nnc_lcapture p;
+  nnc_lcapture_of(&p, k, s, &g->uses, g->d, &g->ok, "LLVM backend: ");
   env_layout e = env_new(g, s, &p);
   /* the outlined body */
   char name[300];
@@ -773,7 +727,7 @@ static void parallel_for(lg *g, const nnc_lstmt *s) {
   LLVMBuildBr(g->b, done);
   LLVMPositionBuilderAtEnd(g->b, done);
   env_free(&e);
-  free(p.var_used), free(p.var_defined), free(p.var_assigned), free(p.buf_used);
+  nnc_lcapture_free(&p);
 }
 
 static void for_loop(lg *g, const nnc_lstmt *s) {
@@ -827,37 +781,6 @@ static void stmt(lg *g, const nnc_lstmt *s) {
 
 /* --- the kernel function ------------------------------------------------------------------------------ */
 
-static void collect_vars_expr(lg *g, const nnc_lexpr *e) {
-  if (!e) return;
-  if (e->kind == NNC_LE_VAR && e->var->id >= 0 && e->var->id < g->k->nvars) g->vars[e->var->id] = e->var;
-  collect_vars_expr(g, e->a), collect_vars_expr(g, e->b), collect_vars_expr(g, e->c);
-}
-
-static void collect_vars(lg *g, const nnc_lstmt *s) {
-  if (!s) return;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) collect_vars(g, s->items[i]);
-  if (s->var && s->var->id >= 0 && s->var->id < g->k->nvars) g->vars[s->var->id] = s->var;
-  collect_vars_expr(g, s->lo), collect_vars_expr(g, s->hi), collect_vars_expr(g, s->cond);
-  collect_vars_expr(g, s->index), collect_vars_expr(g, s->value), collect_vars_expr(g, s->mask);
-  collect_vars(g, s->body), collect_vars(g, s->then_s), collect_vars(g, s->else_s);
-}
-
-static void mark_loads_outside(lg *g, const nnc_lexpr *e) {
-  if (!e) return;
-  if (e->kind == NNC_LE_LOAD) g->local_outside[e->buf->id] = true;
-  mark_loads_outside(g, e->a), mark_loads_outside(g, e->b), mark_loads_outside(g, e->c);
-}
-
-static void mark_outside(lg *g, const nnc_lstmt *s) {
-  if (!s) return;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) mark_outside(g, s->items[i]);
-  mark_loads_outside(g, s->lo), mark_loads_outside(g, s->hi), mark_loads_outside(g, s->cond);
-  mark_loads_outside(g, s->index), mark_loads_outside(g, s->value), mark_loads_outside(g, s->mask);
-  if (s->kind == NNC_LS_STORE || s->kind == NNC_LS_ATOMIC_ADD) g->local_outside[s->buf->id] = true;
-  if (!(s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_PARALLEL)) mark_outside(g, s->body);
-  mark_outside(g, s->then_s), mark_outside(g, s->else_s);
-}
-
 static bool is_param_buf(const nnc_lbuf *b) { return b->scope == NNC_SCOPE_GLOBAL || b->scope == NNC_SCOPE_SCRATCH; }
 
 LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, const char *fname, bool external,
@@ -881,12 +804,10 @@ LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, con
   g.t_void = LLVMVoidTypeInContext(g.cx);
   g.t_rt = nnc_llvm_rt_type(m);
   size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
-  g.vars = nnc_xcalloc(nv, sizeof *g.vars);
-  g.local_outside = nnc_xcalloc(nb, sizeof *g.local_outside);
+  nnc_lk_uses_of(&g.uses, k);
+  g.vars = g.uses.vars;
   g.f.slot = nnc_xcalloc(nv, sizeof *g.f.slot);
   g.f.buf = nnc_xcalloc(nb, sizeof *g.f.buf);
-  collect_vars(&g, k->body);
-  mark_outside(&g, k->body);
   /* the signature: rt, global and scratch buffers, the scalars read (a fused optimizer
    * update takes every param with its moments and gradient: hundreds of buffers) */
   LLVMTypeRef *params = nnc_xcalloc(nb + NNC_LSC_COUNT + 1, sizeof *params);
@@ -919,11 +840,12 @@ LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, con
     if (is_param_buf(k->bufs[i])) g.f.buf[i] = LLVMGetParam(fn, (unsigned)buf_param[i]);
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (k->uses_scalar[i]) g.f.scalar[i] = LLVMGetParam(fn, (unsigned)scalar_param[i]);
-  declare_locals(&g, g.local_outside);
+  declare_locals(&g, g.uses.outside_parallel);
   stmt(&g, k->body);
   end_function(&g);
   LLVMDisposeBuilder(g.b), LLVMDisposeBuilder(g.ab);
-  free(g.vars), free(g.local_outside), free(g.f.slot), free(g.f.buf), free(params), free(buf_param);
+  nnc_lk_uses_free(&g.uses);
+  free(g.f.slot), free(g.f.buf), free(params), free(buf_param);
   if (!g.ok && fn) {
     /* drop what was generated for this kernel: the module stays valid */
     char prefix[300];

@@ -571,3 +571,14 @@ void nnc_lk_finish(nnc_kernel *k) {
   finish_stmt(k, k->body);
   k->hash = nnc_lk_hash(k);
 }
+
+void nnc_lk_error(nnc_diags *d, bool *ok, const char *who, const char *kernel, const char *fmt, ...) {
+  if (ok && !*ok) return;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  nnc_error(d, (nnc_loc){0}, "%skernel %s: %s", who, kernel, msg);
+  if (ok) *ok = false;
+}

@@ -245,6 +245,56 @@ void nnc_lk_print(FILE *, const nnc_kernel *);
  * static), barriers only at the top level of a thread region, variables defined before use.
  * Reports through diags (with the kernel's name); returns true when well formed. */
 bool nnc_lk_verify(const nnc_kernel *, nnc_diags *);
+/* --- walks and analyses (ir/loop_walk.c) --------------------------------------------------- */
+
+/* One walk over a statement tree: stmt sees each statement before what it holds and may return
+ * false to skip it (its expressions and children); expr sees every expression node, pre-order.
+ * Either may be NULL; a callback sets stop to end the walk. A walk with state of its own embeds
+ * nnc_lwalk as its first member. */
+typedef struct nnc_lwalk nnc_lwalk;
+struct nnc_lwalk {
+  bool (*stmt)(nnc_lwalk *, const nnc_lstmt *);
+  void (*expr)(nnc_lwalk *, const nnc_lexpr *);
+  bool stop;
+};
+void nnc_lwalk_stmt(nnc_lwalk *, const nnc_lstmt *);
+void nnc_lwalk_expr(nnc_lwalk *, const nnc_lexpr *);
+/* Whether a statement in s satisfies stmt_pred or an expression in it expr_pred (either NULL). */
+bool nnc_lstmt_any(const nnc_lstmt *s, bool (*stmt_pred)(const nnc_lstmt *), bool (*expr_pred)(const nnc_lexpr *));
+
+/* What a kernel uses, for the printers: each variable by id (NULL for an id nothing mentions),
+ * how often it is read, and each buffer touched outside the bodies of parallel loops (a LOCAL
+ * one there cannot be private to a worker). */
+typedef struct nnc_lk_uses {
+  const nnc_lvar **vars;
+  int *reads;
+  bool *outside_parallel;
+} nnc_lk_uses;
+void nnc_lk_uses_of(nnc_lk_uses *, const nnc_kernel *);
+void nnc_lk_uses_free(nnc_lk_uses *);
+
+/* What a parallel loop's body uses, by id: the environment of the function it is outlined into. */
+typedef struct nnc_lcapture {
+  bool *var_used, *var_defined, *var_assigned;
+  bool *buf_used;
+  bool scalar_used[NNC_LSC_COUNT];
+} nnc_lcapture;
+/* The capture of loop's body. Reports (nnc_lk_error with ok and who) what forbids running its
+ * iterations apart: a variable defined outside assigned inside, a LOCAL buffer used inside and
+ * outside parallel loops. */
+bool nnc_lcapture_of(nnc_lcapture *, const nnc_kernel *, const nnc_lstmt *loop, const nnc_lk_uses *, nnc_diags *,
+                     bool *ok, const char *who);
+/* Variable v travels into the outlined body: used there, defined outside it, not the loop's own. */
+bool nnc_lcapture_var(const nnc_lcapture *, const nnc_lstmt *loop, int v);
+/* Buffer i travels into it as a pointer: used there and not a per-worker LOCAL array. */
+bool nnc_lcapture_buf(const nnc_lcapture *, const nnc_kernel *, int i);
+void nnc_lcapture_free(nnc_lcapture *);
+
+/* Reports "<who>kernel <name>: <message>": the one error format of every walk over a kernel
+ * (verifier, printers, emulator). With ok, only while *ok is set, which it then clears, so a
+ * printer reports its first problem only; with ok NULL, every time. */
+void nnc_lk_error(nnc_diags *, bool *ok, const char *who, const char *kernel, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 uint64_t nnc_lk_hash(const nnc_kernel *);
 bool nnc_lk_equal(const nnc_kernel *, const nnc_kernel *);
 

@@ -167,16 +167,8 @@ typedef struct vctx {
   int thread_loops;
 } vctx;
 
-static void verr(vctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void verr(vctx *c, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  nnc_error(c->d, (nnc_loc){0}, "kernel %s: %s", c->k->name, msg);
-  c->ok = false;
-}
+/* every problem is reported */
+#define verr(c, ...) ((c)->ok = false, nnc_lk_error((c)->d, NULL, "", (c)->k->name, __VA_ARGS__))
 
 static ival eval(vctx *c, const nnc_lexpr *e);
 

@@ -53,16 +53,7 @@ typedef struct em {
   int nshuf, shuf_cap;
 } em;
 
-static void err(em *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void err(em *m, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (m->ok) nnc_error(m->d, (nnc_loc){0}, "phase emulator, kernel %s: %s", m->s->name, msg);
-  m->ok = false;
-}
+#define err(m, ...) nnc_lk_error((m)->d, &(m)->ok, "phase emulator, ", (m)->s->name, __VA_ARGS__)
 
 /* --- small expression builders -------------------------------------------------------------- */
 

@@ -422,11 +422,73 @@ static void test_c_parallel(void) {
   nnc_arena_free(a);
 }
 
+static bool is_parallel_loop(const nnc_lstmt *s) { return s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_PARALLEL; }
+static bool is_scalar_n(const nnc_lexpr *e) { return e->kind == NNC_LE_SCALAR && e->scalar == NNC_LSC_N; }
+
+/* The analyses the C and LLVM printers share (ir/loop_walk.c): uses, captures, any. */
+static void test_analyses(void) {
+  nnc_arena *a = nnc_arena_new();
+  nnc_kernel *k = nnc_lk_new(a, "outline");
+  nnc_lbuf *out = nnc_lk_buf(k, "out", NNC_F32, NNC_SCOPE_GLOBAL, 64);
+  nnc_lbuf *tmp = nnc_lk_buf(k, "tmp", NNC_F32, NNC_SCOPE_LOCAL, 4);
+  nnc_lvar *i = nnc_lk_var(k, "i", nnc_lt(NNC_I64, 1)), *acc = nnc_lk_var(k, "acc", nnc_lt(NNC_F32, 1));
+  nnc_lvar *scale = nnc_lk_var(k, "scale", nnc_lt(NNC_F32, 1)), *unused = nnc_lk_var(k, "unused", nnc_lt(NNC_F32, 1));
+  (void)unused;
+  /* scale = 2; tmp[0] = 1; acc = 0; parallel for i: out[i] = scale * tmp[0] + n; acc = acc + 1 */
+  nnc_lstmt *body = nnc_ls_block(k);
+  nnc_lexpr *val = nnc_le_bin(k, NNC_LB_MUL, nnc_le_var(k, scale), nnc_le_load(k, tmp, nnc_le_int(k, 0), 1, NULL));
+  nnc_ls_push(k, body, nnc_ls_store(k, out, nnc_le_var(k, i), val, NULL));
+  nnc_ls_push(k, body, nnc_ls_assign(k, acc, nnc_le_bin(k, NNC_LB_ADD, nnc_le_var(k, acc), nnc_le_const(k, nnc_lt(NNC_F32, 1), 1))));
+  nnc_lstmt *loop = nnc_ls_for(k, i, nnc_le_int(k, 0), nnc_le_scalar(k, NNC_LSC_N), 1, NNC_LOOP_PARALLEL, body);
+  k->body = nnc_ls_block(k);
+  nnc_ls_push(k, k->body, nnc_ls_let(k, scale, nnc_le_const(k, nnc_lt(NNC_F32, 1), 2)));
+  nnc_ls_push(k, k->body, nnc_ls_store(k, tmp, nnc_le_int(k, 0), nnc_le_const(k, nnc_lt(NNC_F32, 1), 1), NULL));
+  nnc_ls_push(k, k->body, nnc_ls_let(k, acc, nnc_le_const(k, nnc_lt(NNC_F32, 1), 0)));
+  nnc_ls_push(k, k->body, loop);
+  nnc_lk_finish(k);
+
+  nnc_lk_uses u;
+  nnc_lk_uses_of(&u, k);
+  CHECK(u.vars[i->id] == i && u.vars[scale->id] == scale && u.vars[unused->id] == NULL);
+  CHECK(u.reads[scale->id] == 1 && u.reads[acc->id] == 1 && u.reads[i->id] == 1);
+  CHECK(u.outside_parallel[tmp->id] && !u.outside_parallel[out->id]); /* out is stored inside the loop only */
+
+  char *text = NULL;
+  size_t len = 0;
+  FILE *errs = open_memstream(&text, &len);
+  nnc_diags d;
+  nnc_diags_init(&d, errs);
+  bool ok = true;
+  nnc_lcapture p;
+  CHECK(!nnc_lcapture_of(&p, k, loop, &u, &d, &ok, "test: "));
+  fclose(errs);
+  CHECK(!ok && d.nerrors == 1); /* with ok, the first problem only */
+  CHECK_MSG(text && strstr(text, "test: kernel outline: parallel loop i assigns acc, defined outside it"), "%s", text);
+  free(text);
+  CHECK(nnc_lcapture_var(&p, loop, scale->id) && !nnc_lcapture_var(&p, loop, i->id));
+  CHECK(nnc_lcapture_buf(&p, k, out->id) && !nnc_lcapture_buf(&p, k, tmp->id) && p.buf_used[tmp->id]);
+  CHECK(p.scalar_used[NNC_LSC_N] == false); /* n is the loop bound, evaluated outside the body */
+  nnc_lcapture_free(&p);
+
+  nnc_diags quiet;
+  char msg[256];
+  nnc_diags_init_buffer(&quiet, msg, sizeof msg);
+  CHECK(!nnc_lcapture_of(&p, k, loop, &u, &quiet, NULL, "")); /* without ok: every problem */
+  CHECK(quiet.nerrors == 2 && strstr(msg, "assigns acc"));
+  nnc_lcapture_free(&p);
+  nnc_lk_uses_free(&u);
+
+  CHECK(nnc_lstmt_any(k->body, is_parallel_loop, NULL) && !nnc_lstmt_any(body, is_parallel_loop, NULL));
+  CHECK(nnc_lstmt_any(k->body, NULL, is_scalar_n) && !nnc_lstmt_any(body, NULL, is_scalar_n));
+  nnc_arena_free(a);
+}
+
 int main(void) {
   test_typing();
   test_print();
   test_verify();
   test_hash();
+  test_analyses();
   test_c_elementwise();
   test_c_reduce_rng();
   test_c_parallel();
