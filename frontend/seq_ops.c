@@ -259,7 +259,7 @@ static bool tensor_list(el_ctx *c, el_scope *s, const nnc_ast *e, const char *op
 
 static bool dim_arg(el_ctx *c, el_scope *s, const nnc_ast *e, int rank, int *out) {
   int64_t d = 0;
-  if (e && !el_get_int(c, s, e, "dim", -64, 64, &d)) return false;
+  if (!el_get_int(c, s, e, "dim", -64, 64, &d)) return false;
   if (d < -rank || d >= rank || rank == 0) {
     nnc_error(c->d, e->loc, "dim %lld is out of range for a tensor of rank %d", (long long)d, rank);
     return false;
@@ -288,8 +288,13 @@ el_val el_op_split(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **
   el_val x;
   if (!el_get_tensor(c, s, slot[0], &x)) return el_poison();
   const nnc_type *t = &x.node->type;
+  /* A scalar has no dim to cut along, whether or not `dim` is given. */
+  if (t->rank == 0) {
+    nnc_error(c->d, call->loc, "%s of a rank-0 tensor (%s): a scalar cannot be split", sig->name, el_type_str(c, t));
+    return el_poison();
+  }
   int axis = 0;
-  if (!dim_arg(c, s, slot[2], t->rank, &axis)) return el_poison();
+  if (slot[2] && !dim_arg(c, s, slot[2], t->rank, &axis)) return el_poison();
   if (axis == t->batch_axis) {
     nnc_error(c->d, call->loc, "%s along the batch dim of %s", sig->name, el_type_str(c, t));
     return el_poison();
