@@ -470,10 +470,9 @@ el_val el_op_where(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **
 el_val el_op_fill(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **slot, const el_sig *sig) {
   el_val d = el_eval(c, s, slot[0]);
   if (d.kind == V_POISON) return d;
-  if (d.kind == V_NUM) {
-    el_val one = d;
-    d = (el_val){.kind = V_LIST, .items = &one, .nitems = 1, .loc = d.loc};
-  }
+  /* zeros(n) is zeros([n]): the one-item list points at `one`, which must outlive d. */
+  el_val one = d;
+  if (d.kind == V_NUM) d = (el_val){.kind = V_LIST, .items = &one, .nitems = 1, .loc = d.loc};
   if (d.kind != V_LIST || d.nitems > NNC_MAX_RANK) {
     nnc_error(c->d, slot[0]->loc, "%s needs a list of at most %d dims", sig->name, NNC_MAX_RANK);
     return el_poison();
