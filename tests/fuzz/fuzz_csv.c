@@ -1,6 +1,8 @@
 /* libFuzzer target: the first byte of the input picks the load options (label column, label
  * kind, class count), the rest is a CSV file. nnc_rt_load_csv must load it or name the
- * problem, never crash, hang or read outside the file. */
+ * problem, never crash, hang or read outside the file; what it loads must be finite, as the
+ * reader promises (docs/training.md). */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -17,6 +19,11 @@ static nnc_rt_load_options options_from(uint8_t b) {
   return (nnc_rt_load_options){columns[b & 3], kinds[(b >> 2) & 3], b & 16 ? 3 : 0};
 }
 
+static void check_finite(const float *v, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    if (!isfinite(v[i])) abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
   nnc_rt_load_options opt = options_from(data[0]);
@@ -24,9 +31,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   nnc_rt_dataset ds;
   char err[512];
   if (nnc_rt_load_csv(path, &opt, &ds, err, sizeof err)) {
-    size_t label_size = ds.label_kind == NNC_RT_LABELS_CLASS ? sizeof(int32_t) : sizeof(float);
-    fuzz_touch(ds.train.x, (size_t)ds.train.n * ds.x_bytes);
-    fuzz_touch(ds.train.y, (size_t)ds.train.n * ds.label_elems * label_size);
+    size_t labels = (size_t)ds.train.n * ds.label_elems;
+    check_finite((const float *)ds.train.x, (size_t)ds.train.n * ds.x_elems);
+    if (ds.label_kind == NNC_RT_LABELS_VALUE) check_finite(ds.train.y, labels);
+    else fuzz_touch(ds.train.y, labels * sizeof(int32_t));
   }
   nnc_rt_dataset_free(&ds);
   fuzz_remove_files();
