@@ -2,7 +2,8 @@
  * count), the rest is one to four .npy files separated by FUZZ_FILE_SEPARATOR: x, y, x_test,
  * y_test. One file is read alone and also as both inputs and labels of a dataset; more make a
  * dataset of x/y pairs. The readers must load them or name the problem, never crash, read
- * outside a file or allocate what a header claims before the file backs it. */
+ * outside a file or allocate what a header claims before the file backs it; a loaded dataset's
+ * sizes must be those of its shapes. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -33,10 +34,24 @@ static void use_split(const nnc_rt_dataset *ds, const nnc_rt_split *sp) {
   fuzz_touch(sp->y, (size_t)sp->n * ds->label_elems * label_size);
 }
 
+/* The per-example sizes a dataset reports are those of its shapes, without wrapping around. */
+static size_t elements(const int64_t *shape, int rank) {
+  size_t n = 1;
+  for (int i = 0; i < rank; i++)
+    if (shape[i] < 0 || __builtin_mul_overflow(n, (size_t)shape[i], &n)) abort();
+  return n;
+}
+
+static void check_sizes(const nnc_rt_dataset *ds) {
+  if (elements(ds->x_shape, ds->x_rank) != ds->x_elems) abort();
+  if (elements(ds->label_shape, ds->label_rank) != ds->label_elems) abort();
+}
+
 static void load_dataset(const char *const *paths, const nnc_rt_load_options *opt) {
   nnc_rt_dataset ds;
   char err[512];
   if (nnc_rt_load_npy(paths[0], paths[1], paths[2], paths[3], opt, &ds, err, sizeof err)) {
+    check_sizes(&ds);
     use_split(&ds, &ds.train);
     use_split(&ds, &ds.test);
   }

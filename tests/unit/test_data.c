@@ -471,6 +471,12 @@ static void test_npy_good(void) {
   CHECK_ERR(nnc_rt_dataset_cast_inputs(&ds, NNC_RT_U8, err, sizeof err), "train example 0 holds 0.5, which u8 cannot hold");
   nnc_rt_dataset_free(&ds);
 
+  /* No examples: the file backs a label shape whose size overflows. */
+  write_npy("x0.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1), }", xd, 0, 0);
+  write_npy("y0.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296, 4294967296), }", xd, 0, 0);
+  CHECK_ERR(nnc_rt_load_npy(at("x0.npy"), at("y0.npy"), NULL, NULL, NULL, &ds, err, sizeof err),
+            "y0.npy: label shape too large");
+
   /* f8 values that f32 cannot hold: as targets, and as inputs cast to f32. */
   double huge[2] = {1, 1e300};
   write_npy("yh.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1), }", huge, sizeof huge, 0);
