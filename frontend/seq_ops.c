@@ -429,8 +429,9 @@ el_val el_op_masked_fill(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_
   ok &= el_get_num(c, s, slot[2], "value", -INFINITY, INFINITY, &v);
   if (!ok) return el_poison();
   nnc_loc L = call->loc;
-  if (x.node->type.dtype != NNC_F32 && v != floor(v)) {
-    nnc_error(c->d, slot[2]->loc, "masked_fill of %s with the fraction %g", el_val_desc(c, &x), v);
+  if (!nnc_dtype_holds(x.node->type.dtype, v)) {
+    nnc_error(c->d, slot[2]->loc, "masked_fill of %s with %g, which %s cannot hold", el_val_desc(c, &x), v,
+              nnc_dtype_name(x.node->type.dtype));
     return el_poison();
   }
   nnc_node *m;
