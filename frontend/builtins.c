@@ -391,11 +391,14 @@ bool el_broadcast_type(const nnc_type *a, const nnc_type *b, nnc_type *out) {
 }
 
 static nnc_node *num_const(el_ctx *c, const el_val *num, const nnc_type *like, const char *opname, nnc_loc loc) {
-  if (like->dtype != NNC_F32 && num->num != floor(num->num)) {
-    nnc_error(c->d, loc, "'%s' of %s and the fraction %g: cast the tensor to f32 first", opname, el_type_str(c, like), num->num);
-    return NULL;
-  }
-  return el_const(c, like, num->num, loc);
+  double v = num->num;
+  if (nnc_dtype_holds(like->dtype, v)) return el_const(c, like, v, loc);
+  if (isfinite(v) && v != floor(v))
+    nnc_error(c->d, loc, "'%s' of %s and the fraction %g: cast the tensor to f32 first", opname, el_type_str(c, like), v);
+  else
+    nnc_error(c->d, loc, "'%s' of %s and %g: the number is outside the range of %s", opname, el_type_str(c, like), v,
+              nnc_dtype_name(like->dtype));
+  return NULL;
 }
 
 bool el_broadcast_pair(el_ctx *c, const el_val *a, const el_val *b, const char *opname, nnc_loc loc, nnc_node **x,

@@ -259,7 +259,7 @@ static bool tensor_list(el_ctx *c, el_scope *s, const nnc_ast *e, const char *op
 
 static bool dim_arg(el_ctx *c, el_scope *s, const nnc_ast *e, int rank, int *out) {
   int64_t d = 0;
-  if (e && !el_get_int(c, s, e, "dim", -64, 64, &d)) return false;
+  if (!el_get_int(c, s, e, "dim", -64, 64, &d)) return false;
   if (d < -rank || d >= rank || rank == 0) {
     nnc_error(c->d, e->loc, "dim %lld is out of range for a tensor of rank %d", (long long)d, rank);
     return false;
@@ -288,8 +288,13 @@ el_val el_op_split(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **
   el_val x;
   if (!el_get_tensor(c, s, slot[0], &x)) return el_poison();
   const nnc_type *t = &x.node->type;
+  /* A scalar has no dim to cut along, whether or not `dim` is given. */
+  if (t->rank == 0) {
+    nnc_error(c->d, call->loc, "%s of a rank-0 tensor (%s): a scalar cannot be split", sig->name, el_type_str(c, t));
+    return el_poison();
+  }
   int axis = 0;
-  if (!dim_arg(c, s, slot[2], t->rank, &axis)) return el_poison();
+  if (slot[2] && !dim_arg(c, s, slot[2], t->rank, &axis)) return el_poison();
   if (axis == t->batch_axis) {
     nnc_error(c->d, call->loc, "%s along the batch dim of %s", sig->name, el_type_str(c, t));
     return el_poison();
@@ -424,8 +429,9 @@ el_val el_op_masked_fill(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_
   ok &= el_get_num(c, s, slot[2], "value", -INFINITY, INFINITY, &v);
   if (!ok) return el_poison();
   nnc_loc L = call->loc;
-  if (x.node->type.dtype != NNC_F32 && v != floor(v)) {
-    nnc_error(c->d, slot[2]->loc, "masked_fill of %s with the fraction %g", el_val_desc(c, &x), v);
+  if (!nnc_dtype_holds(x.node->type.dtype, v)) {
+    nnc_error(c->d, slot[2]->loc, "masked_fill of %s with %g, which %s cannot hold", el_val_desc(c, &x), v,
+              nnc_dtype_name(x.node->type.dtype));
     return el_poison();
   }
   nnc_node *m;
@@ -465,10 +471,9 @@ el_val el_op_where(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **
 el_val el_op_fill(el_ctx *c, el_scope *s, const nnc_ast *call, const nnc_ast **slot, const el_sig *sig) {
   el_val d = el_eval(c, s, slot[0]);
   if (d.kind == V_POISON) return d;
-  if (d.kind == V_NUM) {
-    el_val one = d;
-    d = (el_val){.kind = V_LIST, .items = &one, .nitems = 1, .loc = d.loc};
-  }
+  /* zeros(n) is zeros([n]): the one-item list points at `one`, which must outlive d. */
+  el_val one = d;
+  if (d.kind == V_NUM) d = (el_val){.kind = V_LIST, .items = &one, .nitems = 1, .loc = d.loc};
   if (d.kind != V_LIST || d.nitems > NNC_MAX_RANK) {
     nnc_error(c->d, slot[0]->loc, "%s needs a list of at most %d dims", sig->name, NNC_MAX_RANK);
     return el_poison();

@@ -22,6 +22,17 @@ static const size_t dtype_sizes[NNC_DTYPE_COUNT] = {4, 4, 1};
 const char *nnc_dtype_name(nnc_dtype t) { return (unsigned)t < NNC_DTYPE_COUNT ? dtype_names[t] : "?"; }
 size_t nnc_dtype_size(nnc_dtype t) { return (unsigned)t < NNC_DTYPE_COUNT ? dtype_sizes[t] : 0; }
 
+/* The range is tested first: converting an infinity, a nan or a huge value to an integer is
+ * undefined, so only a value in range is converted to test it for being whole. */
+bool nnc_dtype_holds(nnc_dtype t, double v) {
+  switch (t) {
+  case NNC_F32: return true;
+  case NNC_I32: return v >= INT32_MIN && v <= INT32_MAX && v == (double)(int64_t)v;
+  case NNC_U8: return v >= 0 && v <= 255 && v == (double)(int64_t)v;
+  default: return false;
+  }
+}
+
 bool nnc_dtype_from_name(const char *s, nnc_dtype *out) {
   for (int i = 0; i < NNC_DTYPE_COUNT; i++)
     if (strcmp(s, dtype_names[i]) == 0) {

@@ -160,6 +160,9 @@ typedef struct nnc_module {
 const char *nnc_dtype_name(nnc_dtype);
 bool nnc_dtype_from_name(const char *, nnc_dtype *);
 size_t nnc_dtype_size(nnc_dtype);
+/* Whether a constant of the dtype can be v: any number for f32 (infinities included), a whole
+ * number in range for the integer types. */
+bool nnc_dtype_holds(nnc_dtype, double v);
 nnc_type nnc_type_make(nnc_dtype, int rank, const int64_t *dims, int batch_axis);
 nnc_type nnc_type_scalar(nnc_dtype);
 bool nnc_type_equal(const nnc_type *, const nnc_type *);

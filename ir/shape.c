@@ -180,10 +180,9 @@ static bool rule_const(nnc_node *n, char *err, size_t cap) {
   if (!v) return fail(err, cap, "const: missing attribute 'value'");
   if (!check_type(&n->type, "const", err, cap)) return false;
   double x = v->num;
-  if (n->type.dtype == NNC_I32 && !(x == (double)(int64_t)x && x >= INT32_MIN && x <= INT32_MAX))
-    return fail(err, cap, "const: value %.9g is not an i32", x);
-  if (n->type.dtype == NNC_U8 && !(x == (double)(int64_t)x && x >= 0 && x <= 255))
-    return fail(err, cap, "const: value %.9g is not a u8", x);
+  if (!nnc_dtype_holds(n->type.dtype, x))
+    return fail(err, cap, "const: value %.9g is not %s %s", x, n->type.dtype == NNC_I32 ? "an" : "a",
+                nnc_dtype_name(n->type.dtype));
   return true;
 }
 

@@ -6,6 +6,7 @@
 #include "runtime/philox.h"
 
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -100,6 +101,19 @@ static void *labels_as_ids(const double *v, int64_t n) {
   return out;
 }
 
+/* Targets become f32: a finite label beyond its range would turn into an infinity. (Labels
+ * that are already inf or nan in a float file are the file's values and stay.) */
+static bool check_f32_values(const nnc_rt_raw_labels *raw, const double *v, int64_t n, size_t elems,
+                             bool test, const char *path, char *err, size_t cap) {
+  char site[64];
+  for (size_t i = 0; i < (size_t)n * elems; i++) {
+    if (!isfinite(v[i]) || fabs(v[i]) <= FLT_MAX) continue;
+    label_site(site, sizeof site, raw, test, (int64_t)(i / elems));
+    return nnc_rt_data_fail(err, cap, path, "%s: label %.17g is outside the f32 range", site, v[i]);
+  }
+  return true;
+}
+
 static void *labels_as_values(const double *v, size_t count) {
   float *out = malloc((count ? count : 1) * sizeof *out);
   if (out)
@@ -137,6 +151,9 @@ bool nnc_rt_finish_labels(nnc_rt_dataset *ds, const nnc_rt_raw_labels *raw, bool
     ds->train.y = labels_as_ids(raw->train, ntr);
     ds->test.y = labels_as_ids(raw->test, nte);
   } else {
+    if (!check_f32_values(raw, raw->train, ntr, ds->label_elems, false, path, err, cap) ||
+        !check_f32_values(raw, raw->test, nte, ds->label_elems, true, path, err, cap))
+      return false;
     ds->num_classes = 0;
     ds->train.y = labels_as_values(raw->train, (size_t)ntr * ds->label_elems);
     ds->test.y = labels_as_values(raw->test, (size_t)nte * ds->label_elems);
@@ -288,12 +305,14 @@ double nnc_rt_load_elem(nnc_rt_dtype t, const uint8_t *p) {
   return 0;
 }
 
-/* Stores v as t; false if t is an integer type that cannot hold v exactly. */
+/* Stores v as t; false if t is an integer type that cannot hold v exactly, or if v is finite
+ * and beyond f32's range (it would become an infinity). */
 static bool store_elem(nnc_rt_dtype t, uint8_t *p, double v) {
   static const double lo[] = {0, INT8_MIN, 0, INT16_MIN, 0, INT32_MIN, -9007199254740992.0};
   static const double hi[] = {UINT8_MAX, INT8_MAX, UINT16_MAX, INT16_MAX, UINT32_MAX, INT32_MAX,
                               9007199254740992.0};
   if (t < NNC_RT_F32 && !(v >= lo[t] && v <= hi[t] && v == floor(v))) return false;
+  if (t == NNC_RT_F32 && isfinite(v) && fabs(v) > FLT_MAX) return false;
   switch (t) {
 #define STORE(tag, type) \
   case tag: {            \

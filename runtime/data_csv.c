@@ -8,6 +8,7 @@
 #include "runtime/data_internal.h"
 
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -168,6 +169,10 @@ static bool add_row(csv_state *st, size_t ncols, size_t label_col, char *err, si
     const field *f = &st->fields[i];
     if (!parse_number(f, &v))
       return csv_fail(err, cap, st, f->col, "field %zu '%.*s' is not a finite number", i + 1,
+                      (int)(f->len < 40 ? f->len : 40), f->s);
+    /* Features become f32: a finite double beyond its range would turn into an infinity. */
+    if (i != label_col && fabs(v) > FLT_MAX)
+      return csv_fail(err, cap, st, f->col, "field %zu '%.*s' is outside the f32 range", i + 1,
                       (int)(f->len < 40 ? f->len : 40), f->s);
     if (i == label_col)
       st->y[st->rows] = v;

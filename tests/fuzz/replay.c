@@ -1,5 +1,6 @@
-/* Runs the fuzz target over every file of a corpus directory (the ctest fuzz_replay), so that
- * the inputs the fuzzer found keep passing in ordinary builds. */
+/* Runs a fuzz target over every file of its corpus directory (the ctests fuzz_replay_<target>,
+ * one executable per target), so that the inputs the fuzzer found keep passing in ordinary
+ * builds. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>

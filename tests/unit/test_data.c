@@ -389,6 +389,9 @@ static void test_csv_bad(void) {
   CHECK_ERR(load_csv_text("1,2,0\n1,,0\n", NULL, &ds), "d.csv:2:3: field 2 '' is not a finite number");
   CHECK_ERR(load_csv_text("1,2,0\n1,nan,0\n", NULL, &ds), "d.csv:2:3: field 2 'nan'");
   CHECK_ERR(load_csv_text("1,2,0\n1,2,1e999\n", NULL, &ds), "d.csv:2:5: field 3");
+  /* Finite as a double, infinite as f32: a feature, and a target. */
+  CHECK_ERR(load_csv_text("1,2,0\n1e300,2,0\n", NULL, &ds), "d.csv:2:1: field 1 '1e300' is outside the f32 range");
+  CHECK_ERR(load_csv_text("1,2,0.5\n1,2,-1e300\n", NULL, &ds), "d.csv: line 2: label -1.0000000000000001e+300 is outside the f32 range");
   CHECK_ERR(load_csv_text("", NULL, &ds), "no data rows");
   CHECK_ERR(load_csv_text("a,b\n", NULL, &ds), "no data rows");
   CHECK_ERR(load_csv_text("1\n2\n", NULL, &ds), "at least one feature and a label");
@@ -466,6 +469,23 @@ static void test_npy_good(void) {
   CHECK(ds.x_dtype == NNC_RT_F32 && ds.x_bytes == 8 && ((float *)ds.train.x)[3] == 4.0f);
   ((float *)ds.train.x)[1] = 0.5f;
   CHECK_ERR(nnc_rt_dataset_cast_inputs(&ds, NNC_RT_U8, err, sizeof err), "train example 0 holds 0.5, which u8 cannot hold");
+  nnc_rt_dataset_free(&ds);
+
+  /* No examples: the file backs a label shape whose size overflows. */
+  write_npy("x0.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1), }", xd, 0, 0);
+  write_npy("y0.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4294967296, 4294967296), }", xd, 0, 0);
+  CHECK_ERR(nnc_rt_load_npy(at("x0.npy"), at("y0.npy"), NULL, NULL, NULL, &ds, err, sizeof err),
+            "y0.npy: label shape too large");
+
+  /* f8 values that f32 cannot hold: as targets, and as inputs cast to f32. */
+  double huge[2] = {1, 1e300};
+  write_npy("yh.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1), }", huge, sizeof huge, 0);
+  CHECK_ERR(nnc_rt_load_npy(at("xd.npy"), at("yh.npy"), NULL, NULL, NULL, &ds, err, sizeof err),
+            "yh.npy: example 1: label 1.0000000000000001e+300 is outside the f32 range");
+  write_npy("xh.npy", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1), }", huge, sizeof huge, 0);
+  CHECK_MSG(nnc_rt_load_npy(at("xh.npy"), at("yf.npy"), NULL, NULL, NULL, &ds, err, sizeof err), "%s", err);
+  CHECK_ERR(nnc_rt_dataset_cast_inputs(&ds, NNC_RT_F32, err, sizeof err),
+            "train example 1 holds 1.0000000000000001e+300, which f32 cannot hold");
   nnc_rt_dataset_free(&ds);
 
   nnc_rt_array a;
