@@ -109,7 +109,7 @@ static bool check_f32_values(const nnc_rt_raw_labels *raw, const double *v, int6
   for (size_t i = 0; i < (size_t)n * elems; i++) {
     if (!isfinite(v[i]) || fabs(v[i]) <= FLT_MAX) continue;
     label_site(site, sizeof site, raw, test, (int64_t)(i / elems));
-    return nnc_rt_data_fail(err, cap, path, "%s: label %.17g is outside the f32 range", site, v[i]);
+    return nnc_rt_fail_at(err, cap, path, "%s: label %.17g is outside the f32 range", site, v[i]);
   }
   return true;
 }

@@ -280,7 +280,7 @@ static bool build_dataset(nnc_rt_array *arr, const char *const *paths, bool has_
   for (int i = 1; i < arr[1].rank; i++) {
     ds->label_shape[i - 1] = arr[1].shape[i];
     if (!nnc_rt_mul_size(ds->label_elems, (size_t)arr[1].shape[i], &ds->label_elems))
-      return nnc_rt_data_fail(err, cap, paths[1], "label shape too large");
+      return nnc_rt_fail_at(err, cap, paths[1], "label shape too large");
   }
   ds->train = (nnc_rt_split){arr[0].shape[0], arr[0].data, NULL};
   arr[0].data = NULL;
