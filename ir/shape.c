@@ -335,6 +335,9 @@ static bool rule_pad(nnc_node *n, char *err, size_t cap) {
   const int64_t *lo = need_ints(n, NNC_ATTR_lo, a->rank, "pad", err, cap);
   const int64_t *hi = lo ? need_ints(n, NNC_ATTR_hi, a->rank, "pad", err, cap) : NULL;
   if (!hi) return false;
+  double fill = nnc_node_num(n, NNC_ATTR_value, 0);
+  if (!nnc_dtype_holds(a->dtype, fill))
+    return fail(err, cap, "pad: the fill %g does not fit %s", fill, nnc_dtype_name(a->dtype));
   nnc_type t = *a;
   for (int i = 0; i < a->rank; i++) {
     if (!in_range(lo[i], 0, NNC_MAX_ELEMENTS) || !in_range(hi[i], 0, NNC_MAX_ELEMENTS))
