@@ -12,6 +12,8 @@
  * with the loop variable a constant. */
 #include "codegen/c.h"
 
+#include "codegen/c_family.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -309,80 +311,37 @@ void nnc_cg_c_prelude(FILE *f, const nnc_kernel *const *ks, int nk) {
 
 /* --- kernels ------------------------------------------------------------------------------- */
 
-typedef struct cg {
-  const nnc_kernel *k;
+typedef struct c_printer {
+  nnc_cf cf;            /* the function being printed (out), names, the first error */
   const char *kname;    /* the kernel's name as a C identifier */
-  nnc_diags *d;
-  bool ok;
-  FILE *out;            /* the function being printed */
   FILE *pre;            /* outlined parallel bodies, printed before the kernel */
-  char **vname, **bname;
   bool *unrolled;       /* by var id: substituted by uval */
   int64_t *uval;
   nnc_lk_uses uses;     /* variables by id and their reads, buffers touched outside parallel loops */
   bool in_par;          /* printing an outlined body: nested parallel loops run serially */
-  const nnc_lvar **vars; /* by var id (uses.vars) */
   int npar;
   int depth;
   const bool *shared;   /* by buffer id, may be NULL: a call passes it over another buffer's bytes */
-} cg;
+} c_printer;
 
-#define cerr(c, ...) nnc_lk_error((c)->d, &(c)->ok, "C backend: ", (c)->k->name, __VA_ARGS__)
+#define cerr(c, ...) nnc_cf_error(&(c)->cf, __VA_ARGS__)
+#define emit(c, ...) nnc_cf_emit(&(c)->cf, __VA_ARGS__)
+#define line(c) nnc_cf_line(&(c)->cf)
+#define cexpr_prec(c, e, min) nnc_cf_expr_prec(&(c)->cf, e, min)
 
-static void emit(cg *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit(cg *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vfprintf(c->out, fmt, ap);
-  va_end(ap);
-}
-
-static void line(cg *c) { fprintf(c->out, "%*s", 2 * c->depth, ""); }
-
-static bool check_lanes(cg *c, nnc_ltype t) {
+static bool check_lanes(c_printer *c, nnc_ltype t) {
   if (t.lanes == 1 || (t.lanes <= NNC_MAX_LANES && (t.lanes & (t.lanes - 1)) == 0)) return true;
   cerr(c, "%d lanes: the C backend needs a power of two", t.lanes);
   return false;
 }
 
-static void cexpr(cg *c, const nnc_lexpr *e);
+static void cexpr(c_printer *c, const nnc_lexpr *e);
 
-static int cprec(const nnc_lexpr *e) {
-  if (e->kind != NNC_LE_BIN || e->type.lanes > 1) return 9;
-  bool wraps = e->type.dtype == NNC_I32 || e->type.dtype == NNC_U8;
-  switch ((nnc_lbinop)e->op) {
-  case NNC_LB_MUL:
-  case NNC_LB_DIV: return wraps && e->op == NNC_LB_MUL ? 9 : 4;
-  case NNC_LB_ADD:
-  case NNC_LB_SUB: return wraps ? 9 : 3;
-  case NNC_LB_LT:
-  case NNC_LB_LE:
-  case NNC_LB_GT:
-  case NNC_LB_GE:
-  case NNC_LB_EQ:
-  case NNC_LB_NE: return 2;
-  case NNC_LB_AND:
-  case NNC_LB_OR: return 1;
-  default: return 9;
-  }
+static void call2(c_printer *c, const char *fn, const nnc_lexpr *a, const nnc_lexpr *b) {
+  nnc_cf_call(&c->cf, fn, a, b, NULL);
 }
 
-static void cexpr_prec(cg *c, const nnc_lexpr *e, int min) {
-  bool paren = cprec(e) < min;
-  if (paren) emit(c, "(");
-  cexpr(c, e);
-  if (paren) emit(c, ")");
-}
-
-static void call2(cg *c, const char *fn, const nnc_lexpr *a, const nnc_lexpr *b) {
-  emit(c, "%s(", fn);
-  cexpr(c, a);
-  emit(c, ", ");
-  cexpr(c, b);
-  emit(c, ")");
-}
-
-static void cbin_scalar(cg *c, const nnc_lexpr *e) {
+static void cbin_scalar(c_printer *c, const nnc_lexpr *e) {
   nnc_dtype dt = e->a->type.dtype;
   const char *s = dt_suffix(dt);
   char fn[48];
@@ -395,17 +354,10 @@ static void cbin_scalar(cg *c, const nnc_lexpr *e) {
   case NNC_LB_MAX: return call2(c, "NNC_MAX", e->a, e->b);
   case NNC_LB_POW: return call2(c, "powf", e->a, e->b);
   case NNC_LB_AND:
-  case NNC_LB_OR: {
-    const char *op = dt == NNC_BOOL ? (e->op == NNC_LB_AND ? "&&" : "||") : (e->op == NNC_LB_AND ? "&" : "|");
-    emit(c, "(");
-    cexpr_prec(c, e->a, 2), emit(c, " %s ", op), cexpr_prec(c, e->b, 2);
-    emit(c, ")");
-    return;
-  }
+  case NNC_LB_OR: return nnc_cf_logic(&c->cf, e);
   default: break;
   }
-  int p = cprec(e);
-  if (p == 9) { /* i32/u8 + - *: wrap through unsigned arithmetic, as the interpreter does */
+  if (nnc_cf_prec(e) == 9) { /* i32/u8 + - *: wrap through unsigned arithmetic, as the interpreter does */
     const char *u = dt == NNC_I32 ? "uint32_t" : "unsigned";
     emit(c, "(%s)((%s)", scalar_ctype(dt), u);
     cexpr_prec(c, e->a, 5);
@@ -414,16 +366,12 @@ static void cbin_scalar(cg *c, const nnc_lexpr *e) {
     emit(c, ")");
     return;
   }
-  /* f32 + and * do not associate: a + (b + c) keeps its parentheses */
-  bool tight_right = e->op == NNC_LB_SUB || e->op == NNC_LB_DIV || p == 2 || dt == NNC_F32;
-  cexpr_prec(c, e->a, p == 2 ? 3 : p);
-  emit(c, p == 4 ? "%s" : " %s ", nnc_lbinops[e->op].c);
-  cexpr_prec(c, e->b, tight_right ? p + 1 : p);
+  nnc_cf_infix(&c->cf, e);
 }
 
 /* Vector + - * / & | are C operators on the vector types; i32 + - * wrap through unsigned
  * lanes (the interpreter's semantics); the rest are prelude helpers. */
-static void cbin_vector(cg *c, const nnc_lexpr *e) {
+static void cbin_vector(c_printer *c, const nnc_lexpr *e) {
   nnc_ltype t = e->a->type;
   if (e->op <= NNC_LB_MUL && t.dtype == NNC_I32) {
     emit(c, "(nnc_i32x%d)((nnc_u32x%d)", t.lanes, t.lanes), cexpr_prec(c, e->a, 9);
@@ -443,19 +391,7 @@ static void cbin_vector(cg *c, const nnc_lexpr *e) {
   call2(c, fn, e->a, e->b);
 }
 
-static void cconst_float(cg *c, double v) {
-  float f = (float)v;
-  if (f != f) emit(c, "__builtin_nanf(\"\")");
-  else if (f == (float)INFINITY || f == -(float)INFINITY) emit(c, "%s__builtin_inff()", f < 0 ? "-" : "");
-  else {
-    char buf[48];
-    snprintf(buf, sizeof buf, "%.9g", f);
-    bool has_point = strpbrk(buf, ".en") != NULL;
-    emit(c, "%s%s%sf%s", f < 0 ? "(" : "", buf, has_point ? "" : ".0", f < 0 ? ")" : "");
-  }
-}
-
-static void cunary(cg *c, const nnc_lexpr *e) {
+static void cunary(c_printer *c, const nnc_lexpr *e) {
   nnc_ltype t = e->type;
   if (e->op == NNC_LU_NEG && t.lanes > 1 && t.dtype == NNC_I32) {
     emit(c, "(nnc_i32x%d)(-(nnc_u32x%d)", t.lanes, t.lanes), cexpr_prec(c, e->a, 9), emit(c, ")");
@@ -481,7 +417,7 @@ static void cunary(cg *c, const nnc_lexpr *e) {
   emit(c, ")");
 }
 
-static void ccast(cg *c, const nnc_lexpr *e) {
+static void ccast(c_printer *c, const nnc_lexpr *e) {
   nnc_ltype to = e->type, from = e->a->type;
   if (to.lanes > 1) {
     emit(c, "nnc_cvt_%sx%d_%sx%d(", dt_suffix(to.dtype), to.lanes, dt_suffix(from.dtype), from.lanes);
@@ -499,8 +435,8 @@ static void ccast(cg *c, const nnc_lexpr *e) {
   emit(c, ")");
 }
 
-static void cload(cg *c, const nnc_lexpr *e) {
-  const char *b = c->bname[e->buf->id];
+static void cload(c_printer *c, const nnc_lexpr *e) {
+  const char *b = c->cf.bname[e->buf->id];
   if (e->type.lanes == 1) {
     if (e->b) emit(c, "("), cexpr_prec(c, e->b, 2), emit(c, " ? ");
     emit(c, "%s[", b), cexpr(c, e->a), emit(c, "]");
@@ -513,17 +449,14 @@ static void cload(cg *c, const nnc_lexpr *e) {
   emit(c, ")");
 }
 
-static void cexpr(cg *c, const nnc_lexpr *e) {
+static void cexpr(c_printer *c, const nnc_lexpr *e) {
   if (!check_lanes(c, e->type)) return;
   switch (e->kind) {
-  case NNC_LE_INT:
-    if (e->ival < 0) emit(c, "(%lld%s)", (long long)e->ival, e->ival < INT32_MIN ? "LL" : "");
-    else emit(c, "%lld%s", (long long)e->ival, e->ival > INT32_MAX ? "LL" : "");
-    break;
-  case NNC_LE_FLOAT: cconst_float(c, e->fval); break;
+  case NNC_LE_INT: nnc_cf_int(&c->cf, e); break;
+  case NNC_LE_FLOAT: nnc_cf_float(&c->cf, e->fval); break;
   case NNC_LE_VAR:
     if (c->unrolled[e->var->id]) emit(c, "%lld", (long long)c->uval[e->var->id]);
-    else emit(c, "%s", c->vname[e->var->id]);
+    else emit(c, "%s", c->cf.vname[e->var->id]);
     break;
   case NNC_LE_SCALAR: emit(c, "%s", (const char *[]){"n", "lr", "step", "seed"}[e->scalar]); break;
   case NNC_LE_BIN:
@@ -536,9 +469,7 @@ static void cexpr(cg *c, const nnc_lexpr *e) {
       emit(c, "nnc_sel_%sx%d(", dt_suffix(e->type.dtype), e->type.lanes);
       cexpr(c, e->a), emit(c, ", "), cexpr(c, e->b), emit(c, ", "), cexpr(c, e->c), emit(c, ")");
     } else {
-      emit(c, "(");
-      cexpr_prec(c, e->a, 2), emit(c, " ? "), cexpr_prec(c, e->b, 2), emit(c, " : "), cexpr_prec(c, e->c, 2);
-      emit(c, ")");
+      nnc_cf_select(&c->cf, e);
     }
     break;
   case NNC_LE_FMA:
@@ -579,16 +510,16 @@ static void cexpr(cg *c, const nnc_lexpr *e) {
 
 /* --- statements ------------------------------------------------------------------------------ */
 
-static void cstmt(cg *c, const nnc_lstmt *s);
+static void cstmt(c_printer *c, const nnc_lstmt *s);
 
-static void cblock_body(cg *c, const nnc_lstmt *s) {
-  c->depth++;
+static void cblock_body(c_printer *c, const nnc_lstmt *s) {
+  c->cf.depth++;
   cstmt(c, s);
-  c->depth--;
+  c->cf.depth--;
 }
 
-static void cstore(cg *c, const nnc_lstmt *s) {
-  const char *b = c->bname[s->buf->id];
+static void cstore(c_printer *c, const nnc_lstmt *s) {
+  const char *b = c->cf.bname[s->buf->id];
   int L = s->value->type.lanes;
   line(c);
   if (L == 1) {
@@ -603,39 +534,25 @@ static void cstore(cg *c, const nnc_lstmt *s) {
   emit(c, ");\n");
 }
 
-static void ccomment(cg *c, const char *text) {
-  const char *t = text ? text : "";
-  while (*t) {
-    const char *nl = strchr(t, '\n');
-    size_t len = nl ? (size_t)(nl - t) : strlen(t);
-    line(c);
-    emit(c, "/* ");
-    for (size_t i = 0; i < len; i++) /* a comment cannot close the C comment early */
-      emit(c, "%c", t[i] == '*' && i + 1 < len && t[i + 1] == '/' ? '+' : t[i]);
-    emit(c, " */\n");
-    t += len + (nl ? 1 : 0);
-  }
-}
-
 /* --- parallel loops: what the outlined body captures ------------------------------------------- */
 
 /* `restrict` promises that no other pointer reaches the bytes while one of them is written, a
  * promise an in-place call breaks (it passes one range as two buffers): once the kernel is
  * inlined, gcc moves or drops the neighbouring calls' accesses to that range. Such buffers are
  * plain pointers. */
-static const char *buf_ctype(const cg *c, int i, char *t, size_t cap) {
-  const nnc_lbuf *b = c->k->bufs[i];
+static const char *buf_ctype(const c_printer *c, int i, char *t, size_t cap) {
+  const nnc_lbuf *b = c->cf.k->bufs[i];
   snprintf(t, cap, "%s%s *%s", b->written || b->scope != NNC_SCOPE_GLOBAL ? "" : "const ", scalar_ctype(b->dtype),
            c->shared && c->shared[i] ? "" : "restrict ");
   return t;
 }
 
-static void declare_locals(cg *c, const bool *used) {
-  for (int i = 0; i < c->k->nbufs; i++) {
-    const nnc_lbuf *b = c->k->bufs[i];
+static void declare_locals(c_printer *c, const bool *used) {
+  for (int i = 0; i < c->cf.k->nbufs; i++) {
+    const nnc_lbuf *b = c->cf.k->bufs[i];
     if (b->scope != NNC_SCOPE_LOCAL || !used[i]) continue;
     line(c);
-    emit(c, "%s %s[%lld] = {0};\n", scalar_ctype(b->dtype), c->bname[i], (long long)b->size);
+    emit(c, "%s %s[%lld] = {0};\n", scalar_ctype(b->dtype), c->cf.bname[i], (long long)b->size);
   }
 }
 
@@ -645,66 +562,66 @@ static void declare_locals(cg *c, const bool *used) {
 static const char *const scalar_names[] = {"n", "lr", "step", "seed"};
 static const char *const scalar_types[] = {"int64_t", "float", "uint32_t", "uint32_t"};
 
-static bool captured_var(cg *c, const nnc_lcapture *p, const nnc_lstmt *s, int v) {
+static bool captured_var(c_printer *c, const nnc_lcapture *p, const nnc_lstmt *s, int v) {
   return nnc_lcapture_var(p, s, v) && !c->unrolled[v];
 }
 
-static void outline_body(cg *c, const nnc_lstmt *s, const nnc_lcapture *p, const char *fn) {
-  const nnc_kernel *k = c->k;
+static void outline_body(c_printer *c, const nnc_lstmt *s, const nnc_lcapture *p, const char *fn) {
+  const nnc_kernel *k = c->cf.k;
   char t[64];
   emit(c, "typedef struct %s_env {\n", fn);
   for (int i = 0; i < k->nbufs; i++)
-    if (nnc_lcapture_buf(p, k, i)) emit(c, "  %s%s;\n", buf_ctype(c, i, t, sizeof t), c->bname[i]);
+    if (nnc_lcapture_buf(p, k, i)) emit(c, "  %s%s;\n", buf_ctype(c, i, t, sizeof t), c->cf.bname[i]);
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (p->scalar_used[i]) emit(c, "  %s %s;\n", scalar_types[i], scalar_names[i]);
   for (int v = 0; v < k->nvars; v++)
-    if (captured_var(c, p, s, v)) emit(c, "  %s %s;\n", ctype(c->vars[v]->type, t, sizeof t), c->vname[v]);
+    if (captured_var(c, p, s, v)) emit(c, "  %s %s;\n", ctype(c->cf.vars[v]->type, t, sizeof t), c->cf.vname[v]);
   emit(c, "  int64_t lo_;\n} %s_env;\n\n", fn);
   emit(c, "static void %s(void *env_, int64_t lo_, int64_t hi_) {\n", fn);
   emit(c, "  const %s_env *env = env_;\n", fn);
-  c->depth = 1;
+  c->cf.depth = 1;
   for (int i = 0; i < k->nbufs; i++)
-    if (nnc_lcapture_buf(p, k, i)) line(c), emit(c, "%s%s = env->%s;\n", buf_ctype(c, i, t, sizeof t), c->bname[i], c->bname[i]);
+    if (nnc_lcapture_buf(p, k, i)) line(c), emit(c, "%s%s = env->%s;\n", buf_ctype(c, i, t, sizeof t), c->cf.bname[i], c->cf.bname[i]);
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (p->scalar_used[i]) line(c), emit(c, "const %s %s = env->%s;\n", scalar_types[i], scalar_names[i], scalar_names[i]);
   for (int v = 0; v < k->nvars; v++)
     if (captured_var(c, p, s, v))
-      line(c), emit(c, "const %s %s = env->%s;\n", ctype(c->vars[v]->type, t, sizeof t), c->vname[v], c->vname[v]);
+      line(c), emit(c, "const %s %s = env->%s;\n", ctype(c->cf.vars[v]->type, t, sizeof t), c->cf.vname[v], c->cf.vname[v]);
   declare_locals(c, p->buf_used);
   line(c), emit(c, "for (int64_t it_ = lo_; it_ < hi_; it_++) {\n");
-  c->depth++;
-  line(c), emit(c, "const int64_t %s = env->lo_ + it_ * %lld;\n", c->vname[s->var->id], (long long)s->step);
-  if (!c->uses.reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->vname[s->var->id]);
+  c->cf.depth++;
+  line(c), emit(c, "const int64_t %s = env->lo_ + it_ * %lld;\n", c->cf.vname[s->var->id], (long long)s->step);
+  if (!c->uses.reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->cf.vname[s->var->id]);
   c->in_par = true;
   cstmt(c, s->body);
   c->in_par = false;
-  c->depth--;
+  c->cf.depth--;
   line(c), emit(c, "}\n}\n\n");
 }
 
-static void cparallel(cg *c, const nnc_lstmt *s) {
-  const nnc_kernel *k = c->k;
+static void cparallel(c_printer *c, const nnc_lstmt *s) {
+  const nnc_kernel *k = c->cf.k;
   nnc_lcapture p;
-  nnc_lcapture_of(&p, k, s, &c->uses, c->d, &c->ok, "C backend: ");
+  nnc_lcapture_of(&p, k, s, &c->uses, c->cf.d, &c->cf.ok, "C backend: ");
   char fn[300];
   snprintf(fn, sizeof fn, "%s_par%d", c->kname, c->npar++);
-  FILE *out = c->out;
-  int depth = c->depth;
-  c->out = c->pre;
+  FILE *out = c->cf.out;
+  int depth = c->cf.depth;
+  c->cf.out = c->pre;
   outline_body(c, s, &p, fn);
-  c->out = out;
-  c->depth = depth;
+  c->cf.out = out;
+  c->cf.depth = depth;
   /* the call site */
   line(c), emit(c, "{ /* parallel for %s */\n", s->var->name);
-  c->depth++;
+  c->cf.depth++;
   line(c), emit(c, "%s_env env_ = {", fn);
   const char *sep = "";
   for (int i = 0; i < k->nbufs; i++)
-    if (nnc_lcapture_buf(&p, k, i)) emit(c, "%s%s", sep, c->bname[i]), sep = ", ";
+    if (nnc_lcapture_buf(&p, k, i)) emit(c, "%s%s", sep, c->cf.bname[i]), sep = ", ";
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (p.scalar_used[i]) emit(c, "%s%s", sep, scalar_names[i]), sep = ", ";
   for (int v = 0; v < k->nvars; v++)
-    if (captured_var(c, &p, s, v)) emit(c, "%s%s", sep, c->vname[v]), sep = ", ";
+    if (captured_var(c, &p, s, v)) emit(c, "%s%s", sep, c->cf.vname[v]), sep = ", ";
   emit(c, "%s", sep), cexpr(c, s->lo), emit(c, "};\n");
   line(c), emit(c, "const int64_t hi_ = "), cexpr(c, s->hi), emit(c, ";\n");
   line(c), emit(c, "const int64_t count_ = hi_ > env_.lo_ ? (hi_ - env_.lo_ + %lld) / %lld : 0;\n",
@@ -719,13 +636,13 @@ static void cparallel(cg *c, const nnc_lstmt *s) {
   line(c), emit(c, "  %s(&env_, 0, count_);\n", fn);
   emit(c, "#endif\n");
   line(c), emit(c, "}\n");
-  c->depth--;
+  c->cf.depth--;
   line(c), emit(c, "}\n");
   nnc_lcapture_free(&p);
 }
 
-static void cfor(cg *c, const nnc_lstmt *s) {
-  const char *v = c->vname[s->var->id];
+static void cfor(c_printer *c, const nnc_lstmt *s) {
+  const char *v = c->cf.vname[s->var->id];
   switch (s->loop) {
   case NNC_LOOP_PARALLEL:
     if (!c->in_par) {
@@ -765,7 +682,7 @@ static void cfor(cg *c, const nnc_lstmt *s) {
   line(c), emit(c, "}\n");
 }
 
-static void cstmt(cg *c, const nnc_lstmt *s) {
+static void cstmt(c_printer *c, const nnc_lstmt *s) {
   char t[32];
   if (!s) return;
   switch (s->kind) {
@@ -782,13 +699,13 @@ static void cstmt(cg *c, const nnc_lstmt *s) {
   case NNC_LS_STORE: cstore(c, s); break;
   case NNC_LS_LET:
     if (!check_lanes(c, s->var->type)) return;
-    line(c), emit(c, "%s %s = ", ctype(s->var->type, t, sizeof t), c->vname[s->var->id]), cexpr(c, s->value);
+    line(c), emit(c, "%s %s = ", ctype(s->var->type, t, sizeof t), c->cf.vname[s->var->id]), cexpr(c, s->value);
     emit(c, ";\n");
-    if (!c->uses.reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->vname[s->var->id]);
+    if (!c->uses.reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->cf.vname[s->var->id]);
     break;
-  case NNC_LS_ASSIGN: line(c), emit(c, "%s = ", c->vname[s->var->id]), cexpr(c, s->value), emit(c, ";\n"); break;
+  case NNC_LS_ASSIGN: line(c), emit(c, "%s = ", c->cf.vname[s->var->id]), cexpr(c, s->value), emit(c, ";\n"); break;
   case NNC_LS_ATOMIC_ADD: {
-    const char *b = c->bname[s->buf->id];
+    const char *b = c->cf.bname[s->buf->id];
     line(c);
     if (c->in_par) {
       emit(c, "nnc_atomic_add_%s(%s + ", dt_suffix(s->buf->dtype), b), cexpr_prec(c, s->index, 4);
@@ -799,72 +716,45 @@ static void cstmt(cg *c, const nnc_lstmt *s) {
     break;
   }
   case NNC_LS_BARRIER: cerr(c, "barriers belong to GPU schedules (the phase emulator), not the C backend"); break;
-  case NNC_LS_COMMENT: ccomment(c, s->text); break;
+  case NNC_LS_COMMENT: nnc_cf_comment(&c->cf, s->text); break;
   }
 }
 
 /* --- names and the kernel's signature ------------------------------------------------------------- */
 
-static bool is_c_reserved(const char *s) {
-  static const char *const words[] = {
-      "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
-      "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short", "signed",
-      "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "n", "lr",
-      "step", "seed", "rt", "env", "env_", "lo_", "hi_", "it_", "count_", "l"};
-  for (size_t i = 0; i < sizeof words / sizeof *words; i++)
-    if (!strcmp(s, words[i])) return true;
-  return !strncmp(s, "nnc_", 4) || !strncmp(s, "NNC_", 4);
-}
-
-/* A C identifier from a name ("fc1.weight" -> "fc1_weight"), unique among taken (suffix _id). */
-static char *c_name(cg *c, const char *name, int id, char **taken, int ntaken) {
-  char base[120];
-  size_t n = 0;
-  for (const char *p = name; *p && n < sizeof base - 1; p++)
-    base[n++] = (char)((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ? *p : '_');
-  base[n] = 0;
-  bool clash = n == 0 || (base[0] >= '0' && base[0] <= '9') || is_c_reserved(base);
-  for (int i = 0; i < ntaken && !clash; i++) clash = taken[i] && !strcmp(taken[i], base);
-  return clash ? nnc_arena_printf(c->k->arena, "%s_%d", base, id) : nnc_arena_strdup(c->k->arena, base);
-}
-
-static void name_everything(cg *c) {
-  const nnc_kernel *k = c->k;
-  for (int i = 0; i < k->nbufs; i++) c->bname[i] = c_name(c, k->bufs[i]->name, i, c->bname, i);
-  char **taken = nnc_xcalloc((size_t)(k->nbufs + k->nvars + 1), sizeof *taken);
-  for (int i = 0; i < k->nbufs; i++) taken[i] = c->bname[i];
-  int nt = k->nbufs;
-  for (int v = 0; v < k->nvars; v++) {
-    if (!c->vars[v]) continue;
-    bool dup = false; /* two variables of one name: both get their id */
-    for (int w = 0; w < k->nvars && !dup; w++) dup = w != v && c->vars[w] && !strcmp(c->vars[w]->name, c->vars[v]->name);
-    c->vname[v] = dup ? c_name(c, nnc_arena_printf(k->arena, "%s_%d", c->vars[v]->name, v), v, taken, nt)
-                      : c_name(c, c->vars[v]->name, v, taken, nt);
-    taken[nt++] = c->vname[v];
-  }
-  free(taken);
-}
-
 static bool is_parallel(const nnc_lstmt *s) { return s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_PARALLEL; }
 
-static void signature(cg *c, FILE *f) {
-  const nnc_kernel *k = c->k;
+static void signature(c_printer *c, FILE *f) {
+  const nnc_kernel *k = c->cf.k;
   char t[64];
   fprintf(f, "static void %s(const nnc_rt *rt", c->kname);
   for (int i = 0; i < k->nbufs; i++)
     if (k->bufs[i]->scope == NNC_SCOPE_GLOBAL || k->bufs[i]->scope == NNC_SCOPE_SCRATCH)
-      fprintf(f, ", %s%s", buf_ctype(c, i, t, sizeof t), c->bname[i]);
+      fprintf(f, ", %s%s", buf_ctype(c, i, t, sizeof t), c->cf.bname[i]);
   for (int i = 0; i < NNC_LSC_COUNT; i++)
     if (k->uses_scalar[i]) fprintf(f, ", %s %s", scalar_types[i], scalar_names[i]);
   fprintf(f, ")");
 }
+
+static void cexpr_of_family(nnc_cf *cf, const nnc_lexpr *e) { cexpr((c_printer *)cf, e); }
+
+static const char *const c_reserved[] = {"rt", "env", "env_", "lo_", "hi_", "it_", "count_", NULL};
+
+static const nnc_cf_dialect c_dialect = {.who = "C backend: ",
+                                         .expr = cexpr_of_family,
+                                         .nan = "__builtin_nanf(\"\")",
+                                         .inf = "__builtin_inff()",
+                                         .neg_inf = "-__builtin_inff()",
+                                         .bool_true = "1",
+                                         .bool_false = "0",
+                                         .reserved = c_reserved};
 
 bool nnc_cg_c_kernel(FILE *f, const nnc_kernel *k, nnc_diags *d) { return nnc_cg_c_kernel_shared(f, k, NULL, d); }
 
 bool nnc_cg_c_kernel_shared(FILE *f, const nnc_kernel *k0, const bool *shared, nnc_diags *d) {
   nnc_kernel *k = (nnc_kernel *)k0; /* finish only recomputes derived fields */
   nnc_lk_finish(k);
-  cg c = {.k = k, .d = d, .ok = true, .shared = shared};
+  c_printer c = {.cf = {.dialect = &c_dialect, .k = k, .d = d, .ok = true}, .shared = shared};
   if (k->nerrors) {
     cerr(&c, "malformed: %s", k->first_error ? k->first_error : "a constructor was misused");
     return false;
@@ -877,47 +767,47 @@ bool nnc_cg_c_kernel_shared(FILE *f, const nnc_kernel *k0, const bool *shared, n
     if (k->bufs[i]->scope == NNC_SCOPE_SHARED) cerr(&c, "shared buffer %s in a CPU kernel", k->bufs[i]->name);
   size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
   nnc_lk_uses_of(&c.uses, k);
-  c.vars = c.uses.vars;
-  c.vname = nnc_xcalloc(nv, sizeof *c.vname);
+  c.cf.vars = c.uses.vars;
+  c.cf.vname = nnc_xcalloc(nv, sizeof *c.cf.vname);
   c.unrolled = nnc_xcalloc(nv, sizeof *c.unrolled);
   c.uval = nnc_xcalloc(nv, sizeof *c.uval);
-  c.bname = nnc_xcalloc(nb, sizeof *c.bname);
-  name_everything(&c);
-  c.kname = c_name(&c, k->name, 0, NULL, 0);
+  c.cf.bname = nnc_xcalloc(nb, sizeof *c.cf.bname);
+  nnc_cf_name_everything(&c.cf);
+  c.kname = nnc_cf_name(&c.cf, k->name, 0, NULL, 0);
   if (strcmp(c.kname, k->name)) cerr(&c, "the kernel's name is not a C identifier");
 
   char *body_text = NULL, *pre_text = NULL;
   size_t body_len = 0, pre_len = 0;
-  c.out = open_memstream(&body_text, &body_len);
+  c.cf.out = open_memstream(&body_text, &body_len);
   c.pre = open_memstream(&pre_text, &pre_len);
-  if (!c.out || !c.pre) {
+  if (!c.cf.out || !c.pre) {
     cerr(&c, "out of memory for the generated text");
   } else {
-    c.depth = 1;
+    c.cf.depth = 1;
     if (!nnc_lstmt_any(k->body, is_parallel, NULL)) line(&c), emit(&c, "(void)rt;\n");
     for (int i = 0; i < k->nbufs; i++) {
       const nnc_lbuf *b = k->bufs[i];
       if ((b->scope == NNC_SCOPE_GLOBAL || b->scope == NNC_SCOPE_SCRATCH) && !b->read && !b->written)
-        line(&c), emit(&c, "(void)%s;\n", c.bname[i]);
+        line(&c), emit(&c, "(void)%s;\n", c.cf.bname[i]);
     }
     declare_locals(&c, c.uses.outside_parallel);
     cstmt(&c, k->body);
   }
-  if (c.out) fclose(c.out);
+  if (c.cf.out) fclose(c.cf.out);
   if (c.pre) fclose(c.pre);
-  if (c.ok) {
+  if (c.cf.ok) {
     if (pre_len) fputs(pre_text, f);
     if (k->comment) {
-      cg cc = c;
-      cc.out = f;
-      cc.depth = 0;
-      ccomment(&cc, k->comment);
+      c_printer cc = c;
+      cc.cf.out = f;
+      cc.cf.depth = 0;
+      nnc_cf_comment(&cc.cf, k->comment);
     }
     signature(&c, f);
     fprintf(f, " {\n%s}\n\n", body_text ? body_text : "");
   }
   free(body_text), free(pre_text);
   nnc_lk_uses_free(&c.uses);
-  free(c.vname), free(c.unrolled), free(c.uval), free(c.bname);
-  return c.ok;
+  free(c.cf.vname), free(c.unrolled), free(c.uval), free(c.cf.bname);
+  return c.cf.ok;
 }

@@ -14,6 +14,8 @@
  * one reads. */
 #include "codegen/cuda.h"
 
+#include "codegen/c_family.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -191,77 +193,30 @@ static const char *cu_type(nnc_ltype t, char *buf, size_t cap) {
 /* Where a statement runs: once per kernel, once per block, or in every thread. */
 typedef enum { CTX_GRID, CTX_BLOCK, CTX_THREAD } context;
 
-typedef struct cu {
-  const nnc_kernel *k;
-  nnc_diags *d;
-  bool ok;
-  FILE *out;
-  int depth;
-  char **vname, **bname;
-  const nnc_lvar **vars;
+typedef struct cuda_printer {
+  nnc_cf cf;           /* the kernel being printed (out), names, the first error */
   int64_t block[3];    /* threads per block along each axis: the largest thread loop */
   bool has_block_loops;
   context ctx;
   int serial_depth;    /* non-GPU loops around the statement */
   nnc_cg_cuda_scalars scalars;
-} cu;
+} cuda_printer;
 
-#define cerr(c, ...) nnc_lk_error((c)->d, &(c)->ok, "CUDA backend: ", (c)->k->name, __VA_ARGS__)
-
-static void emit(cu *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit(cu *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vfprintf(c->out, fmt, ap);
-  va_end(ap);
-}
-
-static void line(cu *c) { fprintf(c->out, "%*s", 2 * c->depth, ""); }
+#define cerr(c, ...) nnc_cf_error(&(c)->cf, __VA_ARGS__)
+#define emit(c, ...) nnc_cf_emit(&(c)->cf, __VA_ARGS__)
+#define line(c) nnc_cf_line(&(c)->cf)
+#define cexpr_prec(c, e, min) nnc_cf_expr_prec(&(c)->cf, e, min)
+#define call(c, fn, a, b, d) nnc_cf_call(&(c)->cf, fn, a, b, d)
 
 /* --- expressions ---------------------------------------------------------------------------- */
 
-static void cexpr(cu *c, const nnc_lexpr *e);
+static void cexpr(cuda_printer *c, const nnc_lexpr *e);
 
-/* C precedence of a scalar operator expression (9: a call or primary). */
-static int cprec(const nnc_lexpr *e) {
-  if (e->kind != NNC_LE_BIN || e->type.lanes > 1) return 9;
-  bool wraps = e->a->type.dtype == NNC_I32 || e->a->type.dtype == NNC_U8;
-  switch ((nnc_lbinop)e->op) {
-  case NNC_LB_MUL: return wraps ? 9 : 4;
-  case NNC_LB_DIV: return 4;
-  case NNC_LB_ADD:
-  case NNC_LB_SUB: return wraps ? 9 : 3;
-  case NNC_LB_LT:
-  case NNC_LB_LE:
-  case NNC_LB_GT:
-  case NNC_LB_GE:
-  case NNC_LB_EQ:
-  case NNC_LB_NE: return 2;
-  default: return 9;
-  }
-}
-
-static void cexpr_prec(cu *c, const nnc_lexpr *e, int min) {
-  bool paren = cprec(e) < min;
-  if (paren) emit(c, "(");
-  cexpr(c, e);
-  if (paren) emit(c, ")");
-}
-
-static void call(cu *c, const char *fn, const nnc_lexpr *a, const nnc_lexpr *b, const nnc_lexpr *d) {
-  emit(c, "%s(", fn);
-  cexpr(c, a);
-  if (b) emit(c, ", "), cexpr(c, b);
-  if (d) emit(c, ", "), cexpr(c, d);
-  emit(c, ")");
-}
-
-static void cbinary(cu *c, const nnc_lexpr *e) {
+static void cbinary(cuda_printer *c, const nnc_lexpr *e) {
   if ((unsigned)e->op >= NNC_LB_COUNT) {
     cerr(c, "unknown binary operator %d", e->op);
     return;
   }
-  int p = cprec(e);
   char fn[48]; /* the prelude's template: nnc_add */
   snprintf(fn, sizeof fn, "nnc_%s", nnc_lbinop_name(e->op));
   if (e->type.lanes > 1 || e->op == NNC_LB_POW) {
@@ -269,38 +224,19 @@ static void cbinary(cu *c, const nnc_lexpr *e) {
     return;
   }
   if (e->op == NNC_LB_AND || e->op == NNC_LB_OR) {
-    bool logical = e->a->type.dtype == NNC_BOOL;
-    emit(c, "("), cexpr_prec(c, e->a, 2);
-    emit(c, " %s ", e->op == NNC_LB_AND ? (logical ? "&&" : "&") : (logical ? "||" : "|"));
-    cexpr_prec(c, e->b, 2), emit(c, ")");
+    nnc_cf_logic(&c->cf, e);
     return;
   }
-  if (p == 9) { /* a scalar helper, instantiated for the operands' type */
+  if (nnc_cf_prec(e) == 9) { /* a scalar helper, instantiated for the operands' type */
     char inst[64];
     snprintf(inst, sizeof inst, "%s<%s>", fn, scalar_type(e->a->type.dtype));
     call(c, inst, e->a, e->b, NULL);
     return;
   }
-  bool tight_right = e->op == NNC_LB_SUB || e->op == NNC_LB_DIV || p == 2;
-  cexpr_prec(c, e->a, p == 2 ? 3 : p);
-  emit(c, p == 4 ? "%s" : " %s ", nnc_lbinops[e->op].c);
-  cexpr_prec(c, e->b, tight_right ? p + 1 : p);
+  nnc_cf_infix(&c->cf, e);
 }
 
-static void cconst_float(cu *c, double v) {
-  float f = (float)v;
-  if (f != f) emit(c, "__int_as_float(0x7fc00000)");
-  else if (f == (float)INFINITY) emit(c, "__int_as_float(0x7f800000)");
-  else if (f == -(float)INFINITY) emit(c, "__int_as_float(0xff800000)");
-  else {
-    char buf[48];
-    snprintf(buf, sizeof buf, "%.9g", f);
-    bool has_point = strpbrk(buf, ".en") != NULL;
-    emit(c, "%s%s%sf%s", f < 0 ? "(" : "", buf, has_point ? "" : ".0", f < 0 ? ")" : "");
-  }
-}
-
-static void cunary(cu *c, const nnc_lexpr *e) {
+static void cunary(cuda_printer *c, const nnc_lexpr *e) {
   if ((unsigned)e->op >= NNC_LU_COUNT) {
     cerr(c, "unknown unary operator %d", e->op);
     return;
@@ -322,7 +258,7 @@ static void cunary(cu *c, const nnc_lexpr *e) {
   }
 }
 
-static void ccast(cu *c, const nnc_lexpr *e) {
+static void ccast(cuda_printer *c, const nnc_lexpr *e) {
   nnc_ltype to = e->type, from = e->a->type;
   if (to.lanes > 1) emit(c, "nnc_cvt<%s>(", scalar_type(to.dtype)), cexpr(c, e->a), emit(c, ")");
   else if (from.dtype == NNC_F32 || to.dtype == NNC_BOOL)
@@ -330,8 +266,8 @@ static void ccast(cu *c, const nnc_lexpr *e) {
   else emit(c, "(%s)(", scalar_type(to.dtype)), cexpr(c, e->a), emit(c, ")");
 }
 
-static void cload(cu *c, const nnc_lexpr *e) {
-  const char *b = c->bname[e->buf->id];
+static void cload(cuda_printer *c, const nnc_lexpr *e) {
+  const char *b = c->cf.bname[e->buf->id];
   if (e->type.lanes == 1) {
     if (e->b) emit(c, "("), cexpr_prec(c, e->b, 3), emit(c, " ? ");
     emit(c, "%s[", b), cexpr(c, e->a), emit(c, "]");
@@ -344,7 +280,7 @@ static void cload(cu *c, const nnc_lexpr *e) {
   emit(c, ")");
 }
 
-static void cshuffle(cu *c, const nnc_lexpr *e) {
+static void cshuffle(cuda_printer *c, const nnc_lexpr *e) {
   nnc_dtype dt = e->type.dtype;
   if (e->type.lanes == 1 && (dt == NNC_F32 || dt == NNC_I32 || dt == NNC_I64)) {
     emit(c, "__shfl_xor_sync(0xffffffffu, "), cexpr(c, e->a), emit(c, ", (int)("), cexpr(c, e->b), emit(c, "))");
@@ -353,7 +289,7 @@ static void cshuffle(cu *c, const nnc_lexpr *e) {
   emit(c, "nnc_shfl_xor("), cexpr(c, e->a), emit(c, ", (int)("), cexpr(c, e->b), emit(c, "))");
 }
 
-static void crng(cu *c, const nnc_lexpr *e) {
+static void crng(cuda_printer *c, const nnc_lexpr *e) {
   if (e->type.lanes > 1) emit(c, "nnc_rng<%d>(", e->type.lanes);
   else emit(c, "nnc_rng(");
   emit(c, "(unsigned)"), cexpr_prec(c, e->a, 9), emit(c, ", %lluu, (unsigned)", (unsigned long long)(uint32_t)e->ival);
@@ -363,7 +299,7 @@ static void crng(cu *c, const nnc_lexpr *e) {
   emit(c, ")");
 }
 
-static void cexpr(cu *c, const nnc_lexpr *e) {
+static void cexpr(cuda_printer *c, const nnc_lexpr *e) {
   if (!e) {
     cerr(c, "a missing operand");
     return;
@@ -373,13 +309,9 @@ static void cexpr(cu *c, const nnc_lexpr *e) {
     return;
   }
   switch (e->kind) {
-  case NNC_LE_INT:
-    if (e->type.dtype == NNC_BOOL) emit(c, "%s", e->ival ? "true" : "false");
-    else if (e->ival < 0) emit(c, "(%lld%s)", (long long)e->ival, e->ival < INT32_MIN ? "LL" : "");
-    else emit(c, "%lld%s", (long long)e->ival, e->ival > INT32_MAX ? "LL" : "");
-    break;
-  case NNC_LE_FLOAT: cconst_float(c, e->fval); break;
-  case NNC_LE_VAR: emit(c, "%s", c->vname[e->var->id]); break;
+  case NNC_LE_INT: nnc_cf_int(&c->cf, e); break;
+  case NNC_LE_FLOAT: nnc_cf_float(&c->cf, e->fval); break;
+  case NNC_LE_VAR: emit(c, "%s", c->cf.vname[e->var->id]); break;
   case NNC_LE_SCALAR:
     if ((unsigned)e->scalar >= NNC_LSC_COUNT) cerr(c, "unknown scalar %d", e->scalar);
     else emit(c, "%s", (const char *[]){"n", "lr", "step", "seed"}[e->scalar]);
@@ -388,11 +320,7 @@ static void cexpr(cu *c, const nnc_lexpr *e) {
   case NNC_LE_UN: cunary(c, e); break;
   case NNC_LE_SELECT:
     if (e->a->type.lanes > 1) call(c, "nnc_sel", e->a, e->b, e->c);
-    else {
-      emit(c, "(");
-      cexpr_prec(c, e->a, 3), emit(c, " ? "), cexpr_prec(c, e->b, 3), emit(c, " : "), cexpr_prec(c, e->c, 3);
-      emit(c, ")");
-    }
+    else nnc_cf_select(&c->cf, e);
     break;
   case NNC_LE_FMA: call(c, e->type.lanes > 1 ? "nnc_fma" : "fmaf", e->a, e->b, e->c); break;
   case NNC_LE_CAST: ccast(c, e); break;
@@ -417,25 +345,12 @@ static void cexpr(cu *c, const nnc_lexpr *e) {
 
 /* --- statements ----------------------------------------------------------------------------- */
 
-static void cstmt(cu *c, const nnc_lstmt *s);
+static void cstmt(cuda_printer *c, const nnc_lstmt *s);
 
-static void cbody(cu *c, const nnc_lstmt *s) {
-  c->depth++;
+static void cbody(cuda_printer *c, const nnc_lstmt *s) {
+  c->cf.depth++;
   cstmt(c, s);
-  c->depth--;
-}
-
-static void ccomment(cu *c, const char *text) {
-  const char *t = text ? text : "";
-  while (*t) {
-    const char *nl = strchr(t, '\n');
-    size_t len = nl ? (size_t)(nl - t) : strlen(t);
-    line(c), emit(c, "/* ");
-    for (size_t i = 0; i < len; i++) /* a comment cannot close the C comment early */
-      emit(c, "%c", t[i] == '*' && i + 1 < len && t[i + 1] == '/' ? '+' : t[i]);
-    emit(c, " */\n");
-    t += len + (nl ? 1 : 0);
-  }
+  c->cf.depth--;
 }
 
 static bool is_shuffle(const nnc_lexpr *e) { return e->kind == NNC_LE_SHUFFLE; }
@@ -446,22 +361,22 @@ static bool stmt_syncs(const nnc_lstmt *s) { return nnc_lstmt_any(s, is_barrier,
 
 /* A statement that writes memory outside a thread loop runs in one thread (the loop IR runs it
  * once per block); the barrier after it publishes the write to the block. */
-static void once_begin(cu *c) {
+static void once_begin(cuda_printer *c) {
   if (c->ctx == CTX_THREAD) return;
   if (c->ctx == CTX_GRID && c->has_block_loops) cerr(c, "a store outside the block loops of a multi-block kernel");
   line(c), emit(c, "if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {\n");
-  c->depth++;
+  c->cf.depth++;
 }
 
-static void once_end(cu *c) {
+static void once_end(cuda_printer *c) {
   if (c->ctx == CTX_THREAD) return;
-  c->depth--;
+  c->cf.depth--;
   line(c), emit(c, "}\n");
   line(c), emit(c, "__syncthreads();\n");
 }
 
-static void cstore(cu *c, const nnc_lstmt *s) {
-  const char *b = c->bname[s->buf->id];
+static void cstore(cuda_printer *c, const nnc_lstmt *s) {
+  const char *b = c->cf.bname[s->buf->id];
   int L = s->value->type.lanes;
   once_begin(c);
   line(c);
@@ -476,8 +391,8 @@ static void cstore(cu *c, const nnc_lstmt *s) {
   once_end(c);
 }
 
-static void catomic(cu *c, const nnc_lstmt *s) {
-  const char *b = c->bname[s->buf->id];
+static void catomic(cuda_printer *c, const nnc_lstmt *s) {
+  const char *b = c->cf.bname[s->buf->id];
   bool local = s->buf->scope == NNC_SCOPE_LOCAL;
   if (!local && s->buf->dtype != NNC_F32 && s->buf->dtype != NNC_I32) {
     cerr(c, "atomic add on %s buffer %s (f32 and i32 only)", nnc_dtype_name(s->buf->dtype), s->buf->name);
@@ -502,8 +417,8 @@ static int64_t trip_count(const nnc_lstmt *s) {
   return t > 0 ? t : 0;
 }
 
-static void cloop_header(cu *c, const nnc_lstmt *s, const char *idx) {
-  const char *v = c->vname[s->var->id];
+static void cloop_header(cuda_printer *c, const nnc_lstmt *s, const char *idx) {
+  const char *v = c->cf.vname[s->var->id];
   line(c), emit(c, "const long long %s = ", v);
   if (s->lo->kind != NNC_LE_INT || s->lo->ival != 0) cexpr_prec(c, s->lo, 3), emit(c, " + ");
   emit(c, "(long long)%s.%c", idx, "xyz"[s->axis]);
@@ -513,28 +428,28 @@ static void cloop_header(cu *c, const nnc_lstmt *s, const char *idx) {
 
 /* blockIdx: one block per iteration; the grid may overshoot the trip count (several block
  * loops on one axis), so the bound is checked. */
-static void cblock_loop(cu *c, const nnc_lstmt *s) {
+static void cblock_loop(cuda_printer *c, const nnc_lstmt *s) {
   if (c->ctx == CTX_THREAD || c->serial_depth > 0) {
     cerr(c, "block loop %s is inside a %s loop (block loops enclose everything else)", s->var->name,
          c->ctx == CTX_THREAD ? "thread" : "serial");
     return;
   }
   line(c), emit(c, "{ /* block loop %s: blockIdx.%c */\n", s->var->name, "xyz"[s->axis]);
-  c->depth++;
+  c->cf.depth++;
   cloop_header(c, s, "blockIdx");
-  line(c), emit(c, "if (%s < ", c->vname[s->var->id]), cexpr(c, s->hi), emit(c, ") {\n");
+  line(c), emit(c, "if (%s < ", c->cf.vname[s->var->id]), cexpr(c, s->hi), emit(c, ") {\n");
   context saved = c->ctx;
   c->ctx = CTX_BLOCK;
   cbody(c, s->body);
   c->ctx = saved;
   line(c), emit(c, "}\n");
-  c->depth--;
+  c->cf.depth--;
   line(c), emit(c, "}\n");
 }
 
 /* threadIdx: the block has block[axis] threads along the axis; a loop with fewer iterations
  * checks its bound, which a barrier or shuffle inside it cannot tolerate. */
-static void cthread_loop(cu *c, const nnc_lstmt *s) {
+static void cthread_loop(cuda_printer *c, const nnc_lstmt *s) {
   int64_t trips = trip_count(s);
   if (trips < 0) {
     cerr(c, "thread loop %s needs static bounds", s->var->name);
@@ -548,21 +463,21 @@ static void cthread_loop(cu *c, const nnc_lstmt *s) {
   }
   bool region = c->ctx != CTX_THREAD; /* the outermost loop of a thread region */
   line(c), emit(c, "{ /* thread loop %s: threadIdx.%c */\n", s->var->name, "xyz"[s->axis]);
-  c->depth++;
+  c->cf.depth++;
   cloop_header(c, s, "threadIdx");
-  if (guard) line(c), emit(c, "if (%s < %lld) {\n", c->vname[s->var->id], (long long)s->hi->ival), c->depth++;
+  if (guard) line(c), emit(c, "if (%s < %lld) {\n", c->cf.vname[s->var->id], (long long)s->hi->ival), c->cf.depth++;
   context saved = c->ctx;
   int serial = c->serial_depth;
   c->ctx = CTX_THREAD, c->serial_depth = 0;
   cstmt(c, s->body);
   c->ctx = saved, c->serial_depth = serial;
-  if (guard) c->depth--, line(c), emit(c, "}\n");
-  c->depth--;
+  if (guard) c->cf.depth--, line(c), emit(c, "}\n");
+  c->cf.depth--;
   line(c), emit(c, "}\n");
   if (region) line(c), emit(c, "__syncthreads(); /* the region's writes are visible to what follows */\n");
 }
 
-static void cfor(cu *c, const nnc_lstmt *s) {
+static void cfor(cuda_printer *c, const nnc_lstmt *s) {
   if ((s->loop == NNC_LOOP_GPU_BLOCK || s->loop == NNC_LOOP_GPU_THREAD) && (unsigned)s->axis > 2) {
     cerr(c, "loop %s: GPU axis %d", s->var->name, s->axis);
     return;
@@ -573,7 +488,7 @@ static void cfor(cu *c, const nnc_lstmt *s) {
     cerr(c, "loop %s: step %lld", s->var->name, (long long)s->step);
     return;
   }
-  const char *v = c->vname[s->var->id];
+  const char *v = c->cf.vname[s->var->id];
   if (s->loop == NNC_LOOP_UNROLLED) line(c), emit(c, "#pragma unroll\n");
   else if (s->loop == NNC_LOOP_PARALLEL) line(c), emit(c, "/* parallel on the CPU; serial in a GPU thread */\n");
   line(c), emit(c, "for (long long %s = ", v), cexpr(c, s->lo), emit(c, "; %s < ", v), cexpr(c, s->hi);
@@ -585,7 +500,7 @@ static void cfor(cu *c, const nnc_lstmt *s) {
   line(c), emit(c, "}\n");
 }
 
-static void cstmt(cu *c, const nnc_lstmt *s) {
+static void cstmt(cuda_printer *c, const nnc_lstmt *s) {
   char t[64];
   if (!s) return;
   switch (s->kind) {
@@ -601,71 +516,17 @@ static void cstmt(cu *c, const nnc_lstmt *s) {
     break;
   case NNC_LS_STORE: cstore(c, s); break;
   case NNC_LS_LET:
-    line(c), emit(c, "%s %s = ", cu_type(s->var->type, t, sizeof t), c->vname[s->var->id]), cexpr(c, s->value);
+    line(c), emit(c, "%s %s = ", cu_type(s->var->type, t, sizeof t), c->cf.vname[s->var->id]), cexpr(c, s->value);
     emit(c, ";\n");
     break;
-  case NNC_LS_ASSIGN: line(c), emit(c, "%s = ", c->vname[s->var->id]), cexpr(c, s->value), emit(c, ";\n"); break;
+  case NNC_LS_ASSIGN: line(c), emit(c, "%s = ", c->cf.vname[s->var->id]), cexpr(c, s->value), emit(c, ";\n"); break;
   case NNC_LS_ATOMIC_ADD: catomic(c, s); break;
   case NNC_LS_BARRIER: line(c), emit(c, "__syncthreads();\n"); break;
-  case NNC_LS_COMMENT: ccomment(c, s->text); break;
+  case NNC_LS_COMMENT: nnc_cf_comment(&c->cf, s->text); break;
   }
 }
 
 /* --- names ---------------------------------------------------------------------------------- */
-
-static bool is_reserved(const char *s) {
-  static const char *const words[] = {
-      "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
-      "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short", "signed",
-      "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "bool",
-      "true", "false", "class", "new", "delete", "this", "template", "typename", "namespace", "operator", "private",
-      "public", "protected", "virtual", "friend", "mutable", "explicit", "using", "try", "catch", "throw", "asm",
-      "constexpr", "decltype", "nullptr", "alignas", "alignof", "noexcept", "export", "concept", "requires",
-      "threadIdx", "blockIdx", "blockDim", "gridDim", "warpSize", "n", "lr", "step", "seed", "l", "and", "or",
-      "not", "xor", "bitand", "bitor", "compl", "static_cast", "dynamic_cast", "reinterpret_cast", "const_cast",
-      "typeid", "wchar_t", "char16_t", "char32_t", "static_assert", "thread_local", "co_await", "co_yield",
-      "co_return", "char8_t", "consteval", "constinit", "and_eq", "or_eq", "xor_eq", "not_eq"};
-  for (size_t i = 0; i < sizeof words / sizeof *words; i++)
-    if (!strcmp(s, words[i])) return true;
-  /* the prelude's names, CUDA's builtins and identifiers C++ reserves */
-  return !strncmp(s, "nnc_", 4) || !strncmp(s, "NNC_", 4) || !strncmp(s, "__", 2) || strstr(s, "__") ||
-         (s[0] == '_' && s[1] >= 'A' && s[1] <= 'Z');
-}
-
-/* An identifier from a name ("fc1.weight" -> "fc1_weight"), unique among taken (suffix _id). */
-static char *cu_name(cu *c, const char *name, int id, char **taken, int ntaken) {
-  char base[120];
-  size_t n = 0;
-  for (const char *p = name ? name : ""; *p && n < sizeof base - 1; p++)
-    base[n++] = (char)((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ? *p : '_');
-  base[n] = 0;
-  while (n > 0 && base[n - 1] == '_') base[--n] = 0; /* "x_" + "_3" would make "__" */
-  bool clash = n == 0 || (base[0] >= '0' && base[0] <= '9') || is_reserved(base);
-  for (int i = 0; i < ntaken && !clash; i++) clash = taken[i] && !strcmp(taken[i], base);
-  if (!clash) return nnc_arena_strdup(c->k->arena, base);
-  if (n == 0) return nnc_arena_printf(c->k->arena, "v_%d", id);
-  bool bad_start = (base[0] >= '0' && base[0] <= '9') || is_reserved(base);
-  return nnc_arena_printf(c->k->arena, "%s%s_%d", bad_start ? "v_" : "", base, id);
-}
-
-static void name_everything(cu *c) {
-  const nnc_kernel *k = c->k;
-  char **taken = nnc_xcalloc((size_t)(k->nbufs + k->nvars + 1), sizeof *taken);
-  int nt = 0;
-  for (int i = 0; i < k->nbufs; i++) {
-    c->bname[i] = cu_name(c, k->bufs[i]->name, i, taken, nt);
-    taken[nt++] = c->bname[i];
-  }
-  for (int v = 0; v < k->nvars; v++) {
-    if (!c->vars[v]) continue;
-    bool dup = false; /* two variables of one name: both get their id */
-    for (int w = 0; w < k->nvars && !dup; w++) dup = w != v && c->vars[w] && !strcmp(c->vars[w]->name, c->vars[v]->name);
-    c->vname[v] = dup ? cu_name(c, nnc_arena_printf(k->arena, "%s_%d", c->vars[v]->name, v), v, taken, nt)
-                      : cu_name(c, c->vars[v]->name, v, taken, nt);
-    taken[nt++] = c->vname[v];
-  }
-  free(taken);
-}
 
 /* --- launch geometry ------------------------------------------------------------------------ */
 
@@ -749,8 +610,8 @@ static bool uses_step_values(const nnc_kernel *k) {
   return k->uses_scalar[NNC_LSC_LR] || k->uses_scalar[NNC_LSC_STEP] || k->uses_scalar[NNC_LSC_SEED];
 }
 
-static void signature(cu *c, FILE *f, const char *kname) {
-  const nnc_kernel *k = c->k;
+static void signature(cuda_printer *c, FILE *f, const char *kname) {
+  const nnc_kernel *k = c->cf.k;
   static const char *const scalar_decl[] = {"long long n", "float lr", "unsigned step", "unsigned seed"};
   int64_t threads = c->block[0] * c->block[1] * c->block[2];
   fprintf(f, "extern \"C\" __global__ void __launch_bounds__(%lld) %s(", (long long)threads, kname);
@@ -759,7 +620,7 @@ static void signature(cu *c, FILE *f, const char *kname) {
     const nnc_lbuf *b = k->bufs[i];
     if (b->scope != NNC_SCOPE_GLOBAL && b->scope != NNC_SCOPE_SCRATCH) continue;
     bool ro = b->scope == NNC_SCOPE_GLOBAL && !b->written;
-    fprintf(f, "%s%s%s *__restrict__ %s", sep, ro ? "const " : "", scalar_type(b->dtype), c->bname[i]);
+    fprintf(f, "%s%s%s *__restrict__ %s", sep, ro ? "const " : "", scalar_type(b->dtype), c->cf.bname[i]);
     sep = ", ";
   }
   if (c->scalars == NNC_CUDA_SCALARS_IN_MEMORY) {
@@ -773,27 +634,27 @@ static void signature(cu *c, FILE *f, const char *kname) {
 }
 
 /* NNC_CUDA_SCALARS_IN_MEMORY: the body reads lr, step and seed as locals loaded once. */
-static void load_step_values(cu *c) {
+static void load_step_values(cuda_printer *c) {
   static const char *const decl[] = {NULL, "const float lr = nnc_sv->lr;", "const unsigned step = nnc_sv->step;",
                                      "const unsigned seed = nnc_sv->seed;"};
   if (c->scalars != NNC_CUDA_SCALARS_IN_MEMORY) return;
   for (int i = NNC_LSC_LR; i < NNC_LSC_COUNT; i++)
-    if (c->k->uses_scalar[i]) line(c), emit(c, "%s\n", decl[i]);
+    if (c->cf.k->uses_scalar[i]) line(c), emit(c, "%s\n", decl[i]);
 }
 
-static void launch_comment(cu *c, FILE *f) {
+static void launch_comment(cuda_printer *c, FILE *f) {
   char buf[512];
   fprintf(f, "/* launch: block (%lld, %lld, %lld), grid", (long long)c->block[0], (long long)c->block[1],
           (long long)c->block[2]);
   int64_t g[3], b[3];
   char err[256];
-  if (nnc_cg_cuda_launch_dims(c->k, 1, g, b, err, sizeof err)) {
+  if (nnc_cg_cuda_launch_dims(c->cf.k, 1, g, b, err, sizeof err)) {
     /* the block loops' trip counts, as the loop IR's text form writes them */
     const char *sep = " (";
     for (int axis = 0; axis < 3; axis++) {
       fprintf(f, "%s", sep), sep = ", ";
       bool found = false;
-      for (const nnc_lstmt *s = c->k->body; s && !found;) {
+      for (const nnc_lstmt *s = c->cf.k->body; s && !found;) {
         const nnc_lstmt *next = NULL;
         for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems && !next; i++)
           if (s->items[i]->kind == NNC_LS_FOR && s->items[i]->loop == NNC_LOOP_GPU_BLOCK) next = s->items[i];
@@ -817,19 +678,19 @@ static void launch_comment(cu *c, FILE *f) {
   fprintf(f, " */\n");
 }
 
-static void declare_buffers(cu *c) {
-  for (int i = 0; i < c->k->nbufs; i++) {
-    const nnc_lbuf *b = c->k->bufs[i];
+static void declare_buffers(cuda_printer *c) {
+  for (int i = 0; i < c->cf.k->nbufs; i++) {
+    const nnc_lbuf *b = c->cf.k->bufs[i];
     if (b->scope == NNC_SCOPE_SHARED)
-      line(c), emit(c, "__shared__ %s %s[%lld];\n", scalar_type(b->dtype), c->bname[i], (long long)b->size);
+      line(c), emit(c, "__shared__ %s %s[%lld];\n", scalar_type(b->dtype), c->cf.bname[i], (long long)b->size);
     else if (b->scope == NNC_SCOPE_LOCAL)
-      line(c), emit(c, "%s %s[%lld] = {};\n", scalar_type(b->dtype), c->bname[i], (long long)b->size);
+      line(c), emit(c, "%s %s[%lld] = {};\n", scalar_type(b->dtype), c->cf.bname[i], (long long)b->size);
   }
 }
 
 
-static void check_kernel(cu *c) {
-  const nnc_kernel *k = c->k;
+static void check_kernel(cuda_printer *c) {
+  const nnc_kernel *k = c->cf.k;
   if (k->nerrors) cerr(c, "malformed: %s", k->first_error ? k->first_error : "a constructor was misused");
   if (!k->gpu) cerr(c, "a CPU-scheduled kernel (the C printer prints it)");
   int64_t threads = c->block[0] * c->block[1] * c->block[2];
@@ -846,38 +707,60 @@ bool nnc_cg_cuda_kernel(FILE *f, const nnc_kernel *k, nnc_diags *d) {
   return nnc_cg_cuda_kernel_with(f, k, NNC_CUDA_SCALARS_PARAMS, d);
 }
 
+static void cexpr_of_family(nnc_cf *cf, const nnc_lexpr *e) { cexpr((cuda_printer *)cf, e); }
+
+/* C++ words, CUDA's builtins, and the kernels' own locals */
+static const char *const cuda_reserved[] = {
+    "bool", "true", "false", "class", "new", "delete", "this", "template", "typename", "namespace", "operator",
+    "private", "public", "protected", "virtual", "friend", "mutable", "explicit", "using", "try", "catch", "throw",
+    "asm", "constexpr", "decltype", "nullptr", "alignas", "alignof", "noexcept", "export", "concept", "requires",
+    "threadIdx", "blockIdx", "blockDim", "gridDim", "warpSize", "and", "or", "not", "xor", "bitand", "bitor",
+    "compl", "static_cast", "dynamic_cast", "reinterpret_cast", "const_cast", "typeid", "wchar_t", "char16_t",
+    "char32_t", "static_assert", "thread_local", "co_await", "co_yield", "co_return", "char8_t", "consteval",
+    "constinit", "and_eq", "or_eq", "xor_eq", "not_eq", NULL};
+
+static const nnc_cf_dialect cuda_dialect = {.who = "CUDA backend: ",
+                                            .expr = cexpr_of_family,
+                                            .nan = "__int_as_float(0x7fc00000)",
+                                            .inf = "__int_as_float(0x7f800000)",
+                                            .neg_inf = "__int_as_float(0xff800000)",
+                                            .bool_true = "true",
+                                            .bool_false = "false",
+                                            .reserved = cuda_reserved};
+
 bool nnc_cg_cuda_kernel_with(FILE *f, const nnc_kernel *k0, nnc_cg_cuda_scalars scalars, nnc_diags *d) {
   nnc_kernel *k = (nnc_kernel *)k0; /* finish only recomputes derived fields */
   nnc_lk_finish(k);
-  cu c = {.k = k, .d = d, .ok = true, .block = {1, 1, 1}, .ctx = CTX_GRID, .scalars = scalars};
+  cuda_printer c = {.cf = {.dialect = &cuda_dialect, .k = k, .d = d, .ok = true}, .block = {1, 1, 1}, .ctx = CTX_GRID,
+                    .scalars = scalars};
   size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
   nnc_lk_uses uses;
   nnc_lk_uses_of(&uses, k);
-  c.vars = uses.vars;
-  c.vname = nnc_xcalloc(nv, sizeof *c.vname);
-  c.bname = nnc_xcalloc(nb, sizeof *c.bname);
+  c.cf.vars = uses.vars;
+  c.cf.vname = nnc_xcalloc(nv, sizeof *c.cf.vname);
+  c.cf.bname = nnc_xcalloc(nb, sizeof *c.cf.bname);
   block_of(k->body, c.block);
   c.has_block_loops = nnc_lstmt_any(k->body, is_block_loop, NULL);
   check_kernel(&c);
-  name_everything(&c);
-  const char *kname = cu_name(&c, k->name, 0, NULL, 0);
+  nnc_cf_name_everything(&c.cf);
+  const char *kname = nnc_cf_name(&c.cf, k->name, 0, NULL, 0);
   if (strcmp(kname, k->name ? k->name : "")) cerr(&c, "the kernel's name is not a C identifier");
 
   char *body = NULL;
   size_t len = 0;
-  if (c.ok && !(c.out = open_memstream(&body, &len))) cerr(&c, "out of memory for the generated text");
-  if (c.ok) {
-    c.depth = 1;
+  if (c.cf.ok && !(c.cf.out = open_memstream(&body, &len))) cerr(&c, "out of memory for the generated text");
+  if (c.cf.ok) {
+    c.cf.depth = 1;
     load_step_values(&c);
     declare_buffers(&c);
     cstmt(&c, k->body);
-    fclose(c.out);
+    fclose(c.cf.out);
   }
-  if (c.ok) {
+  if (c.cf.ok) {
     if (k->comment) {
-      cu cc = c;
-      cc.out = f, cc.depth = 0;
-      ccomment(&cc, k->comment);
+      cuda_printer cc = c;
+      cc.cf.out = f, cc.cf.depth = 0;
+      nnc_cf_comment(&cc.cf, k->comment);
     }
     launch_comment(&c, f);
     signature(&c, f, kname);
@@ -885,8 +768,8 @@ bool nnc_cg_cuda_kernel_with(FILE *f, const nnc_kernel *k0, nnc_cg_cuda_scalars 
   }
   free(body);
   nnc_lk_uses_free(&uses);
-  free(c.vname), free(c.bname);
-  return c.ok;
+  free(c.cf.vname), free(c.cf.bname);
+  return c.cf.ok;
 }
 
 bool nnc_cg_cuda_file(FILE *f, const nnc_kernel *const *ks, int nk, nnc_diags *d) {
