@@ -512,12 +512,6 @@ static void cexpr(c_printer *c, const nnc_lexpr *e) {
 
 static void cstmt(c_printer *c, const nnc_lstmt *s);
 
-static void cblock_body(c_printer *c, const nnc_lstmt *s) {
-  c->cf.depth++;
-  cstmt(c, s);
-  c->cf.depth--;
-}
-
 static void cstore(c_printer *c, const nnc_lstmt *s) {
   const char *b = c->cf.bname[s->buf->id];
   int L = s->value->type.lanes;
@@ -663,7 +657,7 @@ static void cfor(c_printer *c, const nnc_lstmt *s) {
     for (int64_t i = s->lo->ival; i < s->hi->ival; i += s->step) {
       c->uval[s->var->id] = i;
       line(c), emit(c, "{ /* %s = %lld */\n", v, (long long)i);
-      cblock_body(c, s->body);
+      nnc_cf_body(&c->cf, s->body);
       line(c), emit(c, "}\n");
     }
     c->unrolled[s->var->id] = false;
@@ -675,11 +669,7 @@ static void cfor(c_printer *c, const nnc_lstmt *s) {
     return;
   default: break;
   }
-  line(c), emit(c, "for (int64_t %s = ", v), cexpr(c, s->lo), emit(c, "; %s < ", v), cexpr(c, s->hi);
-  if (s->step == 1) emit(c, "; %s++) {\n", v);
-  else emit(c, "; %s += %lld) {\n", v, (long long)s->step);
-  cblock_body(c, s->body);
-  line(c), emit(c, "}\n");
+  nnc_cf_for(&c->cf, s);
 }
 
 static void cstmt(c_printer *c, const nnc_lstmt *s) {
@@ -690,12 +680,7 @@ static void cstmt(c_printer *c, const nnc_lstmt *s) {
     for (int i = 0; i < s->nitems; i++) cstmt(c, s->items[i]);
     break;
   case NNC_LS_FOR: cfor(c, s); break;
-  case NNC_LS_IF:
-    line(c), emit(c, "if ("), cexpr(c, s->cond), emit(c, ") {\n");
-    cblock_body(c, s->then_s);
-    if (s->else_s) line(c), emit(c, "} else {\n"), cblock_body(c, s->else_s);
-    line(c), emit(c, "}\n");
-    break;
+  case NNC_LS_IF: nnc_cf_if(&c->cf, s); break;
   case NNC_LS_STORE: cstore(c, s); break;
   case NNC_LS_LET:
     if (!check_lanes(c, s->var->type)) return;
@@ -703,7 +688,7 @@ static void cstmt(c_printer *c, const nnc_lstmt *s) {
     emit(c, ";\n");
     if (!c->uses.reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->cf.vname[s->var->id]);
     break;
-  case NNC_LS_ASSIGN: line(c), emit(c, "%s = ", c->cf.vname[s->var->id]), cexpr(c, s->value), emit(c, ";\n"); break;
+  case NNC_LS_ASSIGN: nnc_cf_assign(&c->cf, s); break;
   case NNC_LS_ATOMIC_ADD: {
     const char *b = c->cf.bname[s->buf->id];
     line(c);
@@ -737,11 +722,14 @@ static void signature(c_printer *c, FILE *f) {
 }
 
 static void cexpr_of_family(nnc_cf *cf, const nnc_lexpr *e) { cexpr((c_printer *)cf, e); }
+static void cstmt_of_family(nnc_cf *cf, const nnc_lstmt *s) { cstmt((c_printer *)cf, s); }
 
 static const char *const c_reserved[] = {"rt", "env", "env_", "lo_", "hi_", "it_", "count_", NULL};
 
 static const nnc_cf_dialect c_dialect = {.who = "C backend: ",
                                          .expr = cexpr_of_family,
+                                         .stmt = cstmt_of_family,
+                                         .index_type = "int64_t",
                                          .nan = "__builtin_nanf(\"\")",
                                          .inf = "__builtin_inff()",
                                          .neg_inf = "-__builtin_inff()",

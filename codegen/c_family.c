@@ -18,21 +18,11 @@ void nnc_cf_line(nnc_cf *cf) { fprintf(cf->out, "%*s", 2 * cf->depth, ""); }
 /* --- expressions ---------------------------------------------------------------------------- */
 
 int nnc_cf_prec(const nnc_lexpr *e) {
-  if (e->kind != NNC_LE_BIN || e->type.lanes > 1) return 9;
+  if (e->kind != NNC_LE_BIN || e->type.lanes > 1 || (unsigned)e->op >= NNC_LB_COUNT) return 9;
+  int p = nnc_lbinops[e->op].prec;
   bool wraps = e->a->type.dtype == NNC_I32 || e->a->type.dtype == NNC_U8; /* through unsigned: a call */
-  switch ((nnc_lbinop)e->op) {
-  case NNC_LB_MUL: return wraps ? 9 : 4;
-  case NNC_LB_DIV: return 4;
-  case NNC_LB_ADD:
-  case NNC_LB_SUB: return wraps ? 9 : 3;
-  case NNC_LB_LT:
-  case NNC_LB_LE:
-  case NNC_LB_GT:
-  case NNC_LB_GE:
-  case NNC_LB_EQ:
-  case NNC_LB_NE: return 2;
-  default: return 9;
-  }
+  if (p < 2 || (wraps && e->op <= NNC_LB_MUL)) return 9;                  /* and/or print parenthesized */
+  return p;
 }
 
 void nnc_cf_expr_prec(nnc_cf *cf, const nnc_lexpr *e, int min) {
@@ -91,6 +81,36 @@ void nnc_cf_float(nnc_cf *cf, double v) {
     bool has_point = strpbrk(buf, ".en") != NULL;
     nnc_cf_emit(cf, "%s%s%sf%s", f < 0 ? "(" : "", buf, has_point ? "" : ".0", f < 0 ? ")" : "");
   }
+}
+
+/* --- statements ----------------------------------------------------------------------------- */
+
+void nnc_cf_body(nnc_cf *cf, const nnc_lstmt *s) {
+  cf->depth++;
+  cf->dialect->stmt(cf, s);
+  cf->depth--;
+}
+
+void nnc_cf_if(nnc_cf *cf, const nnc_lstmt *s) {
+  nnc_cf_line(cf), nnc_cf_emit(cf, "if ("), cf->dialect->expr(cf, s->cond), nnc_cf_emit(cf, ") {\n");
+  nnc_cf_body(cf, s->then_s);
+  if (s->else_s) nnc_cf_line(cf), nnc_cf_emit(cf, "} else {\n"), nnc_cf_body(cf, s->else_s);
+  nnc_cf_line(cf), nnc_cf_emit(cf, "}\n");
+}
+
+void nnc_cf_for(nnc_cf *cf, const nnc_lstmt *s) {
+  const char *v = cf->vname[s->var->id];
+  nnc_cf_line(cf), nnc_cf_emit(cf, "for (%s %s = ", cf->dialect->index_type, v), cf->dialect->expr(cf, s->lo);
+  nnc_cf_emit(cf, "; %s < ", v), cf->dialect->expr(cf, s->hi);
+  if (s->step == 1) nnc_cf_emit(cf, "; %s++) {\n", v);
+  else nnc_cf_emit(cf, "; %s += %lld) {\n", v, (long long)s->step);
+  nnc_cf_body(cf, s->body);
+  nnc_cf_line(cf), nnc_cf_emit(cf, "}\n");
+}
+
+void nnc_cf_assign(nnc_cf *cf, const nnc_lstmt *s) {
+  nnc_cf_line(cf), nnc_cf_emit(cf, "%s = ", cf->vname[s->var->id]), cf->dialect->expr(cf, s->value);
+  nnc_cf_emit(cf, ";\n");
 }
 
 void nnc_cf_comment(nnc_cf *cf, const char *text) {

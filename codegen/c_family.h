@@ -21,6 +21,8 @@ typedef struct nnc_cf nnc_cf;
 typedef struct nnc_cf_dialect {
   const char *who;                            /* "C backend: ": prefixes its diagnostics */
   void (*expr)(nnc_cf *, const nnc_lexpr *);  /* the printer's expression printer */
+  void (*stmt)(nnc_cf *, const nnc_lstmt *);  /* the printer's statement printer */
+  const char *index_type;                     /* of a serial loop's variable */
   const char *nan, *inf, *neg_inf;            /* f32 constants C has no literal for */
   const char *bool_true, *bool_false;         /* bool constants */
   const char *const *reserved;                /* words names must avoid, NULL-terminated */
@@ -58,6 +60,14 @@ void nnc_cf_logic(nnc_cf *, const nnc_lexpr *e);
 void nnc_cf_select(nnc_cf *, const nnc_lexpr *e);
 void nnc_cf_int(nnc_cf *, const nnc_lexpr *e);
 void nnc_cf_float(nnc_cf *, double v);
+/* A nested statement, one level deeper. */
+void nnc_cf_body(nnc_cf *, const nnc_lstmt *);
+/* if (cond) { then } else { otherwise } */
+void nnc_cf_if(nnc_cf *, const nnc_lstmt *);
+/* for (T v = lo; v < hi; v += step) { body } */
+void nnc_cf_for(nnc_cf *, const nnc_lstmt *);
+/* v = value; */
+void nnc_cf_assign(nnc_cf *, const nnc_lstmt *);
 /* text as comment lines, a star-slash inside one broken so it cannot end the comment early. */
 void nnc_cf_comment(nnc_cf *, const char *text);
 

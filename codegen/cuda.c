@@ -347,12 +347,6 @@ static void cexpr(cuda_printer *c, const nnc_lexpr *e) {
 
 static void cstmt(cuda_printer *c, const nnc_lstmt *s);
 
-static void cbody(cuda_printer *c, const nnc_lstmt *s) {
-  c->cf.depth++;
-  cstmt(c, s);
-  c->cf.depth--;
-}
-
 static bool is_shuffle(const nnc_lexpr *e) { return e->kind == NNC_LE_SHUFFLE; }
 static bool is_barrier(const nnc_lstmt *s) { return s->kind == NNC_LS_BARRIER; }
 
@@ -440,7 +434,7 @@ static void cblock_loop(cuda_printer *c, const nnc_lstmt *s) {
   line(c), emit(c, "if (%s < ", c->cf.vname[s->var->id]), cexpr(c, s->hi), emit(c, ") {\n");
   context saved = c->ctx;
   c->ctx = CTX_BLOCK;
-  cbody(c, s->body);
+  nnc_cf_body(&c->cf, s->body);
   c->ctx = saved;
   line(c), emit(c, "}\n");
   c->cf.depth--;
@@ -488,16 +482,11 @@ static void cfor(cuda_printer *c, const nnc_lstmt *s) {
     cerr(c, "loop %s: step %lld", s->var->name, (long long)s->step);
     return;
   }
-  const char *v = c->cf.vname[s->var->id];
   if (s->loop == NNC_LOOP_UNROLLED) line(c), emit(c, "#pragma unroll\n");
   else if (s->loop == NNC_LOOP_PARALLEL) line(c), emit(c, "/* parallel on the CPU; serial in a GPU thread */\n");
-  line(c), emit(c, "for (long long %s = ", v), cexpr(c, s->lo), emit(c, "; %s < ", v), cexpr(c, s->hi);
-  if (s->step == 1) emit(c, "; %s++) {\n", v);
-  else emit(c, "; %s += %lld) {\n", v, (long long)s->step);
   c->serial_depth++;
-  cbody(c, s->body);
+  nnc_cf_for(&c->cf, s);
   c->serial_depth--;
-  line(c), emit(c, "}\n");
 }
 
 static void cstmt(cuda_printer *c, const nnc_lstmt *s) {
@@ -508,18 +497,13 @@ static void cstmt(cuda_printer *c, const nnc_lstmt *s) {
     for (int i = 0; i < s->nitems; i++) cstmt(c, s->items[i]);
     break;
   case NNC_LS_FOR: cfor(c, s); break;
-  case NNC_LS_IF:
-    line(c), emit(c, "if ("), cexpr(c, s->cond), emit(c, ") {\n");
-    cbody(c, s->then_s);
-    if (s->else_s) line(c), emit(c, "} else {\n"), cbody(c, s->else_s);
-    line(c), emit(c, "}\n");
-    break;
+  case NNC_LS_IF: nnc_cf_if(&c->cf, s); break;
   case NNC_LS_STORE: cstore(c, s); break;
   case NNC_LS_LET:
     line(c), emit(c, "%s %s = ", cu_type(s->var->type, t, sizeof t), c->cf.vname[s->var->id]), cexpr(c, s->value);
     emit(c, ";\n");
     break;
-  case NNC_LS_ASSIGN: line(c), emit(c, "%s = ", c->cf.vname[s->var->id]), cexpr(c, s->value), emit(c, ";\n"); break;
+  case NNC_LS_ASSIGN: nnc_cf_assign(&c->cf, s); break;
   case NNC_LS_ATOMIC_ADD: catomic(c, s); break;
   case NNC_LS_BARRIER: line(c), emit(c, "__syncthreads();\n"); break;
   case NNC_LS_COMMENT: nnc_cf_comment(&c->cf, s->text); break;
@@ -708,6 +692,7 @@ bool nnc_cg_cuda_kernel(FILE *f, const nnc_kernel *k, nnc_diags *d) {
 }
 
 static void cexpr_of_family(nnc_cf *cf, const nnc_lexpr *e) { cexpr((cuda_printer *)cf, e); }
+static void cstmt_of_family(nnc_cf *cf, const nnc_lstmt *s) { cstmt((cuda_printer *)cf, s); }
 
 /* C++ words, CUDA's builtins, and the kernels' own locals */
 static const char *const cuda_reserved[] = {
@@ -721,6 +706,8 @@ static const char *const cuda_reserved[] = {
 
 static const nnc_cf_dialect cuda_dialect = {.who = "CUDA backend: ",
                                             .expr = cexpr_of_family,
+                                            .stmt = cstmt_of_family,
+                                            .index_type = "long long",
                                             .nan = "__int_as_float(0x7fc00000)",
                                             .inf = "__int_as_float(0x7f800000)",
                                             .neg_inf = "__int_as_float(0xff800000)",

@@ -22,7 +22,7 @@ const nnc_lunop_info nnc_lunops[NNC_LU_COUNT] = {
 #define RESULT_SAME false
 #define RESULT_BOOL true
 const nnc_lbinop_info nnc_lbinops[NNC_LB_COUNT] = {
-#define BINOP(NAME, name, dtypes, result, c) [NNC_LB_##NAME] = {#name, NNC_LDT_##dtypes, RESULT_##result, c},
+#define BINOP(NAME, name, dtypes, result, c, prec) [NNC_LB_##NAME] = {#name, NNC_LDT_##dtypes, RESULT_##result, c, prec},
 #include "loop_ops.def"
 };
 #undef RESULT_SAME

@@ -74,7 +74,7 @@ typedef enum {
 
 /* The scalar operators, one row each in ir/loop_ops.def. */
 typedef enum {
-#define BINOP(NAME, name, dtypes, result, c) NNC_LB_##NAME,
+#define BINOP(NAME, name, dtypes, result, c, prec) NNC_LB_##NAME,
 #include "loop_ops.def"
   NNC_LB_COUNT
 } nnc_lbinop;
@@ -100,6 +100,7 @@ typedef struct nnc_lbinop_info {
   nnc_ldtypes dtypes;
   bool gives_bool;                /* a comparison: the result is a lane condition */
   const char *c;                  /* the C infix operator on scalars */
+  int prec;                       /* its C precedence: 4 * /, 3 + -, 2 comparisons, 1 & |; 0 none */
 } nnc_lbinop_info;
 
 extern const nnc_lunop_info nnc_lunops[NNC_LU_COUNT];

@@ -34,23 +34,10 @@ static void put(sb *s, const char *fmt, ...) {
 static const char *const scalar_names[NNC_LSC_COUNT] = {"n", "lr", "step", "seed"};
 static const char axis_names[3] = {'x', 'y', 'z'};
 
+/* An operator's C precedence; 5 for what prints as a call or a primary. */
 static int prec_of(const nnc_lexpr *e) {
-  if (e->kind != NNC_LE_BIN) return 5;
-  switch ((nnc_lbinop)e->op) {
-  case NNC_LB_MUL:
-  case NNC_LB_DIV: return 4;
-  case NNC_LB_ADD:
-  case NNC_LB_SUB: return 3;
-  case NNC_LB_AND:
-  case NNC_LB_OR: return 1;
-  case NNC_LB_LT:
-  case NNC_LB_LE:
-  case NNC_LB_GT:
-  case NNC_LB_GE:
-  case NNC_LB_EQ:
-  case NNC_LB_NE: return 2;
-  default: return 5; /* printed as a call */
-  }
+  if (e->kind != NNC_LE_BIN || (unsigned)e->op >= NNC_LB_COUNT || !nnc_lbinops[e->op].prec) return 5;
+  return nnc_lbinops[e->op].prec;
 }
 
 static void expr(sb *s, const nnc_lexpr *e);
