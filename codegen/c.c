@@ -21,25 +21,14 @@
 
 /* --- C names of types --------------------------------------------------------------------- */
 
-static const char *dt_suffix(nnc_dtype dt) {
-  switch ((int)dt) {
-  case NNC_F32: return "f32";
-  case NNC_I32: return "i32";
-  case NNC_U8: return "u8";
-  case NNC_I64: return "i64";
-  default: return "m";
-  }
-}
+/* the suffix of the vector types and helpers (a bool vector is a mask: nnc_mx8) */
+static nnc_cf_by_dtype dt_suffixes = {[NNC_F32] = "f32", [NNC_I32] = "i32", [NNC_U8] = "u8", [NNC_I64] = "i64",
+                                      [NNC_BOOL] = "m"};
+static nnc_cf_by_dtype c_scalar_types = {[NNC_F32] = "float", [NNC_I32] = "int32_t", [NNC_U8] = "uint8_t",
+                                         [NNC_I64] = "int64_t", [NNC_BOOL] = "int"};
 
-static const char *scalar_ctype(nnc_dtype dt) {
-  switch ((int)dt) {
-  case NNC_F32: return "float";
-  case NNC_I32: return "int32_t";
-  case NNC_U8: return "uint8_t";
-  case NNC_I64: return "int64_t";
-  default: return "int";
-  }
-}
+static const char *dt_suffix(nnc_dtype dt) { return nnc_cf_of_dtype(dt_suffixes, dt); }
+static const char *scalar_ctype(nnc_dtype dt) { return nnc_cf_of_dtype(c_scalar_types, dt); }
 
 /* "float", "nnc_f32x16", "nnc_mx16" */
 static const char *ctype(nnc_ltype t, char *buf, size_t cap) {
@@ -743,16 +732,7 @@ bool nnc_cg_c_kernel_shared(FILE *f, const nnc_kernel *k0, const bool *shared, n
   nnc_kernel *k = (nnc_kernel *)k0; /* finish only recomputes derived fields */
   nnc_lk_finish(k);
   c_printer c = {.cf = {.dialect = &c_dialect, .k = k, .d = d, .ok = true}, .shared = shared};
-  if (k->nerrors) {
-    cerr(&c, "malformed: %s", k->first_error ? k->first_error : "a constructor was misused");
-    return false;
-  }
-  if (k->gpu) {
-    cerr(&c, "a GPU-scheduled kernel runs under the phase emulator, not the C backend");
-    return false;
-  }
-  for (int i = 0; i < k->nbufs; i++)
-    if (k->bufs[i]->scope == NNC_SCOPE_SHARED) cerr(&c, "shared buffer %s in a CPU kernel", k->bufs[i]->name);
+  if (!nnc_lk_check_cpu(k, d, &c.cf.ok, c_dialect.who, "C")) return false;
   size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
   nnc_lk_uses_of(&c.uses, k);
   c.cf.vars = c.uses.vars;

@@ -18,6 +18,12 @@
 
 typedef struct nnc_cf nnc_cf;
 
+/* A table by loop-IR dtype (f32, i32, u8, i64, bool) and its entry for dt (bool's for any other). */
+typedef const char *const nnc_cf_by_dtype[NNC_DTYPE_COUNT + 2];
+static inline const char *nnc_cf_of_dtype(nnc_cf_by_dtype table, nnc_dtype dt) {
+  return (unsigned)dt < NNC_DTYPE_COUNT + 2 ? table[dt] : table[NNC_BOOL];
+}
+
 typedef struct nnc_cf_dialect {
   const char *who;                            /* "C backend: ": prefixes its diagnostics */
   void (*expr)(nnc_cf *, const nnc_lexpr *);  /* the printer's expression printer */

@@ -171,15 +171,10 @@ void nnc_cg_cuda_prelude(FILE *f) {
 
 /* --- types ---------------------------------------------------------------------------------- */
 
-static const char *scalar_type(nnc_dtype dt) {
-  switch ((int)dt) {
-  case NNC_F32: return "float";
-  case NNC_I32: return "int";
-  case NNC_U8: return "unsigned char";
-  case NNC_I64: return "long long";
-  default: return "bool";
-  }
-}
+static nnc_cf_by_dtype cuda_scalar_types = {[NNC_F32] = "float", [NNC_I32] = "int", [NNC_U8] = "unsigned char",
+                                            [NNC_I64] = "long long", [NNC_BOOL] = "bool"};
+
+static const char *scalar_type(nnc_dtype dt) { return nnc_cf_of_dtype(cuda_scalar_types, dt); }
 
 /* "float", "nnc_vec<float, 4>" */
 static const char *cu_type(nnc_ltype t, char *buf, size_t cap) {

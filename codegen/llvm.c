@@ -788,17 +788,7 @@ LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, con
   nnc_kernel *k = (nnc_kernel *)k0; /* finish only recomputes derived fields */
   nnc_lk_finish(k);
   lg g = {.m = m, .cx = m->ctx, .mod = m->mod, .k = k, .fname = fname, .d = d, .ok = true};
-  if (k->nerrors) {
-    lerr(&g, "malformed: %s", k->first_error ? k->first_error : "a constructor was misused");
-    return NULL;
-  }
-  if (k->gpu) {
-    lerr(&g, "a GPU-scheduled kernel runs under the phase emulator, not the LLVM backend");
-    return NULL;
-  }
-  for (int i = 0; i < k->nbufs; i++)
-    if (k->bufs[i]->scope == NNC_SCOPE_SHARED) lerr(&g, "shared buffer %s in a CPU kernel", k->bufs[i]->name);
-  if (!g.ok) return NULL;
+  if (!nnc_lk_check_cpu(k, d, &g.ok, "LLVM backend: ", "LLVM")) return NULL;
   g.t_f32 = LLVMFloatTypeInContext(g.cx), g.t_i32 = LLVMInt32TypeInContext(g.cx), g.t_i8 = LLVMInt8TypeInContext(g.cx);
   g.t_i64 = LLVMInt64TypeInContext(g.cx), g.t_i1 = LLVMInt1TypeInContext(g.cx), g.t_ptr = LLVMPointerTypeInContext(g.cx, 0);
   g.t_void = LLVMVoidTypeInContext(g.cx);

@@ -290,6 +290,9 @@ bool nnc_lcapture_var(const nnc_lcapture *, const nnc_lstmt *loop, int v);
 /* Buffer i travels into it as a pointer: used there and not a per-worker LOCAL array. */
 bool nnc_lcapture_buf(const nnc_lcapture *, const nnc_kernel *, int i);
 void nnc_lcapture_free(nnc_lcapture *);
+/* Whether a CPU backend (named backend in the message) can take the kernel: well built,
+ * CPU-scheduled, no SHARED buffers. The first problem is reported (nnc_lk_error with ok, who). */
+bool nnc_lk_check_cpu(const nnc_kernel *, nnc_diags *, bool *ok, const char *who, const char *backend);
 
 /* Reports "<who>kernel <name>: <message>": the one error format of every walk over a kernel
  * (verifier, printers, emulator). With ok, only while *ok is set, which it then clears, so a

@@ -155,3 +155,13 @@ void nnc_lcapture_free(nnc_lcapture *p) {
   free(p->var_used), free(p->var_defined), free(p->var_assigned), free(p->buf_used);
   *p = (nnc_lcapture){0};
 }
+
+bool nnc_lk_check_cpu(const nnc_kernel *k, nnc_diags *d, bool *ok, const char *who, const char *backend) {
+  if (k->nerrors)
+    nnc_lk_error(d, ok, who, k->name, "malformed: %s", k->first_error ? k->first_error : "a constructor was misused");
+  else if (k->gpu)
+    nnc_lk_error(d, ok, who, k->name, "a GPU-scheduled kernel runs under the phase emulator, not the %s backend", backend);
+  for (int i = 0; i < k->nbufs && *ok; i++)
+    if (k->bufs[i]->scope == NNC_SCOPE_SHARED) nnc_lk_error(d, ok, who, k->name, "shared buffer %s in a CPU kernel", k->bufs[i]->name);
+  return *ok;
+}
