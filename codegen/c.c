@@ -634,14 +634,7 @@ static void cfor(c_printer *c, const nnc_lstmt *s) {
     }
     break; /* nested in an outlined body: serial */
   case NNC_LOOP_UNROLLED: {
-    if (s->lo->kind != NNC_LE_INT || s->hi->kind != NNC_LE_INT) {
-      cerr(c, "unrolled loop %s needs static bounds", s->var->name);
-      return;
-    }
-    if ((s->hi->ival - s->lo->ival) / s->step > 1024) {
-      cerr(c, "unrolled loop %s has more than 1024 iterations", s->var->name);
-      return;
-    }
+    if (!nnc_lk_check_unroll(c->cf.k, s, c->cf.d, &c->cf.ok, c->cf.dialect->who)) return;
     c->unrolled[s->var->id] = true;
     for (int64_t i = s->lo->ival; i < s->hi->ival; i += s->step) {
       c->uval[s->var->id] = i;
@@ -663,13 +656,9 @@ static void cfor(c_printer *c, const nnc_lstmt *s) {
 
 static void cstmt(c_printer *c, const nnc_lstmt *s) {
   char t[32];
-  if (!s) return;
+  if (!s || nnc_cf_common_stmt(&c->cf, s)) return;
   switch (s->kind) {
-  case NNC_LS_BLOCK:
-    for (int i = 0; i < s->nitems; i++) cstmt(c, s->items[i]);
-    break;
   case NNC_LS_FOR: cfor(c, s); break;
-  case NNC_LS_IF: nnc_cf_if(&c->cf, s); break;
   case NNC_LS_STORE: cstore(c, s); break;
   case NNC_LS_LET:
     if (!check_lanes(c, s->var->type)) return;
@@ -677,7 +666,6 @@ static void cstmt(c_printer *c, const nnc_lstmt *s) {
     emit(c, ";\n");
     if (!c->uses.reads[s->var->id]) line(c), emit(c, "(void)%s;\n", c->cf.vname[s->var->id]);
     break;
-  case NNC_LS_ASSIGN: nnc_cf_assign(&c->cf, s); break;
   case NNC_LS_ATOMIC_ADD: {
     const char *b = c->cf.bname[s->buf->id];
     line(c);
@@ -690,7 +678,7 @@ static void cstmt(c_printer *c, const nnc_lstmt *s) {
     break;
   }
   case NNC_LS_BARRIER: cerr(c, "barriers belong to GPU schedules (the phase emulator), not the C backend"); break;
-  case NNC_LS_COMMENT: nnc_cf_comment(&c->cf, s->text); break;
+  default: break; /* printed by nnc_cf_common_stmt */
   }
 }
 

@@ -85,6 +85,18 @@ void nnc_cf_float(nnc_cf *cf, double v) {
 
 /* --- statements ----------------------------------------------------------------------------- */
 
+bool nnc_cf_common_stmt(nnc_cf *cf, const nnc_lstmt *s) {
+  switch (s->kind) {
+  case NNC_LS_BLOCK:
+    for (int i = 0; i < s->nitems; i++) cf->dialect->stmt(cf, s->items[i]);
+    return true;
+  case NNC_LS_IF: nnc_cf_if(cf, s); return true;
+  case NNC_LS_ASSIGN: nnc_cf_assign(cf, s); return true;
+  case NNC_LS_COMMENT: nnc_cf_comment(cf, s->text); return true;
+  default: return false;
+  }
+}
+
 void nnc_cf_body(nnc_cf *cf, const nnc_lstmt *s) {
   cf->depth++;
   cf->dialect->stmt(cf, s);

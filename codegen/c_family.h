@@ -66,6 +66,9 @@ void nnc_cf_logic(nnc_cf *, const nnc_lexpr *e);
 void nnc_cf_select(nnc_cf *, const nnc_lexpr *e);
 void nnc_cf_int(nnc_cf *, const nnc_lexpr *e);
 void nnc_cf_float(nnc_cf *, double v);
+/* The statements every dialect prints alike: a block, if, assign, a comment. False for the
+ * others (loops, stores, lets, atomics, barriers): the printer's own. */
+bool nnc_cf_common_stmt(nnc_cf *, const nnc_lstmt *);
 /* A nested statement, one level deeper. */
 void nnc_cf_body(nnc_cf *, const nnc_lstmt *);
 /* if (cond) { then } else { otherwise } */

@@ -486,22 +486,17 @@ static void cfor(cuda_printer *c, const nnc_lstmt *s) {
 
 static void cstmt(cuda_printer *c, const nnc_lstmt *s) {
   char t[64];
-  if (!s) return;
+  if (!s || nnc_cf_common_stmt(&c->cf, s)) return;
   switch (s->kind) {
-  case NNC_LS_BLOCK:
-    for (int i = 0; i < s->nitems; i++) cstmt(c, s->items[i]);
-    break;
   case NNC_LS_FOR: cfor(c, s); break;
-  case NNC_LS_IF: nnc_cf_if(&c->cf, s); break;
   case NNC_LS_STORE: cstore(c, s); break;
   case NNC_LS_LET:
     line(c), emit(c, "%s %s = ", cu_type(s->var->type, t, sizeof t), c->cf.vname[s->var->id]), cexpr(c, s->value);
     emit(c, ";\n");
     break;
-  case NNC_LS_ASSIGN: nnc_cf_assign(&c->cf, s); break;
   case NNC_LS_ATOMIC_ADD: catomic(c, s); break;
   case NNC_LS_BARRIER: line(c), emit(c, "__syncthreads();\n"); break;
-  case NNC_LS_COMMENT: nnc_cf_comment(&c->cf, s->text); break;
+  default: break; /* printed by nnc_cf_common_stmt */
   }
 }
 

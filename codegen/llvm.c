@@ -554,14 +554,7 @@ static void serial_for(lg *g, const nnc_lstmt *s) {
 }
 
 static void unrolled_for(lg *g, const nnc_lstmt *s) {
-  if (s->lo->kind != NNC_LE_INT || s->hi->kind != NNC_LE_INT) {
-    lerr(g, "unrolled loop %s needs static bounds", s->var->name);
-    return;
-  }
-  if ((s->hi->ival - s->lo->ival) / s->step > 1024) {
-    lerr(g, "unrolled loop %s has more than 1024 iterations", s->var->name);
-    return;
-  }
+  if (!nnc_lk_check_unroll(g->k, s, g->d, &g->ok, "LLVM backend: ")) return;
   for (int64_t i = s->lo->ival; i < s->hi->ival && g->ok; i += s->step) {
     LLVMBuildStore(g->b, LLVMConstInt(g->t_i64, (unsigned long long)i, 0), slot(g, s->var));
     stmt(g, s->body);

@@ -292,6 +292,8 @@ bool nnc_lcapture_buf(const nnc_lcapture *, const nnc_kernel *, int i);
 void nnc_lcapture_free(nnc_lcapture *);
 /* Whether a CPU backend (named backend in the message) can take the kernel: well built,
  * CPU-scheduled, no SHARED buffers. The first problem is reported (nnc_lk_error with ok, who). */
+/* Whether a backend can unroll loop s: static bounds, at most 1024 iterations (else reported). */
+bool nnc_lk_check_unroll(const nnc_kernel *, const nnc_lstmt *s, nnc_diags *, bool *ok, const char *who);
 bool nnc_lk_check_cpu(const nnc_kernel *, nnc_diags *, bool *ok, const char *who, const char *backend);
 
 /* Reports "<who>kernel <name>: <message>": the one error format of every walk over a kernel

@@ -165,3 +165,13 @@ bool nnc_lk_check_cpu(const nnc_kernel *k, nnc_diags *d, bool *ok, const char *w
     if (k->bufs[i]->scope == NNC_SCOPE_SHARED) nnc_lk_error(d, ok, who, k->name, "shared buffer %s in a CPU kernel", k->bufs[i]->name);
   return *ok;
 }
+
+bool nnc_lk_check_unroll(const nnc_kernel *k, const nnc_lstmt *s, nnc_diags *d, bool *ok, const char *who) {
+  if (s->lo->kind != NNC_LE_INT || s->hi->kind != NNC_LE_INT)
+    nnc_lk_error(d, ok, who, k->name, "unrolled loop %s needs static bounds", s->var->name);
+  else if ((s->hi->ival - s->lo->ival) / s->step > 1024)
+    nnc_lk_error(d, ok, who, k->name, "unrolled loop %s has more than 1024 iterations", s->var->name);
+  else
+    return true;
+  return false;
+}
