@@ -703,16 +703,10 @@ static void cstmt_of_family(nnc_cf *cf, const nnc_lstmt *s) { cstmt((c_printer *
 
 static const char *const c_reserved[] = {"rt", "env", "env_", "lo_", "hi_", "it_", "count_", NULL};
 
-static const nnc_cf_dialect c_dialect = {.who = "C backend: ",
-                                         .expr = cexpr_of_family,
-                                         .stmt = cstmt_of_family,
-                                         .index_type = "int64_t",
-                                         .nan = "__builtin_nanf(\"\")",
-                                         .inf = "__builtin_inff()",
-                                         .neg_inf = "-__builtin_inff()",
-                                         .bool_true = "1",
-                                         .bool_false = "0",
-                                         .reserved = c_reserved};
+static const nnc_cf_dialect c_dialect = {
+    .who = "C backend: ", .expr = cexpr_of_family, .stmt = cstmt_of_family, .index_type = "int64_t",
+    .nan = "__builtin_nanf(\"\")", .inf = "__builtin_inff()", .neg_inf = "-__builtin_inff()",
+    .bool_true = "1", .bool_false = "0", .reserved = c_reserved};
 
 bool nnc_cg_c_kernel(FILE *f, const nnc_kernel *k, nnc_diags *d) { return nnc_cg_c_kernel_shared(f, k, NULL, d); }
 
