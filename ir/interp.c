@@ -336,17 +336,6 @@ static double binary_int(nnc_op op, int64_t a, int64_t b) {
   }
 }
 
-static bool compare(int64_t how, double a, double b) {
-  switch (how) {
-  case NNC_CMP_LT: return a < b;
-  case NNC_CMP_LE: return a <= b;
-  case NNC_CMP_GT: return a > b;
-  case NNC_CMP_GE: return a >= b;
-  case NNC_CMP_EQ: return a == b;
-  default: return a != b;
-  }
-}
-
 static bool run_binary(interp *I, const nnc_node *nd, value *out, const value *a, const value *b) {
   if (!same_shape(a, b) || !same_shape(a, out)) return fail(I, "operand shapes differ");
   if (a->dtype != b->dtype) return fail(I, "operand dtypes differ");
@@ -354,7 +343,7 @@ static bool run_binary(interp *I, const nnc_node *nd, value *out, const value *a
     int64_t how = nnc_node_int(nd, NNC_ATTR_cmp, -1);
     if (how < NNC_CMP_LT || how > NNC_CMP_NE) return fail(I, "bad comparison %lld", (long long)how);
     if (out->dtype != NNC_U8) return fail(I, "cmp must give u8");
-    for (int64_t i = 0; i < out->count; i++) out->data[i] = compare(how, a->data[i], b->data[i]);
+    for (int64_t i = 0; i < out->count; i++) out->data[i] = nnc_cmp_holds(how, a->data[i], b->data[i]);
     return true;
   }
   if (out->dtype != a->dtype) return fail(I, "operand dtype differs from the result's");

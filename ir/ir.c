@@ -33,6 +33,17 @@ bool nnc_dtype_holds(nnc_dtype t, double v) {
   }
 }
 
+bool nnc_cmp_holds(int64_t how, double a, double b) {
+  switch (how) {
+  case NNC_CMP_LT: return a < b;
+  case NNC_CMP_LE: return a <= b;
+  case NNC_CMP_GT: return a > b;
+  case NNC_CMP_GE: return a >= b;
+  case NNC_CMP_EQ: return a == b;
+  default: return a != b;
+  }
+}
+
 bool nnc_dtype_from_name(const char *s, nnc_dtype *out) {
   for (int i = 0; i < NNC_DTYPE_COUNT; i++)
     if (strcmp(s, dtype_names[i]) == 0) {

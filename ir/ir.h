@@ -45,6 +45,8 @@ typedef enum {
 } nnc_attr_key;
 
 typedef enum { NNC_CMP_LT, NNC_CMP_LE, NNC_CMP_GT, NNC_CMP_GE, NNC_CMP_EQ, NNC_CMP_NE } nnc_cmp;
+/* Whether a how b holds (how: an nnc_cmp; NaN compares unequal to everything). */
+bool nnc_cmp_holds(int64_t how, double a, double b);
 
 /* Which dtypes an op takes and gives (the `dtypes` column of ops.def). */
 typedef enum {

@@ -63,16 +63,19 @@ static void misuse(nnc_kernel *k, const char *fmt, ...) {
   k->first_error = nnc_arena_strdup(k->arena, msg);
 }
 
-static nnc_lexpr *new_expr(nnc_kernel *k, nnc_lexpr_kind kind, nnc_ltype t) {
+/* An expression of kind and type over operands a, b, c (NULL where it has fewer). */
+static nnc_lexpr *new_expr(nnc_kernel *k, nnc_lexpr_kind kind, nnc_ltype t, nnc_lexpr *a, nnc_lexpr *b,
+                           nnc_lexpr *c) {
   nnc_lexpr *e = nnc_arena_alloc(k->arena, sizeof *e);
   e->kind = kind;
   e->type = t;
+  e->a = a, e->b = b, e->c = c;
   return e;
 }
 
 static nnc_lexpr *poison(nnc_kernel *k, nnc_ltype t) {
   if (t.lanes < 1 || t.lanes > NNC_MAX_LANES) t.lanes = 1;
-  return new_expr(k, NNC_LE_POISON, t);
+  return new_expr(k, NNC_LE_POISON, t, NULL, NULL, NULL);
 }
 
 static bool valid_type(nnc_ltype t) {
@@ -143,7 +146,7 @@ nnc_lvar *nnc_lk_var(nnc_kernel *k, const char *name, nnc_ltype t) {
 /* --- expressions ---------------------------------------------------------------------------- */
 
 nnc_lexpr *nnc_le_int(nnc_kernel *k, int64_t v) {
-  nnc_lexpr *e = new_expr(k, NNC_LE_INT, nnc_lt(NNC_I64, 1));
+  nnc_lexpr *e = new_expr(k, NNC_LE_INT, nnc_lt(NNC_I64, 1), NULL, NULL, NULL);
   e->ival = v;
   return e;
 }
@@ -156,10 +159,10 @@ nnc_lexpr *nnc_le_const(nnc_kernel *k, nnc_ltype t, double v) {
   nnc_ltype st = nnc_lt(t.dtype, 1);
   nnc_lexpr *e;
   if (t.dtype == NNC_F32) {
-    e = new_expr(k, NNC_LE_FLOAT, st);
+    e = new_expr(k, NNC_LE_FLOAT, st, NULL, NULL, NULL);
     e->fval = (double)(float)v;
   } else {
-    e = new_expr(k, NNC_LE_INT, st);
+    e = new_expr(k, NNC_LE_INT, st, NULL, NULL, NULL);
     e->ival = t.dtype == NNC_BOOL ? v != 0 : (int64_t)v;
   }
   return t.lanes == 1 ? e : nnc_le_splat(k, e, t.lanes);
@@ -170,7 +173,7 @@ nnc_lexpr *nnc_le_var(nnc_kernel *k, const nnc_lvar *v) {
     misuse(k, "var: no variable");
     return poison(k, nnc_lt(NNC_I64, 1));
   }
-  nnc_lexpr *e = new_expr(k, NNC_LE_VAR, v->type);
+  nnc_lexpr *e = new_expr(k, NNC_LE_VAR, v->type, NULL, NULL, NULL);
   e->var = v;
   return e;
 }
@@ -181,7 +184,7 @@ nnc_lexpr *nnc_le_scalar(nnc_kernel *k, nnc_lscalar s) {
     misuse(k, "scalar: no scalar parameter %d", (int)s);
     return poison(k, nnc_lt(NNC_I64, 1));
   }
-  nnc_lexpr *e = new_expr(k, NNC_LE_SCALAR, nnc_lt(types[s], 1));
+  nnc_lexpr *e = new_expr(k, NNC_LE_SCALAR, nnc_lt(types[s], 1), NULL, NULL, NULL);
   e->scalar = (int)s;
   return e;
 }
@@ -207,10 +210,9 @@ nnc_lexpr *nnc_le_bin(nnc_kernel *k, nnc_lbinop op, nnc_lexpr *a, nnc_lexpr *b) 
     misuse(k, "%s: not defined on %s", name, ts(a->type, ta));
     return poison(k, a->type);
   }
-  nnc_lexpr *e = new_expr(k, NNC_LE_BIN, nnc_lbinops[op].gives_bool ? nnc_lt(NNC_BOOL, a->type.lanes) : a->type);
+  nnc_ltype t = nnc_lbinops[op].gives_bool ? nnc_lt(NNC_BOOL, a->type.lanes) : a->type;
+  nnc_lexpr *e = new_expr(k, NNC_LE_BIN, t, a, b, NULL);
   e->op = (int)op;
-  e->a = a;
-  e->b = b;
   return e;
 }
 
@@ -222,9 +224,8 @@ nnc_lexpr *nnc_le_un(nnc_kernel *k, nnc_lunop op, nnc_lexpr *a) {
     misuse(k, "%s: not defined on %s", name, ts(a->type, ta));
     return poison(k, a->type);
   }
-  nnc_lexpr *e = new_expr(k, NNC_LE_UN, a->type);
+  nnc_lexpr *e = new_expr(k, NNC_LE_UN, a->type, a, NULL, NULL);
   e->op = (int)op;
-  e->a = a;
   return e;
 }
 
@@ -239,10 +240,7 @@ nnc_lexpr *nnc_le_select(nnc_kernel *k, nnc_lexpr *c, nnc_lexpr *a, nnc_lexpr *b
     misuse(k, "select: condition %s must be bool with the values' lanes or a scalar", ts(c->type, t1));
     return poison(k, a->type);
   }
-  nnc_lexpr *e = new_expr(k, NNC_LE_SELECT, a->type);
-  e->a = c;
-  e->b = a;
-  e->c = b;
+  nnc_lexpr *e = new_expr(k, NNC_LE_SELECT, a->type, c, a, b);
   return e;
 }
 
@@ -253,10 +251,7 @@ nnc_lexpr *nnc_le_fma(nnc_kernel *k, nnc_lexpr *a, nnc_lexpr *b, nnc_lexpr *c) {
     misuse(k, "fma: operands must be f32 of one type (%s, %s, %s)", ts(a->type, t1), ts(b->type, t2), ts(c->type, t3));
     return poison(k, a->type);
   }
-  nnc_lexpr *e = new_expr(k, NNC_LE_FMA, a->type);
-  e->a = a;
-  e->b = b;
-  e->c = c;
+  nnc_lexpr *e = new_expr(k, NNC_LE_FMA, a->type, a, b, c);
   return e;
 }
 
@@ -268,8 +263,7 @@ nnc_lexpr *nnc_le_cast(nnc_kernel *k, nnc_ltype t, nnc_lexpr *a) {
     return poison(k, t);
   }
   if (nnc_lt_equal(t, a->type)) return a;
-  nnc_lexpr *e = new_expr(k, NNC_LE_CAST, t);
-  e->a = a;
+  nnc_lexpr *e = new_expr(k, NNC_LE_CAST, t, a, NULL, NULL);
   return e;
 }
 
@@ -306,10 +300,8 @@ nnc_lexpr *nnc_le_load(nnc_kernel *k, const nnc_lbuf *buf, nnc_lexpr *index, int
     return poison(k, t);
   }
   if (!check_index(k, "load", buf, index) || !check_mask(k, "load", buf, mask, lanes)) return poison(k, t);
-  nnc_lexpr *e = new_expr(k, NNC_LE_LOAD, t);
+  nnc_lexpr *e = new_expr(k, NNC_LE_LOAD, t, index, mask, NULL);
   e->buf = buf;
-  e->a = index;
-  e->b = mask;
   return e;
 }
 
@@ -321,8 +313,7 @@ nnc_lexpr *nnc_le_splat(nnc_kernel *k, nnc_lexpr *a, int lanes) {
     return poison(k, a->type);
   }
   if (lanes == 1) return a;
-  nnc_lexpr *e = new_expr(k, NNC_LE_SPLAT, nnc_lt(a->type.dtype, lanes));
-  e->a = a;
+  nnc_lexpr *e = new_expr(k, NNC_LE_SPLAT, nnc_lt(a->type.dtype, lanes), a, NULL, NULL);
   return e;
 }
 
@@ -333,9 +324,8 @@ nnc_lexpr *nnc_le_hreduce(nnc_kernel *k, nnc_lbinop op, nnc_lexpr *a) {
     misuse(k, "hreduce: %s over %s (add, max or min over numbers)", nnc_lbinop_name(op), ts(a->type, t));
     return poison(k, nnc_lt(a->type.dtype, 1));
   }
-  nnc_lexpr *e = new_expr(k, NNC_LE_HREDUCE, nnc_lt(a->type.dtype, 1));
+  nnc_lexpr *e = new_expr(k, NNC_LE_HREDUCE, nnc_lt(a->type.dtype, 1), a, NULL, NULL);
   e->op = (int)op;
-  e->a = a;
   return e;
 }
 
@@ -344,7 +334,7 @@ nnc_lexpr *nnc_le_lane(nnc_kernel *k, int lanes) {
     misuse(k, "lane: %d lanes", lanes);
     return poison(k, nnc_lt(NNC_I64, 1));
   }
-  return new_expr(k, NNC_LE_LANE, nnc_lt(NNC_I64, lanes));
+  return new_expr(k, NNC_LE_LANE, nnc_lt(NNC_I64, lanes), NULL, NULL, NULL);
 }
 
 static nnc_lexpr *gpu_index(nnc_kernel *k, nnc_lexpr_kind kind, int axis) {
@@ -352,7 +342,7 @@ static nnc_lexpr *gpu_index(nnc_kernel *k, nnc_lexpr_kind kind, int axis) {
     misuse(k, "%s index: axis %d (0..2)", kind == NNC_LE_THREAD ? "thread" : "block", axis);
     return poison(k, nnc_lt(NNC_I64, 1));
   }
-  nnc_lexpr *e = new_expr(k, kind, nnc_lt(NNC_I64, 1));
+  nnc_lexpr *e = new_expr(k, kind, nnc_lt(NNC_I64, 1), NULL, NULL, NULL);
   e->axis = axis;
   return e;
 }
@@ -367,9 +357,7 @@ nnc_lexpr *nnc_le_shuffle_xor(nnc_kernel *k, nnc_lexpr *a, nnc_lexpr *lane_mask)
     misuse(k, "shuffle_xor: %s by %s (a scalar number by a scalar integer)", ts(a->type, t1), ts(lane_mask->type, t2));
     return poison(k, a->type);
   }
-  nnc_lexpr *e = new_expr(k, NNC_LE_SHUFFLE, a->type);
-  e->a = a;
-  e->b = lane_mask;
+  nnc_lexpr *e = new_expr(k, NNC_LE_SHUFFLE, a->type, a, lane_mask, NULL);
   return e;
 }
 
@@ -382,11 +370,8 @@ nnc_lexpr *nnc_le_rng(nnc_kernel *k, nnc_lexpr *seed, int64_t key, nnc_lexpr *st
            ts(index->type, t3));
     return poison(k, nnc_lt(NNC_F32, index->type.lanes));
   }
-  nnc_lexpr *e = new_expr(k, NNC_LE_RNG, nnc_lt(NNC_F32, index->type.lanes));
+  nnc_lexpr *e = new_expr(k, NNC_LE_RNG, nnc_lt(NNC_F32, index->type.lanes), seed, step, index);
   e->ival = (int64_t)(uint32_t)key;
-  e->a = seed;
-  e->b = step;
-  e->c = index;
   return e;
 }
 

@@ -223,17 +223,6 @@ static bool fold_binary(nnc_op op, nnc_dtype dt, double a, double b, double *r) 
   }
 }
 
-static bool fold_compare(int64_t how, double a, double b) {
-  switch (how) {
-  case NNC_CMP_LT: return a < b;
-  case NNC_CMP_LE: return a <= b;
-  case NNC_CMP_GT: return a > b;
-  case NNC_CMP_GE: return a >= b;
-  case NNC_CMP_EQ: return a == b;
-  default: return a != b;
-  }
-}
-
 /* cast as docs/ir.md defines it: float -> integer truncates and saturates, NaN gives 0. */
 static double fold_cast(nnc_dtype from, nnc_dtype to, double x) {
   if (to == NNC_F32 || from != NNC_F32) return in_dtype(to, x);
@@ -259,7 +248,7 @@ static bool fold_elementwise(const nnc_node *n, double *r) {
     break;
   case NNC_KIND_BINARY:
     if (n->op == NNC_OP_cmp) {
-      *r = fold_compare(nnc_node_int(n, NNC_ATTR_cmp, -1), v[0], v[1]);
+      *r = nnc_cmp_holds(nnc_node_int(n, NNC_ATTR_cmp, -1), v[0], v[1]);
       return true;
     }
     ok = fold_binary(n->op, in, v[0], v[1], r);
