@@ -377,17 +377,18 @@ nnc_lexpr *nnc_le_rng(nnc_kernel *k, nnc_lexpr *seed, int64_t key, nnc_lexpr *st
 
 /* --- statements ------------------------------------------------------------------------------ */
 
-static nnc_lstmt *new_stmt(nnc_kernel *k, nnc_lstmt_kind kind) {
+/* A statement, given whole, in the kernel's arena. */
+static nnc_lstmt *place_stmt(nnc_kernel *k, nnc_lstmt value) {
   nnc_lstmt *s = nnc_arena_alloc(k->arena, sizeof *s);
-  s->kind = kind;
+  *s = value;
   return s;
 }
 
+static nnc_lstmt *new_stmt(nnc_kernel *k, nnc_lstmt_kind kind) { return place_stmt(k, (nnc_lstmt){.kind = kind}); }
+
 /* A misused statement becomes a comment saying so (the kernel holds the error). */
 static nnc_lstmt *bad_stmt(nnc_kernel *k) {
-  nnc_lstmt *s = new_stmt(k, NNC_LS_COMMENT);
-  s->text = "invalid statement";
-  return s;
+  return place_stmt(k, (nnc_lstmt){.kind = NNC_LS_COMMENT, .text = "invalid statement"});
 }
 
 nnc_lstmt *nnc_ls_block(nnc_kernel *k) { return new_stmt(k, NNC_LS_BLOCK); }
@@ -415,14 +416,8 @@ nnc_lstmt *nnc_ls_for(nnc_kernel *k, const nnc_lvar *v, nnc_lexpr *lo, nnc_lexpr
     misuse(k, "for %s: the variable and bounds must be scalar i64, the step positive", v ? v->name : "?");
     return bad_stmt(k);
   }
-  nnc_lstmt *s = new_stmt(k, NNC_LS_FOR);
-  s->var = v;
-  s->lo = lo;
-  s->hi = hi;
-  s->step = step;
-  s->loop = kind;
-  s->body = body ? body : nnc_ls_block(k);
-  return s;
+  return place_stmt(k, (nnc_lstmt){.kind = NNC_LS_FOR, .var = v, .lo = lo, .hi = hi, .step = step, .loop = kind,
+                                   .body = body ? body : nnc_ls_block(k)});
 }
 
 nnc_lstmt *nnc_ls_if(nnc_kernel *k, nnc_lexpr *cond, nnc_lstmt *then_s, nnc_lstmt *else_s) {
@@ -431,11 +426,8 @@ nnc_lstmt *nnc_ls_if(nnc_kernel *k, nnc_lexpr *cond, nnc_lstmt *then_s, nnc_lstm
     misuse(k, "if: condition is %s, not a scalar bool", cond ? ts(cond->type, t) : "missing");
     return bad_stmt(k);
   }
-  nnc_lstmt *s = new_stmt(k, NNC_LS_IF);
-  s->cond = cond;
-  s->then_s = then_s ? then_s : nnc_ls_block(k);
-  s->else_s = else_s;
-  return s;
+  return place_stmt(k, (nnc_lstmt){.kind = NNC_LS_IF, .cond = cond, .then_s = then_s ? then_s : nnc_ls_block(k),
+                                   .else_s = else_s});
 }
 
 nnc_lstmt *nnc_ls_store(nnc_kernel *k, const nnc_lbuf *buf, nnc_lexpr *index, nnc_lexpr *value, nnc_lexpr *mask) {
@@ -446,12 +438,7 @@ nnc_lstmt *nnc_ls_store(nnc_kernel *k, const nnc_lbuf *buf, nnc_lexpr *index, nn
     misuse(k, "store %s: value is %s, the buffer holds %s", buf->name, ts(value->type, t), nnc_dtype_name(buf->dtype));
     return bad_stmt(k);
   }
-  nnc_lstmt *s = new_stmt(k, NNC_LS_STORE);
-  s->buf = buf;
-  s->index = index;
-  s->value = value;
-  s->mask = mask;
-  return s;
+  return place_stmt(k, (nnc_lstmt){.kind = NNC_LS_STORE, .buf = buf, .index = index, .value = value, .mask = mask});
 }
 
 static nnc_lstmt *set_var(nnc_kernel *k, nnc_lstmt_kind kind, const nnc_lvar *v, nnc_lexpr *value) {
@@ -484,19 +471,13 @@ nnc_lstmt *nnc_ls_atomic_add(nnc_kernel *k, const nnc_lbuf *buf, nnc_lexpr *inde
     misuse(k, "atomic_add %s: value is %s (a scalar f32 or i32 of the buffer's dtype)", buf->name, ts(value->type, t));
     return bad_stmt(k);
   }
-  nnc_lstmt *s = new_stmt(k, NNC_LS_ATOMIC_ADD);
-  s->buf = buf;
-  s->index = index;
-  s->value = value;
-  return s;
+  return place_stmt(k, (nnc_lstmt){.kind = NNC_LS_ATOMIC_ADD, .buf = buf, .index = index, .value = value});
 }
 
 nnc_lstmt *nnc_ls_barrier(nnc_kernel *k) { return new_stmt(k, NNC_LS_BARRIER); }
 
 nnc_lstmt *nnc_ls_comment(nnc_kernel *k, const char *text) {
-  nnc_lstmt *s = new_stmt(k, NNC_LS_COMMENT);
-  s->text = nnc_arena_strdup(k->arena, text ? text : "");
-  return s;
+  return place_stmt(k, (nnc_lstmt){.kind = NNC_LS_COMMENT, .text = nnc_arena_strdup(k->arena, text ? text : "")});
 }
 
 /* --- finish --------------------------------------------------------------------------------- */
