@@ -135,7 +135,7 @@ static const char prelude_tail[] =
     "NNC_HRED(nnc_hsum, nnc_add) NNC_HRED(nnc_hmax, nnc_max) NNC_HRED(nnc_hmin, nnc_min)\n"
     "\n"
     "/* A step's lr, step and seed in device memory, for kernels printed to be replayed in a CUDA\n"
-    " * Graph (codegen/cuda_exec.c writes them before each replay; the graph bakes parameters). */\n"
+    " * Graph (driver/exec_cuda.c writes them before each replay; the graph bakes parameters). */\n"
     "struct nnc_step_values { float lr; unsigned step, seed, unused; };\n"
     "\n";
 

@@ -24,7 +24,7 @@
 
 /* Where a kernel reads lr, step and seed. As parameters (--emit cuda, --emit ptx's launcher); or
  * from a `const nnc_step_values *` parameter after the buffers and n, for the executor's CUDA
- * Graphs (codegen/cuda_exec.h): a graph bakes its kernels' parameters when it is captured, so the
+ * Graphs (driver/exec_cuda.c): a graph bakes its kernels' parameters when it is captured, so the
  * values that change every step are written to device memory before each replay. n stays a
  * parameter: a graph is captured per batch size. */
 typedef enum nnc_cg_cuda_scalars { NNC_CUDA_SCALARS_PARAMS, NNC_CUDA_SCALARS_IN_MEMORY } nnc_cg_cuda_scalars;

@@ -60,7 +60,7 @@ typedef CUresult (*cuDeviceGetName_fn)(char *name, int len, CUdevice);
 typedef CUresult (*cuDeviceGetAttribute_fn)(int *value, int attribute, CUdevice);
 typedef CUresult (*cuDeviceTotalMem_v2_fn)(size_t *bytes, CUdevice);
 
-/* Running programs (codegen/cuda_exec.c): one stream, pinned host staging, asynchronous copies,
+/* Running programs (driver/exec_cuda.c): one stream, pinned host staging, asynchronous copies,
  * each program captured from the stream into a CUDA Graph and replayed. */
 typedef struct CUctx_st *CUcontext;
 typedef struct CUmod_st *CUmodule;

@@ -109,7 +109,7 @@ int nnc_cg_llvm_vector_bits(const nnc_cg_llvm_module *m) { return m->vector_bits
 
 /* Attributes every function carries: the target (so TTI and inlining agree) and the vector
  * width the host prefers (LLVM defaults to 256 bits even where 512 are there). */
-void nnc_llvm_fn_attrs(nnc_cg_llvm_module *m, LLVMValueRef fn) {
+void nnc_cg_llvm_fn_attrs(nnc_cg_llvm_module *m, LLVMValueRef fn) {
   char bits[16];
   snprintf(bits, sizeof bits, "%d", m->vector_bits);
   const char *kv[][2] = {{"prefer-vector-width", bits}, {"target-cpu", m->cpu}, {"target-features", m->features}};
@@ -122,7 +122,7 @@ void nnc_llvm_fn_attrs(nnc_cg_llvm_module *m, LLVMValueRef fn) {
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(m->ctx, nounwind, 0));
 }
 
-void nnc_llvm_enum_attr(nnc_cg_llvm_module *m, LLVMValueRef fn, unsigned idx, const char *name, uint64_t val) {
+void nnc_cg_llvm_enum_attr(nnc_cg_llvm_module *m, LLVMValueRef fn, unsigned idx, const char *name, uint64_t val) {
   unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
   LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(m->ctx, kind, val));
 }
@@ -138,7 +138,7 @@ typedef struct fnstate {
   LLVMValueRef rt;             /* NULL in outlined bodies */
 } fnstate;
 
-typedef struct lg {
+typedef struct llvm_emitter {
   nnc_cg_llvm_module *m;
   LLVMContextRef cx;
   LLVMModuleRef mod;
@@ -153,11 +153,11 @@ typedef struct lg {
   nnc_lk_uses uses;            /* variables by id, buffers touched outside parallel loops */
   const nnc_lvar **vars;       /* by var id */
   LLVMTypeRef t_f32, t_i32, t_i8, t_i64, t_i1, t_ptr, t_void, t_rt;
-} lg;
+} llvm_emitter;
 
 #define lerr(g, ...) nnc_lk_error((g)->d, &(g)->ok, "LLVM backend: ", (g)->k->name, __VA_ARGS__)
 
-static LLVMTypeRef scalar_type(lg *g, nnc_dtype dt) {
+static LLVMTypeRef scalar_type(llvm_emitter *g, nnc_dtype dt) {
   switch ((int)dt) {
   case NNC_F32: return g->t_f32;
   case NNC_I32: return g->t_i32;
@@ -167,12 +167,12 @@ static LLVMTypeRef scalar_type(lg *g, nnc_dtype dt) {
   }
 }
 
-static LLVMTypeRef ltype(lg *g, nnc_ltype t) {
+static LLVMTypeRef ltype(llvm_emitter *g, nnc_ltype t) {
   LLVMTypeRef s = scalar_type(g, t.dtype);
   return t.lanes == 1 ? s : LLVMVectorType(s, (unsigned)t.lanes);
 }
 
-static bool check_lanes(lg *g, nnc_ltype t) {
+static bool check_lanes(llvm_emitter *g, nnc_ltype t) {
   if (t.lanes == 1 || (t.lanes > 1 && t.lanes <= NNC_MAX_LANES && (t.lanes & (t.lanes - 1)) == 0)) return true;
   lerr(g, "%d lanes: the LLVM backend needs a power of two", t.lanes);
   return false;
@@ -188,9 +188,9 @@ static LLVMValueRef splat_const(LLVMValueRef c, int L) {
   return LLVMConstVector(v, (unsigned)L);
 }
 
-static LLVMValueRef cint(lg *g, LLVMTypeRef s, int L, uint64_t v) { return splat_const(LLVMConstInt(s, v, 0), L); }
+static LLVMValueRef cint(llvm_emitter *g, LLVMTypeRef s, int L, uint64_t v) { return splat_const(LLVMConstInt(s, v, 0), L); }
 
-static LLVMValueRef splat(lg *g, LLVMValueRef x, int L) {
+static LLVMValueRef splat(llvm_emitter *g, LLVMValueRef x, int L) {
   if (L == 1) return x;
   if (LLVMIsConstant(x)) return splat_const(x, L);
   LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), (unsigned)L);
@@ -204,20 +204,20 @@ static int lanes_of(LLVMValueRef v) {
 }
 
 /* A call of intrinsic name overloaded on types tys. */
-static LLVMValueRef intrin(lg *g, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args, int nargs) {
+static LLVMValueRef intrin(llvm_emitter *g, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args, int nargs) {
   unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
   LLVMValueRef fn = LLVMGetIntrinsicDeclaration(g->mod, id, tys, (size_t)ntys);
   LLVMTypeRef fty = LLVMIntrinsicGetType(g->cx, id, tys, (size_t)ntys);
   return LLVMBuildCall2(g->b, fty, fn, args, (unsigned)nargs, "");
 }
 
-static LLVMValueRef intrin1(lg *g, const char *name, LLVMValueRef a) {
+static LLVMValueRef intrin1(llvm_emitter *g, const char *name, LLVMValueRef a) {
   LLVMTypeRef t = LLVMTypeOf(a);
   return intrin(g, name, &t, 1, &a, 1);
 }
 
 /* A libm function float(float...) applied lane by lane (docs/llvm.md: per-lane calls for now). */
-static LLVMValueRef libm(lg *g, const char *name, LLVMValueRef *args, int nargs) {
+static LLVMValueRef libm(llvm_emitter *g, const char *name, LLVMValueRef *args, int nargs) {
   LLVMTypeRef params[2] = {g->t_f32, g->t_f32};
   LLVMTypeRef fty = LLVMFunctionType(g->t_f32, params, (unsigned)nargs, 0);
   LLVMValueRef fn = LLVMGetNamedFunction(g->mod, name);
@@ -234,22 +234,22 @@ static LLVMValueRef libm(lg *g, const char *name, LLVMValueRef *args, int nargs)
 }
 
 /* Entry-block alloca (SROA promotes it). */
-static LLVMValueRef entry_alloca(lg *g, LLVMTypeRef t, const char *name) {
+static LLVMValueRef entry_alloca(llvm_emitter *g, LLVMTypeRef t, const char *name) {
   return LLVMBuildAlloca(g->ab, t, name);
 }
 
-static LLVMValueRef slot(lg *g, const nnc_lvar *v) {
+static LLVMValueRef slot(llvm_emitter *g, const nnc_lvar *v) {
   if (!g->f.slot[v->id]) g->f.slot[v->id] = entry_alloca(g, ltype(g, v->type), v->name);
   return g->f.slot[v->id];
 }
 
-static LLVMBasicBlockRef new_block(lg *g, const char *name) { return LLVMAppendBasicBlockInContext(g->cx, g->f.fn, name); }
+static LLVMBasicBlockRef new_block(llvm_emitter *g, const char *name) { return LLVMAppendBasicBlockInContext(g->cx, g->f.fn, name); }
 
 /* --- expressions -------------------------------------------------------------------------------- */
 
-static LLVMValueRef ex(lg *g, const nnc_lexpr *e);
+static LLVMValueRef ex(llvm_emitter *g, const nnc_lexpr *e);
 
-static LLVMValueRef cmp(lg *g, nnc_lbinop op, nnc_dtype dt, LLVMValueRef a, LLVMValueRef b) {
+static LLVMValueRef cmp(llvm_emitter *g, nnc_lbinop op, nnc_dtype dt, LLVMValueRef a, LLVMValueRef b) {
   if (dt == NNC_F32) {
     static const LLVMRealPredicate fp[] = {[NNC_LB_LT] = LLVMRealOLT, [NNC_LB_LE] = LLVMRealOLE, [NNC_LB_GT] = LLVMRealOGT,
                                            [NNC_LB_GE] = LLVMRealOGE, [NNC_LB_EQ] = LLVMRealOEQ, [NNC_LB_NE] = LLVMRealUNE};
@@ -264,7 +264,7 @@ static LLVMValueRef cmp(lg *g, nnc_lbinop op, nnc_dtype dt, LLVMValueRef a, LLVM
 }
 
 /* Floor division on integers: the quotient rounded down (C's nnc_floordiv_*). */
-static LLVMValueRef int_floordiv(lg *g, nnc_dtype dt, LLVMValueRef a, LLVMValueRef b) {
+static LLVMValueRef int_floordiv(llvm_emitter *g, nnc_dtype dt, LLVMValueRef a, LLVMValueRef b) {
   if (dt == NNC_U8) return LLVMBuildUDiv(g->b, a, b, "");
   LLVMTypeRef t = LLVMTypeOf(a);
   int L = lanes_of(a);
@@ -278,7 +278,7 @@ static LLVMValueRef int_floordiv(lg *g, nnc_dtype dt, LLVMValueRef a, LLVMValueR
   return LLVMBuildSub(g->b, q, adj, "");
 }
 
-static LLVMValueRef bin(lg *g, const nnc_lexpr *e) {
+static LLVMValueRef bin(llvm_emitter *g, const nnc_lexpr *e) {
   LLVMValueRef a = ex(g, e->a), b = ex(g, e->b);
   nnc_dtype dt = e->a->type.dtype;
   bool f = dt == NNC_F32;
@@ -304,11 +304,11 @@ static LLVMValueRef bin(lg *g, const nnc_lexpr *e) {
 }
 
 /* An f32 operator as ir/loop_ops.def spells it for LLVM: an intrinsic or a libm function. */
-static LLVMValueRef f32_unary(lg *g, const char *fn, LLVMValueRef a) {
+static LLVMValueRef f32_unary(llvm_emitter *g, const char *fn, LLVMValueRef a) {
   return strncmp(fn, "llvm.", 5) == 0 ? intrin1(g, fn, a) : libm(g, fn, &a, 1);
 }
 
-static LLVMValueRef unary(lg *g, const nnc_lexpr *e) {
+static LLVMValueRef unary(llvm_emitter *g, const nnc_lexpr *e) {
   LLVMValueRef a = ex(g, e->a);
   nnc_dtype dt = e->type.dtype;
   switch ((nnc_lunop)e->op) {
@@ -330,7 +330,7 @@ static LLVMValueRef unary(lg *g, const nnc_lexpr *e) {
 
 static bool is_int(nnc_dtype dt) { return dt == NNC_I32 || dt == NNC_U8 || dt == NNC_I64; }
 
-static LLVMValueRef cast(lg *g, nnc_ltype to, nnc_ltype from, LLVMValueRef a) {
+static LLVMValueRef cast(llvm_emitter *g, nnc_ltype to, nnc_ltype from, LLVMValueRef a) {
   LLVMTypeRef T = ltype(g, to);
   if (to.dtype == from.dtype) return a;
   if (from.dtype == NNC_F32) {
@@ -352,12 +352,12 @@ static LLVMValueRef cast(lg *g, nnc_ltype to, nnc_ltype from, LLVMValueRef a) {
   return a;
 }
 
-static LLVMValueRef elem_ptr(lg *g, const nnc_lbuf *b, LLVMValueRef idx) {
+static LLVMValueRef elem_ptr(llvm_emitter *g, const nnc_lbuf *b, LLVMValueRef idx) {
   LLVMValueRef base = g->f.buf[b->id];
   return LLVMBuildGEP2(g->b, scalar_type(g, b->dtype), base, &idx, 1, "");
 }
 
-static LLVMValueRef load(lg *g, const nnc_lexpr *e) {
+static LLVMValueRef load(llvm_emitter *g, const nnc_lexpr *e) {
   LLVMValueRef idx = ex(g, e->a);
   const nnc_lbuf *b = e->buf;
   LLVMTypeRef T = ltype(g, e->type);
@@ -389,7 +389,7 @@ static LLVMValueRef load(lg *g, const nnc_lexpr *e) {
 }
 
 /* lanes [0, h) meet lanes [h, 2h) until one is left: C's nnc_hsum/hmax/hmin order */
-static LLVMValueRef hreduce(lg *g, const nnc_lexpr *e) {
+static LLVMValueRef hreduce(llvm_emitter *g, const nnc_lexpr *e) {
   LLVMValueRef v = ex(g, e->a);
   nnc_dtype dt = e->a->type.dtype;
   for (int h = e->a->type.lanes / 2; h >= 1; h /= 2) {
@@ -409,14 +409,14 @@ static LLVMValueRef hreduce(lg *g, const nnc_lexpr *e) {
 }
 
 /* A value as the u32 Philox takes ((uint32_t)x in C). */
-static LLVMValueRef to_u32(lg *g, const nnc_lexpr *e, LLVMValueRef v) {
+static LLVMValueRef to_u32(llvm_emitter *g, const nnc_lexpr *e, LLVMValueRef v) {
   LLVMTypeRef t = e->type.lanes > 1 ? LLVMVectorType(g->t_i32, (unsigned)e->type.lanes) : g->t_i32;
   if (e->type.dtype == NNC_F32) return LLVMBuildFPToUI(g->b, v, t, "");
   return LLVMBuildIntCast2(g->b, v, t, e->type.dtype != NNC_U8 && e->type.dtype != NNC_BOOL, "");
 }
 
 /* (hi, lo) of the 64-bit product m * x, x u32 (scalar or vector) */
-static void mulhilo(lg *g, uint32_t m, LLVMValueRef x, int L, LLVMValueRef *hi, LLVMValueRef *lo) {
+static void mulhilo(llvm_emitter *g, uint32_t m, LLVMValueRef x, int L, LLVMValueRef *hi, LLVMValueRef *lo) {
   LLVMTypeRef t64 = L > 1 ? LLVMVectorType(g->t_i64, (unsigned)L) : g->t_i64;
   LLVMTypeRef t32 = L > 1 ? LLVMVectorType(g->t_i32, (unsigned)L) : g->t_i32;
   LLVMValueRef p = LLVMBuildMul(g->b, LLVMBuildZExt(g->b, x, t64, ""), cint(g, g->t_i64, L, m), "");
@@ -426,7 +426,7 @@ static void mulhilo(lg *g, uint32_t m, LLVMValueRef x, int L, LLVMValueRef *hi, 
 
 /* rng_uniform: Philox4x32-10 of counter (i, i >> 32, step, 0) and key (seed, key), first word's
  * top 24 bits scaled to [0, 1) (runtime/philox.h's nnc_rng_uniform_at, in IR). */
-static LLVMValueRef rng(lg *g, const nnc_lexpr *e) {
+static LLVMValueRef rng(llvm_emitter *g, const nnc_lexpr *e) {
   int L = e->type.lanes;
   LLVMValueRef seed = splat(g, to_u32(g, e->a, ex(g, e->a)), L), step = splat(g, to_u32(g, e->b, ex(g, e->b)), L);
   LLVMValueRef i = ex(g, e->c);
@@ -454,7 +454,7 @@ static LLVMValueRef rng(lg *g, const nnc_lexpr *e) {
   return LLVMBuildFMul(g->b, LLVMBuildUIToFP(g->b, bits, tf, ""), splat_const(LLVMConstReal(g->t_f32, 0x1p-24), L), "");
 }
 
-static LLVMValueRef ex(lg *g, const nnc_lexpr *e) {
+static LLVMValueRef ex(llvm_emitter *g, const nnc_lexpr *e) {
   LLVMTypeRef T = ltype(g, e->type);
   if (!check_lanes(g, e->type)) return LLVMGetPoison(T);
   switch (e->kind) {
@@ -500,9 +500,9 @@ static LLVMValueRef ex(lg *g, const nnc_lexpr *e) {
 
 /* --- statements ----------------------------------------------------------------------------------- */
 
-static void stmt(lg *g, const nnc_lstmt *s);
+static void stmt(llvm_emitter *g, const nnc_lstmt *s);
 
-static void store(lg *g, const nnc_lstmt *s) {
+static void store(llvm_emitter *g, const nnc_lstmt *s) {
   LLVMValueRef idx = ex(g, s->index), v = ex(g, s->value);
   unsigned al = elem_align(s->buf->dtype);
   if (s->value->type.lanes > 1 && s->mask) {
@@ -524,7 +524,7 @@ static void store(lg *g, const nnc_lstmt *s) {
   if (join) LLVMBuildBr(g->b, join), LLVMPositionBuilderAtEnd(g->b, join);
 }
 
-static void atomic_add(lg *g, const nnc_lstmt *s) {
+static void atomic_add(llvm_emitter *g, const nnc_lstmt *s) {
   LLVMValueRef p = elem_ptr(g, s->buf, ex(g, s->index)), v = ex(g, s->value);
   bool f = s->buf->dtype == NNC_F32;
   if (g->in_par) {
@@ -537,7 +537,7 @@ static void atomic_add(lg *g, const nnc_lstmt *s) {
   LLVMSetAlignment(st, elem_align(s->buf->dtype));
 }
 
-static void serial_for(lg *g, const nnc_lstmt *s) {
+static void serial_for(llvm_emitter *g, const nnc_lstmt *s) {
   LLVMValueRef v = slot(g, s->var);
   LLVMBuildStore(g->b, ex(g, s->lo), v);
   LLVMBasicBlockRef head = new_block(g, "for"), body = new_block(g, "for.body"), done = new_block(g, "for.end");
@@ -553,7 +553,7 @@ static void serial_for(lg *g, const nnc_lstmt *s) {
   LLVMPositionBuilderAtEnd(g->b, done);
 }
 
-static void unrolled_for(lg *g, const nnc_lstmt *s) {
+static void unrolled_for(llvm_emitter *g, const nnc_lstmt *s) {
   if (!nnc_lk_check_unroll(g->k, s, g->d, &g->ok, "LLVM backend: ")) return;
   for (int64_t i = s->lo->ival; i < s->hi->ival && g->ok; i += s->step) {
     LLVMBuildStore(g->b, LLVMConstInt(g->t_i64, (unsigned long long)i, 0), slot(g, s->var));
@@ -563,12 +563,12 @@ static void unrolled_for(lg *g, const nnc_lstmt *s) {
 
 /* --- parallel loops: outlined bodies --------------------------------------------------------------- */
 
-static LLVMTypeRef scalar_param_type(lg *g, int i) {
+static LLVMTypeRef scalar_param_type(llvm_emitter *g, int i) {
   return i == NNC_LSC_N ? g->t_i64 : i == NNC_LSC_LR ? g->t_f32 : g->t_i32;
 }
 
 /* Zeroed allocas for the LOCAL buffers this function uses (C: `float acc[N] = {0};` at its top). */
-static void declare_locals(lg *g, const bool *used) {
+static void declare_locals(llvm_emitter *g, const bool *used) {
   for (int i = 0; i < g->k->nbufs; i++) {
     const nnc_lbuf *b = g->k->bufs[i];
     if (b->scope != NNC_SCOPE_LOCAL || !used[i]) continue;
@@ -581,7 +581,7 @@ static void declare_locals(lg *g, const bool *used) {
   }
 }
 
-static void begin_function(lg *g, LLVMValueRef fn) {
+static void begin_function(llvm_emitter *g, LLVMValueRef fn) {
   g->f.fn = fn;
   g->f.entry = LLVMAppendBasicBlockInContext(g->cx, fn, "entry");
   LLVMPositionBuilderAtEnd(g->ab, g->f.entry);
@@ -589,14 +589,14 @@ static void begin_function(lg *g, LLVMValueRef fn) {
   LLVMPositionBuilderAtEnd(g->b, code);
 }
 
-static void end_function(lg *g) {
+static void end_function(llvm_emitter *g) {
   LLVMBuildRetVoid(g->b);
   LLVMBasicBlockRef code = LLVMGetNextBasicBlock(g->f.entry);
   LLVMBuildBr(g->ab, code);
 }
 
 
-static bool captured_var(lg *g, const nnc_lcapture *p, const nnc_lstmt *s, int v) {
+static bool captured_var(llvm_emitter *g, const nnc_lcapture *p, const nnc_lstmt *s, int v) {
   return nnc_lcapture_var(p, s, v) && g->vars[v];
 }
 
@@ -608,7 +608,7 @@ typedef struct env_layout {
   LLVMTypeRef type;
 } env_layout;
 
-static env_layout env_new(lg *g, const nnc_lstmt *s, const nnc_lcapture *p) {
+static env_layout env_new(llvm_emitter *g, const nnc_lstmt *s, const nnc_lcapture *p) {
   const nnc_kernel *k = g->k;
   int cap = k->nbufs + NNC_LSC_COUNT + k->nvars + 1;
   env_layout e = {0, nnc_xcalloc((size_t)cap, sizeof(int)), nnc_xcalloc((size_t)cap, sizeof(int)),
@@ -629,7 +629,7 @@ static void env_free(env_layout *e) { free(e->buf), free(e->scalar), free(e->var
 
 /* static void <kernel>_par<i>(void *env, int64_t lo, int64_t hi): iterations [lo, hi) of the
  * loop's trip count, the loop variable lo_ + it * step. */
-static void outline_body(lg *g, const nnc_lstmt *s, const nnc_lcapture *p, const env_layout *e, LLVMValueRef fn) {
+static void outline_body(llvm_emitter *g, const nnc_lstmt *s, const nnc_lcapture *p, const env_layout *e, LLVMValueRef fn) {
   begin_function(g, fn);
   LLVMValueRef env = LLVMGetParam(fn, 0);
   LLVMValueRef lo_ = NULL;
@@ -662,7 +662,7 @@ static void outline_body(lg *g, const nnc_lstmt *s, const nnc_lcapture *p, const
   end_function(g);
 }
 
-static void parallel_for(lg *g, const nnc_lstmt *s) {
+static void parallel_for(llvm_emitter *g, const nnc_lstmt *s) {
   const nnc_kernel *k = g->k;
   size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
   nnc_lcapture p;
@@ -675,8 +675,8 @@ static void parallel_for(lg *g, const nnc_lstmt *s) {
   LLVMTypeRef body_t = LLVMFunctionType(g->t_void, params, 3, 0);
   LLVMValueRef fn = LLVMAddFunction(g->mod, name, body_t);
   LLVMSetLinkage(fn, LLVMInternalLinkage);
-  nnc_llvm_fn_attrs(g->m, fn);
-  nnc_llvm_enum_attr(g->m, fn, 1, "noalias", 0);
+  nnc_cg_llvm_fn_attrs(g->m, fn);
+  nnc_cg_llvm_enum_attr(g->m, fn, 1, "noalias", 0);
   fnstate saved = g->f;
   LLVMBasicBlockRef at = LLVMGetInsertBlock(g->b);
   g->f = (fnstate){0};
@@ -723,7 +723,7 @@ static void parallel_for(lg *g, const nnc_lstmt *s) {
   nnc_lcapture_free(&p);
 }
 
-static void for_loop(lg *g, const nnc_lstmt *s) {
+static void for_loop(llvm_emitter *g, const nnc_lstmt *s) {
   switch (s->loop) {
   case NNC_LOOP_PARALLEL:
     if (!g->in_par) parallel_for(g, s);
@@ -738,7 +738,7 @@ static void for_loop(lg *g, const nnc_lstmt *s) {
   }
 }
 
-static void stmt(lg *g, const nnc_lstmt *s) {
+static void stmt(llvm_emitter *g, const nnc_lstmt *s) {
   if (!s || !g->ok) return;
   switch (s->kind) {
   case NNC_LS_BLOCK:
@@ -776,16 +776,16 @@ static void stmt(lg *g, const nnc_lstmt *s) {
 
 static bool is_param_buf(const nnc_lbuf *b) { return b->scope == NNC_SCOPE_GLOBAL || b->scope == NNC_SCOPE_SCRATCH; }
 
-LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, const char *fname, bool external,
+LLVMValueRef nnc_cg_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, const char *fname, bool external,
                                 nnc_diags *d) {
   nnc_kernel *k = (nnc_kernel *)k0; /* finish only recomputes derived fields */
   nnc_lk_finish(k);
-  lg g = {.m = m, .cx = m->ctx, .mod = m->mod, .k = k, .fname = fname, .d = d, .ok = true};
+  llvm_emitter g = {.m = m, .cx = m->ctx, .mod = m->mod, .k = k, .fname = fname, .d = d, .ok = true};
   if (!nnc_lk_check_cpu(k, d, &g.ok, "LLVM backend: ", "LLVM")) return NULL;
   g.t_f32 = LLVMFloatTypeInContext(g.cx), g.t_i32 = LLVMInt32TypeInContext(g.cx), g.t_i8 = LLVMInt8TypeInContext(g.cx);
   g.t_i64 = LLVMInt64TypeInContext(g.cx), g.t_i1 = LLVMInt1TypeInContext(g.cx), g.t_ptr = LLVMPointerTypeInContext(g.cx, 0);
   g.t_void = LLVMVoidTypeInContext(g.cx);
-  g.t_rt = nnc_llvm_rt_type(m);
+  g.t_rt = nnc_cg_llvm_rt_type(m);
   size_t nv = (size_t)(k->nvars > 0 ? k->nvars : 1), nb = (size_t)(k->nbufs > 0 ? k->nbufs : 1);
   nnc_lk_uses_of(&g.uses, k);
   g.vars = g.uses.vars;
@@ -803,18 +803,18 @@ LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, con
     if (k->uses_scalar[i]) scalar_param[i] = np, params[np++] = scalar_param_type(&g, i);
   LLVMValueRef fn = LLVMAddFunction(g.mod, fname, LLVMFunctionType(g.t_void, params, (unsigned)np, 0));
   if (!external) LLVMSetLinkage(fn, LLVMInternalLinkage);
-  nnc_llvm_fn_attrs(m, fn);
+  nnc_cg_llvm_fn_attrs(m, fn);
   /* A kernel stays a call: a call costs nothing beside a kernel's loops, while inlining a
    * program's hundreds of kernels into its entry function makes one function that O3's
    * superlinear passes take minutes and gigabytes over (tiny_gpt: killed at 24 GB). */
-  nnc_llvm_enum_attr(m, fn, LLVMAttributeFunctionIndex, "noinline", 0);
+  nnc_cg_llvm_enum_attr(m, fn, LLVMAttributeFunctionIndex, "noinline", 0);
   for (int i = 0; i < k->nbufs; i++) {
     if (!is_param_buf(k->bufs[i])) continue;
     /* No noalias: the memory plan's in-place reuse passes one range as a kernel's input and
      * output, which noalias would make undefined (the C printer drops restrict for the same
      * reason; docs/memory.md). Explicit vectors do not need the alias facts. */
-    nnc_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "align", NNC_LLVM_BUF_ALIGN);
-    if (!k->bufs[i]->written) nnc_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "readonly", 0);
+    nnc_cg_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "align", NNC_LLVM_BUF_ALIGN);
+    if (!k->bufs[i]->written) nnc_cg_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "readonly", 0);
   }
   g.b = LLVMCreateBuilderInContext(g.cx), g.ab = LLVMCreateBuilderInContext(g.cx);
   begin_function(&g, fn);
@@ -844,18 +844,18 @@ LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, con
   return g.ok ? fn : NULL;
 }
 
-LLVMTypeRef nnc_llvm_rt_type(nnc_cg_llvm_module *m) {
+LLVMTypeRef nnc_cg_llvm_rt_type(nnc_cg_llvm_module *m) {
   LLVMTypeRef f[3] = {LLVMInt32TypeInContext(m->ctx), LLVMPointerTypeInContext(m->ctx, 0), LLVMPointerTypeInContext(m->ctx, 0)};
   return LLVMStructTypeInContext(m->ctx, f, 3, 0);
 }
 
 bool nnc_cg_llvm_kernel(nnc_cg_llvm_module *m, const nnc_kernel *k, nnc_diags *d) {
-  return nnc_llvm_kernel_fn(m, k, k->name, true, d) != NULL;
+  return nnc_cg_llvm_kernel_fn(m, k, k->name, true, d) != NULL;
 }
 
 /* --- optimization and output ---------------------------------------------------------------------------- */
 
-bool nnc_llvm_verify(nnc_cg_llvm_module *m, nnc_diags *d) {
+bool nnc_cg_llvm_verify(nnc_cg_llvm_module *m, nnc_diags *d) {
   char *msg = NULL;
   if (LLVMVerifyModule(m->mod, LLVMReturnStatusAction, &msg)) {
     nnc_error(d, (nnc_loc){0}, "LLVM backend: invalid module: %s", msg ? msg : "");
@@ -866,9 +866,9 @@ bool nnc_llvm_verify(nnc_cg_llvm_module *m, nnc_diags *d) {
   return true;
 }
 
-bool nnc_llvm_optimize(nnc_cg_llvm_module *m, nnc_diags *d) {
+bool nnc_cg_llvm_optimize(nnc_cg_llvm_module *m, nnc_diags *d) {
   if (m->optimized) return true;
-  if (!nnc_llvm_verify(m, d)) return false;
+  if (!nnc_cg_llvm_verify(m, d)) return false;
   LLVMPassBuilderOptionsRef o = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(o, 1);
   LLVMPassBuilderOptionsSetSLPVectorization(o, 1);
@@ -887,7 +887,7 @@ bool nnc_llvm_optimize(nnc_cg_llvm_module *m, nnc_diags *d) {
 /* Emitted in memory and written by the caller's stream: the driver commits the file atomically
  * (and LLVM's own file writer turns a full disk into a fatal error). */
 bool nnc_cg_llvm_emit(nnc_cg_llvm_module *m, nnc_cg_llvm_emit_kind kind, FILE *out, nnc_diags *d) {
-  if (!nnc_llvm_optimize(m, d)) return false;
+  if (!nnc_cg_llvm_optimize(m, d)) return false;
   if (kind == NNC_LLVM_EMIT_IR) {
     char *text = LLVMPrintModuleToString(m->mod);
     bool ok = fputs(text, out) >= 0 && fflush(out) == 0;

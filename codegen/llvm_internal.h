@@ -23,15 +23,15 @@ struct nnc_cg_llvm_module {
 };
 
 /* Function attributes every function carries (target, prefer-vector-width, nounwind). */
-void nnc_llvm_fn_attrs(nnc_cg_llvm_module *, LLVMValueRef fn);
-void nnc_llvm_enum_attr(nnc_cg_llvm_module *, LLVMValueRef fn, unsigned idx, const char *name, uint64_t val);
+void nnc_cg_llvm_fn_attrs(nnc_cg_llvm_module *, LLVMValueRef fn);
+void nnc_cg_llvm_enum_attr(nnc_cg_llvm_module *, LLVMValueRef fn, unsigned idx, const char *name, uint64_t val);
 /* nnc_rt as an LLVM struct: {i32 abi_version, ptr pool, ptr parallel_for}. */
-LLVMTypeRef nnc_llvm_rt_type(nnc_cg_llvm_module *);
+LLVMTypeRef nnc_cg_llvm_rt_type(nnc_cg_llvm_module *);
 /* Emits kernel k as function fname (internal unless external); NULL after reporting. */
-LLVMValueRef nnc_llvm_kernel_fn(nnc_cg_llvm_module *, const nnc_kernel *, const char *fname, bool external,
+LLVMValueRef nnc_cg_llvm_kernel_fn(nnc_cg_llvm_module *, const nnc_kernel *, const char *fname, bool external,
                                 nnc_diags *);
-bool nnc_llvm_verify(nnc_cg_llvm_module *, nnc_diags *);
+bool nnc_cg_llvm_verify(nnc_cg_llvm_module *, nnc_diags *);
 /* default<O3> for the module's target machine, once. */
-bool nnc_llvm_optimize(nnc_cg_llvm_module *, nnc_diags *);
+bool nnc_cg_llvm_optimize(nnc_cg_llvm_module *, nnc_diags *);
 
 #endif

@@ -170,7 +170,7 @@ static double seconds(void) {
 /* The module's object file (optimized), as a memory buffer. */
 static LLVMMemoryBufferRef compile_object(nnc_cg_llvm_module *m, nnc_cg_llvm_jit_times *t, nnc_diags *d) {
   double t0 = seconds();
-  if (!nnc_llvm_optimize(m, d)) return NULL;
+  if (!nnc_cg_llvm_optimize(m, d)) return NULL;
   double t1 = seconds();
   t->optimize_s = t1 - t0;
   LLVMMemoryBufferRef buf = NULL;
@@ -208,7 +208,7 @@ nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *m, const nnc_cg_llvm_ji
   char dir[4096];
   bool cached = !(o && o->no_cache) && cache_dir(o, dir, sizeof dir);
   LLVMMemoryBufferRef obj = NULL;
-  if (!nnc_llvm_verify(m, d)) goto fail;
+  if (!nnc_cg_llvm_verify(m, d)) goto fail;
   j->cache = NNC_LLVM_CACHE_OFF;
   key128 key = {0, 0};
   double t0 = seconds();

@@ -71,7 +71,7 @@ static bool entry_function(entry_cx *c, const char *model, const nnc_lprogram *p
   snprintf(name, sizeof name, "%s_%s", id, p->name);
   LLVMTypeRef params[2] = {c->ptr, c->ptr};
   c->fn = LLVMAddFunction(c->m->mod, name, LLVMFunctionType(c->i32, params, 2, 0));
-  nnc_llvm_fn_attrs(c->m, c->fn);
+  nnc_cg_llvm_fn_attrs(c->m, c->fn);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->m->ctx, c->fn, "entry"));
   LLVMValueRef rt = LLVMGetParam(c->fn, 0), args = LLVMGetParam(c->fn, 1);
   /* if (!rt || !a || !a->persist || !a->io || (!a->scratch && scratch_bytes > 0)) return NNC_ABI_ERR_ARGS */
@@ -80,7 +80,7 @@ static bool entry_function(entry_cx *c, const char *model, const nnc_lprogram *p
   LLVMValueRef missing = LLVMBuildOr(c->b, LLVMBuildIsNull(c->b, P, ""), LLVMBuildIsNull(c->b, IO, ""), "");
   if (p->plan->scratch_bytes > 0) missing = LLVMBuildOr(c->b, missing, LLVMBuildIsNull(c->b, S, ""), "");
   ret_if(c, missing, NNC_ABI_ERR_ARGS);
-  LLVMValueRef ver = LLVMBuildLoad2(c->b, c->i32, LLVMBuildStructGEP2(c->b, nnc_llvm_rt_type(c->m), rt, 0, ""), "");
+  LLVMValueRef ver = LLVMBuildLoad2(c->b, c->i32, LLVMBuildStructGEP2(c->b, nnc_cg_llvm_rt_type(c->m), rt, 0, ""), "");
   ret_if(c, LLVMBuildICmp(c->b, LLVMIntNE, ver, LLVMConstInt(c->i32, NNC_ABI_VERSION, 0), ""), NNC_ABI_ERR_VERSION);
   LLVMValueRef n = field(c, args, 3, c->i64, "n");
   LLVMValueRef bad_n = LLVMBuildOr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, n, LLVMConstInt(c->i64, 1, 0), ""),
@@ -104,7 +104,7 @@ static bool call_entry_function(entry_cx *c, const char *model, const nnc_lprogr
   snprintf(name, sizeof name, "%s_%s_call", id, p->name);
   LLVMTypeRef params[3] = {c->ptr, c->ptr, c->i64};
   c->fn = LLVMAddFunction(c->m->mod, name, LLVMFunctionType(c->i32, params, 3, 0));
-  nnc_llvm_fn_attrs(c->m, c->fn);
+  nnc_cg_llvm_fn_attrs(c->m, c->fn);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->m->ctx, c->fn, "entry"));
   LLVMValueRef rt = LLVMGetParam(c->fn, 0), args = LLVMGetParam(c->fn, 1), index = LLVMGetParam(c->fn, 2);
   LLVMValueRef P = field(c, args, 0, c->ptr, "P"), IO = field(c, args, 1, c->ptr, "IO"), S = field(c, args, 2, c->ptr, "S");
@@ -143,7 +143,7 @@ bool nnc_cg_llvm_program(nnc_cg_llvm_module *m, const char *model, nnc_lprogram 
     char id[128], fname[200];
     nnc_cg_c_ident(u.set.list[i]->name, id, sizeof id);
     snprintf(fname, sizeof fname, "k%d_%s", i, id);
-    u.fn[i] = nnc_llvm_kernel_fn(m, u.set.list[i], fname, false, d);
+    u.fn[i] = nnc_cg_llvm_kernel_fn(m, u.set.list[i], fname, false, d);
     ok = u.fn[i] != NULL;
   }
   entry_cx c = {.m = m, .b = LLVMCreateBuilderInContext(m->ctx)};

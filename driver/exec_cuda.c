@@ -22,7 +22,7 @@ enum {
 /* The accumulator, appended to the model's CUDA C (its struct mirrors nnc_cuda_losses). A loss
  * is finite when l - l is 0 (NaN and ±inf give NaN): no math header needed. */
 static const char accumulate_source[] =
-    "/* ---- the executor's loss accumulator (codegen/cuda_exec.c) ---- */\n"
+    "/* ---- the executor's loss accumulator (driver/exec_cuda.c) ---- */\n"
     "struct nnc_losses { double sum; long long examples, steps, first_nonfinite; float last, nonfinite_loss; };\n"
     "extern \"C\" __global__ void __launch_bounds__(1) nnc_accumulate_loss(const float *__restrict__ loss,\n"
     "    nnc_losses *__restrict__ acc, const nnc_step_values *__restrict__ sv, long long n) {\n"

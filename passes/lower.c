@@ -39,7 +39,7 @@ static nnc_lscalar scalar_slot(const char *name) {
 
 /* Operand j at flat index f, as its dtype (lanes > 1: contiguous, masked by mask). A scalar
  * source is the call's argument. */
-static nnc_lexpr *load_flat(lower *L, int j, nnc_lexpr *f, int lanes, nnc_lexpr *mask) {
+nnc_lexpr *nnc_lw_load_flat(lower *L, int j, nnc_lexpr *f, int lanes, nnc_lexpr *mask) {
   const nnc_node *x = L->in[j];
   if (!L->inbuf[j]) {
     nnc_lscalar s = scalar_slot(x->name);
@@ -57,7 +57,7 @@ static nnc_lexpr *load_flat(lower *L, int j, nnc_lexpr *f, int lanes, nnc_lexpr 
 }
 static nnc_lexpr *load_at(lower *L, int j, nnc_lexpr *const *idx) {
   if (L->load_hook) return L->load_hook(L, j, idx);
-  return load_flat(L, j, ravel(L, &L->in[j]->type, idx), 1, NULL);
+  return nnc_lw_load_flat(L, j, ravel(L, &L->in[j]->type, idx), 1, NULL);
 }
 static const nnc_type *in_type(lower *L, int j) { return &L->in[j]->type; }
 
@@ -133,7 +133,7 @@ static nnc_lexpr *binary_value(lower *L, const nnc_node *nd, nnc_lexpr *a, nnc_l
 }
 
 /* The value of elementwise node nd from its operands' values v[]. */
-static nnc_lexpr *elementwise_value(lower *L, const nnc_node *nd, nnc_lexpr **v) {
+nnc_lexpr *nnc_lw_elementwise_value(lower *L, const nnc_node *nd, nnc_lexpr **v) {
   int lanes = v[0]->type.lanes;
   switch (nnc_ops[nd->op].kind) {
   case NNC_KIND_UNARY:
@@ -148,14 +148,14 @@ static nnc_lexpr *elementwise_value(lower *L, const nnc_node *nd, nnc_lexpr **v)
 
 /* --- schedules: the iteration space over the result ----------------------------------------- */
 
-static bool wants_parallel(lower *L, const nnc_type *t, int64_t work_per_element) {
+bool nnc_lw_wants_parallel(lower *L, const nnc_type *t, int64_t work_per_element) {
   if (t->rank == 0 || nnc_type_elements(t, L->bmax) * work_per_element < PARALLEL_MIN_ELEMENTS) return false;
   return (t->batch_axis == 0 ? L->bmax * t->dims[0] : t->dims[0]) >= 2;
 }
 
 /* CPU: one loop per axis of t (the outermost parallel when there is enough work); the element
  * body goes innermost. */
-static void cpu_nest(lower *L, nnc_lstmt *blk, const nnc_type *t, int64_t work, element_fn fn) {
+void nnc_lw_cpu_nest(lower *L, nnc_lstmt *blk, const nnc_type *t, int64_t work, element_fn fn) {
   nnc_lexpr *idx[NNC_MAX_RANK];
   nnc_lvar *vars[NNC_MAX_RANK];
   for (int i = 0; i < t->rank; i++) {
@@ -164,7 +164,7 @@ static void cpu_nest(lower *L, nnc_lstmt *blk, const nnc_type *t, int64_t work, 
   }
   nnc_lstmt *body = nnc_ls_block(L->k);
   fn(L, body, idx);
-  bool par = wants_parallel(L, t, work);
+  bool par = nnc_lw_wants_parallel(L, t, work);
   for (int i = t->rank - 1; i >= 0; i--) {
     nnc_loop_kind kind = i == 0 && par ? NNC_LOOP_PARALLEL : NNC_LOOP_SERIAL;
     nnc_lstmt *loop = nnc_ls_for(L->k, vars[i], I(L, 0), extent(L, t, i), 1, kind, body);
@@ -175,7 +175,7 @@ static void cpu_nest(lower *L, nnc_lstmt *blk, const nnc_type *t, int64_t work, 
 }
 
 /* GPU: the flat index over blocks and threads, guarded, unraveled into the multi-index. */
-static void gpu_flat(lower *L, nnc_lstmt *blk, const nnc_type *t, element_fn fn) {
+void nnc_lw_gpu_flat(lower *L, nnc_lstmt *blk, const nnc_type *t, element_fn fn) {
   int64_t T = L->o->gpu_threads > 0 ? L->o->gpu_threads : DEFAULT_GPU_THREADS;
   nnc_lvar *b = idx_var(L, "block"), *th = idx_var(L, "thread"), *flat = idx_var(L, "flat");
   nnc_lexpr *total = total_elements(L, t);
@@ -208,13 +208,13 @@ static void gpu_flat(lower *L, nnc_lstmt *blk, const nnc_type *t, element_fn fn)
 
 static void over_result(lower *L, int64_t work, element_fn fn) {
   if (L->o->target == NNC_LOWER_GPU)
-    gpu_flat(L, L->k->body, L->out_type, fn);
+    nnc_lw_gpu_flat(L, L->k->body, L->out_type, fn);
   else
-    cpu_nest(L, L->k->body, L->out_type, work, fn);
+    nnc_lw_cpu_nest(L, L->k->body, L->out_type, work, fn);
 }
 
 /* A serial loop nest over the given extents inside blk; returns the innermost block. */
-static nnc_lstmt *serial_loops(lower *L, nnc_lstmt *blk, int count, nnc_lexpr *const *ext, nnc_lexpr **vars_out) {
+nnc_lstmt *nnc_lw_serial_loops(lower *L, nnc_lstmt *blk, int count, nnc_lexpr *const *ext, nnc_lexpr **vars_out) {
   for (int i = 0; i < count; i++) {
     nnc_lvar *v = idx_var(L, "r");
     vars_out[i] = var(L, v);
@@ -235,17 +235,17 @@ static double const_value(const nnc_node *nd) {
   return t < lo ? lo : t > hi ? hi : t;
 }
 
-static void el_const(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_const(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   store_at(L, blk, idx, cst(L, nnc_lt(L->nd->type.dtype, 1), const_value(L->nd)));
 }
 
-static void el_iota(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_iota(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   int64_t axis = nnc_node_int(L->nd, NNC_ATTR_axis, 0);
   if (axis < 0 || axis >= L->out_type->rank) return fail(L, "iota axis outside the rank");
   store_at(L, blk, idx, nnc_le_cast(L->k, nnc_lt(L->nd->type.dtype, 1), idx[axis]));
 }
 
-static void el_nbatch(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_nbatch(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   store_at(L, blk, idx, nnc_le_cast(L->k, nnc_lt(NNC_F32, 1), nnc_le_scalar(L->k, NNC_LSC_N)));
 }
 
@@ -255,7 +255,7 @@ static nnc_lexpr *scalar_operand(lower *L, int j) {
   return nnc_le_cast(L->k, nnc_lt(NNC_I32, 1), load_at(L, j, zero));
 }
 
-static void el_rng(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_rng(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   int64_t key = nnc_node_int(L->nd, NNC_ATTR_key, 0);
   nnc_lexpr *v = nnc_le_rng(L->k, scalar_operand(L, 0), (int64_t)(uint32_t)key, scalar_operand(L, 1),
                             ravel(L, L->out_type, idx));
@@ -264,10 +264,10 @@ static void el_rng(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
 
 /* --- elementwise ---------------------------------------------------------------------------- */
 
-static void el_elementwise(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_elementwise(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   nnc_lexpr *v[3];
   for (int j = 0; j < L->nin && j < 3; j++) v[j] = load_at(L, j, idx);
-  store_at(L, blk, idx, elementwise_value(L, L->nd, v));
+  store_at(L, blk, idx, nnc_lw_elementwise_value(L, L->nd, v));
 }
 
 /* The vector schedule of an elementwise op: every operand has the result's shape and layout,
@@ -280,8 +280,8 @@ static void lower_elementwise_vector(lower *L, int lanes) {
   nnc_lexpr *mask = bin(L, NNC_LB_LT, add(L, nnc_le_splat(k, var(L, i), lanes), nnc_le_lane(k, lanes)),
                         nnc_le_splat(k, total, lanes));
   nnc_lexpr *v[3];
-  for (int j = 0; j < L->nin && j < 3; j++) v[j] = load_flat(L, j, var(L, i), lanes, mask);
-  nnc_ls_push(k, body, nnc_ls_store(k, L->out, var(L, i), elementwise_value(L, L->nd, v), mask));
+  for (int j = 0; j < L->nin && j < 3; j++) v[j] = nnc_lw_load_flat(L, j, var(L, i), lanes, mask);
+  nnc_ls_push(k, body, nnc_ls_store(k, L->out, var(L, i), nnc_lw_elementwise_value(L, L->nd, v), mask));
   bool par = elements_at_max(L, L->out_type) >= PARALLEL_MIN_ELEMENTS * 4;
   nnc_ls_push(k, k->body, nnc_ls_for(k, i, I(L, 0), total, lanes, par ? NNC_LOOP_PARALLEL : NNC_LOOP_SERIAL, body));
 }
@@ -291,7 +291,7 @@ static void lower_elementwise_vector(lower *L, int lanes) {
 /* The operand index ai of index map nd (broadcast, permute, slice, pad) at its result index
  * idx; for pad also whether the position is inside the operand (NULL: always). False after
  * failing. Fused groups compose these maps (passes/lower_group.c). */
-static bool operand_index(lower *L, const nnc_node *nd, nnc_lexpr *const *idx, nnc_lexpr **ai, nnc_lexpr **inside) {
+bool nnc_lw_operand_index(lower *L, const nnc_node *nd, nnc_lexpr *const *idx, nnc_lexpr **ai, nnc_lexpr **inside) {
   const nnc_type *a = &nd->inputs[0]->type, *out = &nd->type;
   *inside = NULL;
   const nnc_attr *axes = nnc_node_attr(nd, NNC_ATTR_axes), *perm = nnc_node_attr(nd, NNC_ATTR_perm);
@@ -336,25 +336,25 @@ static bool operand_index(lower *L, const nnc_node *nd, nnc_lexpr *const *idx, n
 }
 
 /* pad's fill where the position is outside the operand. */
-static nnc_lexpr *pad_fill(lower *L, const nnc_node *nd, nnc_lexpr *inside, nnc_lexpr *v) {
+nnc_lexpr *nnc_lw_pad_fill(lower *L, const nnc_node *nd, nnc_lexpr *inside, nnc_lexpr *v) {
   if (!inside) return v;
   nnc_dtype dt = nd->inputs[0]->type.dtype;
   double fill = nnc_node_num(nd, NNC_ATTR_value, 0);
   return nnc_le_select(L->k, inside, v, cst(L, nnc_lt(dt, 1), dt == NNC_F32 ? fill : (double)(int64_t)fill));
 }
 
-static void el_index_map(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_index_map(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   nnc_lexpr *ai[NNC_MAX_RANK] = {0}, *inside;
-  if (!operand_index(L, L->nd, idx, ai, &inside)) return;
-  store_at(L, blk, idx, pad_fill(L, L->nd, inside, load_at(L, 0, ai)));
+  if (!nnc_lw_operand_index(L, L->nd, idx, ai, &inside)) return;
+  store_at(L, blk, idx, nnc_lw_pad_fill(L, L->nd, inside, load_at(L, 0, ai)));
 }
 
-static void el_reshape(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
-  store_at(L, blk, idx, load_flat(L, 0, ravel(L, L->out_type, idx), 1, NULL));
+static void elem_reshape(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+  store_at(L, blk, idx, nnc_lw_load_flat(L, 0, ravel(L, L->out_type, idx), 1, NULL));
 }
 
 /* concat on the CPU: one loop nest per operand, writing its slab of the result. */
-static void el_concat_operand(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_concat_operand(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   int64_t axis = nnc_node_int(L->nd, NNC_ATTR_axis, 0);
   nnc_lexpr *oi[NNC_MAX_RANK];
   nnc_lexpr *off = I(L, 0);
@@ -364,7 +364,7 @@ static void el_concat_operand(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
 }
 
 /* concat on the GPU: each result element takes the one operand whose slab holds it. */
-static void el_concat_select(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_concat_select(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   int64_t axis = nnc_node_int(L->nd, NNC_ATTR_axis, 0);
   nnc_lexpr *off = I(L, 0);
   for (int j = 0; j < L->nin; j++) {
@@ -383,27 +383,27 @@ static void el_concat_select(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
 static void lower_concat(lower *L) {
   int64_t axis = nnc_node_int(L->nd, NNC_ATTR_axis, -1);
   if (axis < 0 || axis >= L->out_type->rank) return fail(L, "concat axis outside the rank");
-  if (L->o->target == NNC_LOWER_GPU) return over_result(L, 1, el_concat_select);
+  if (L->o->target == NNC_LOWER_GPU) return over_result(L, 1, elem_concat_select);
   for (L->concat_operand = 0; L->concat_operand < L->nin; L->concat_operand++)
-    cpu_nest(L, L->k->body, in_type(L, L->concat_operand), 1, el_concat_operand);
+    nnc_lw_cpu_nest(L, L->k->body, in_type(L, L->concat_operand), 1, elem_concat_operand);
 }
 
 /* --- reductions ----------------------------------------------------------------------------- */
 
-static bool reduced_axis(const nnc_node *nd, int k) {
+bool nnc_lw_reduced_axis(const nnc_node *nd, int k) {
   const nnc_attr *ax = nnc_node_attr(nd, NNC_ATTR_axes);
   for (int j = 0; ax && j < ax->n; j++)
     if (ax->ints[j] == k) return true;
   return false;
 }
 
-static nnc_lexpr *reduce_init(lower *L, nnc_dtype dt, bool is_max) {
+nnc_lexpr *nnc_lw_reduce_init(lower *L, nnc_dtype dt, bool is_max) {
   nnc_ltype t = nnc_lt(dt, 1);
   if (!is_max) return cst(L, t, 0);
   return cst(L, t, dt == NNC_F32 ? -INFINITY : dt == NNC_I32 ? -2147483648.0 : 0);
 }
 
-static nnc_lexpr *combine(lower *L, nnc_lexpr *acc, nnc_lexpr *x, bool is_max) {
+nnc_lexpr *nnc_lw_combine(lower *L, nnc_lexpr *acc, nnc_lexpr *x, bool is_max) {
   if (!is_max) return add(L, acc, x);
   if (x->type.dtype != NNC_F32) return bin(L, NNC_LB_MAX, acc, x);
   /* NaN wins and stays: isnan(acc) || isnan(x) ? NaN : max */
@@ -411,18 +411,18 @@ static nnc_lexpr *combine(lower *L, nnc_lexpr *acc, nnc_lexpr *x, bool is_max) {
                                                                   nnc_le_select(L->k, is_nan(L, x), x, acc)));
 }
 
-static void el_reduce(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_reduce(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   const nnc_type *a = in_type(L, 0);
   bool is_max = L->nd->op == NNC_OP_reduce_max;
   nnc_lexpr *ext[NNC_MAX_RANK], *rv[NNC_MAX_RANK] = {0}, *ai[NNC_MAX_RANK] = {0};
   int nred = 0;
   for (int k = 0; k < a->rank; k++)
-    if (reduced_axis(L->nd, k)) ext[nred++] = extent(L, a, k);
+    if (nnc_lw_reduced_axis(L->nd, k)) ext[nred++] = extent(L, a, k);
   nnc_lvar *acc = new_var(L, "acc", nnc_lt(a->dtype, 1));
-  nnc_ls_push(L->k, blk, nnc_ls_let(L->k, acc, reduce_init(L, a->dtype, is_max)));
-  nnc_lstmt *inner = serial_loops(L, blk, nred, ext, rv);
-  for (int k = 0, o = 0, r = 0; k < a->rank; k++) ai[k] = reduced_axis(L->nd, k) ? rv[r++] : idx[o++];
-  nnc_ls_push(L->k, inner, nnc_ls_assign(L->k, acc, combine(L, var(L, acc), load_at(L, 0, ai), is_max)));
+  nnc_ls_push(L->k, blk, nnc_ls_let(L->k, acc, nnc_lw_reduce_init(L, a->dtype, is_max)));
+  nnc_lstmt *inner = nnc_lw_serial_loops(L, blk, nred, ext, rv);
+  for (int k = 0, o = 0, r = 0; k < a->rank; k++) ai[k] = nnc_lw_reduced_axis(L->nd, k) ? rv[r++] : idx[o++];
+  nnc_ls_push(L->k, inner, nnc_ls_assign(L->k, acc, nnc_lw_combine(L, var(L, acc), load_at(L, 0, ai), is_max)));
   store_at(L, blk, idx, var(L, acc));
 }
 
@@ -453,14 +453,14 @@ static void mm_indices(lower *L, const mm_geom *g, nnc_lexpr **idx, nnc_lexpr *k
   bi[o + 1] = g->tb ? kk : idx[r - 1];
 }
 
-static void el_matmul(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_matmul(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   mm_geom g = mm_geometry(L);
   if (L->failed) return;
   nnc_lexpr *K = extent(L, g.a, g.ta ? g.r - 2 : g.r - 1);
   nnc_lvar *acc = new_var(L, "acc", nnc_lt(NNC_F32, 1));
   nnc_ls_push(L->k, blk, nnc_ls_let(L->k, acc, cst(L, nnc_lt(NNC_F32, 1), 0)));
   nnc_lexpr *kk;
-  nnc_lstmt *inner = serial_loops(L, blk, 1, &K, &kk);
+  nnc_lstmt *inner = nnc_lw_serial_loops(L, blk, 1, &K, &kk);
   nnc_lexpr *ai[NNC_MAX_RANK] = {0}, *bi[NNC_MAX_RANK] = {0};
   mm_indices(L, &g, idx, kk, ai, bi);
   nnc_lexpr *p = mul(L, load_at(L, 0, ai), load_at(L, 1, bi));
@@ -534,7 +534,7 @@ static void el_conv2d(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   int64_t groups = groups_of(L, x->dims[1], w->dims[0]), cg = x->dims[1] / groups, og = w->dims[0] / groups;
   nnc_lvar *acc = zero_acc(L, blk);
   nnc_lexpr *ext[3] = {I(L, cg), I(L, win.kh), I(L, win.kw)}, *rv[3];
-  nnc_lstmt *inner = serial_loops(L, blk, 3, ext, rv);
+  nnc_lstmt *inner = nnc_lw_serial_loops(L, blk, 3, ext, rv);
   nnc_lexpr *in_y, *in_x;
   nnc_lexpr *iy = tap(L, idx[2], rv[1], win.sy, win.py, win.dy, x->dims[2], &in_y);
   nnc_lexpr *ix = tap(L, idx[3], rv[2], win.sx, win.px, win.dx, x->dims[3], &in_x);
@@ -565,7 +565,7 @@ static void el_conv2d_input_grad(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   int64_t groups = groups_of(L, dx->dims[1], w->dims[0]), cg = dx->dims[1] / groups, og = w->dims[0] / groups;
   nnc_lvar *acc = zero_acc(L, blk);
   nnc_lexpr *ext[3] = {I(L, og), I(L, win.kh), I(L, win.kw)}, *rv[3];
-  nnc_lstmt *inner = serial_loops(L, blk, 3, ext, rv);
+  nnc_lstmt *inner = nnc_lw_serial_loops(L, blk, 3, ext, rv);
   nnc_lexpr *vy, *vx;
   nnc_lexpr *oy = source_pos(L, idx[2], rv[1], win.sy, win.py, win.dy, dy->dims[2], &vy);
   nnc_lexpr *ox = source_pos(L, idx[3], rv[2], win.sx, win.px, win.dx, dy->dims[3], &vx);
@@ -583,7 +583,7 @@ static void el_conv2d_weight_grad(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   int64_t groups = groups_of(L, x->dims[1], dw->dims[0]), cg = x->dims[1] / groups, og = dw->dims[0] / groups;
   nnc_lvar *acc = zero_acc(L, blk);
   nnc_lexpr *ext[3] = {extent(L, dy, 0), I(L, dy->dims[2]), I(L, dy->dims[3])}, *rv[3];
-  nnc_lstmt *inner = serial_loops(L, blk, 3, ext, rv);
+  nnc_lstmt *inner = nnc_lw_serial_loops(L, blk, 3, ext, rv);
   nnc_lexpr *in_y, *in_x;
   nnc_lexpr *iy = tap(L, rv[1], idx[2], win.sy, win.py, win.dy, x->dims[2], &in_y);
   nnc_lexpr *ix = tap(L, rv[2], idx[3], win.sx, win.px, win.dx, x->dims[3], &in_x);
@@ -606,7 +606,7 @@ static bool pool_window(lower *L, window *w) {
 
 /* The first maximum of the window in row-major order; a NaN is the maximum (the first NaN
  * wins); padding is never chosen (an all-padding window gives -inf at position 0). */
-static void el_maxpool(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_maxpool(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   const nnc_type *x = in_type(L, 0);
   window w;
   if (!pool_window(L, &w)) return;
@@ -615,7 +615,7 @@ static void el_maxpool(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   nnc_ls_push(k, blk, nnc_ls_let(k, best, cst(L, nnc_lt(NNC_F32, 1), -INFINITY)));
   nnc_ls_push(k, blk, nnc_ls_let(k, where, I(L, -1)));
   nnc_lexpr *ext[2] = {I(L, w.kh), I(L, w.kw)}, *rv[2];
-  nnc_lstmt *inner = serial_loops(L, blk, 2, ext, rv);
+  nnc_lstmt *inner = nnc_lw_serial_loops(L, blk, 2, ext, rv);
   nnc_lexpr *in_y, *in_x;
   nnc_lexpr *iy = tap(L, idx[2], rv[0], w.sy, w.py, w.dy, x->dims[2], &in_y);
   nnc_lexpr *ix = tap(L, idx[3], rv[1], w.sx, w.px, w.dx, x->dims[3], &in_x);
@@ -641,14 +641,14 @@ static void el_maxpool(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
 
 /* dx[n,c,iy,ix] = sum of dy[n,c,oy,ox] over the windows whose argmax is (iy, ix). The taps run
  * backwards so that windows come in increasing (oy, ox): the interpreter's order of the sum. */
-static void el_maxpool_grad(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_maxpool_grad(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   const nnc_type *dy = in_type(L, 0);
   window w;
   if (!pool_window(L, &w)) return;
   nnc_kernel *k = L->k;
   nnc_lvar *acc = zero_acc(L, blk);
   nnc_lexpr *ext[2] = {I(L, w.kh), I(L, w.kw)}, *rv[2];
-  nnc_lstmt *inner = serial_loops(L, blk, 2, ext, rv);
+  nnc_lstmt *inner = nnc_lw_serial_loops(L, blk, 2, ext, rv);
   nnc_lexpr *ky = sub(L, I(L, w.kh - 1), rv[0]), *kx = sub(L, I(L, w.kw - 1), rv[1]);
   nnc_lexpr *vy, *vx;
   nnc_lexpr *oy = source_pos(L, idx[2], ky, w.sy, w.py, w.dy, dy->dims[2], &vy);
@@ -661,7 +661,7 @@ static void el_maxpool_grad(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
 }
 
 /* out[pre.., j.., post..] = a[pre.., idx[j..], post..], the index clamped into the axis. */
-static void el_gather(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_gather(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   const nnc_type *a = in_type(L, 0), *ix = in_type(L, 1);
   int64_t axis = nnc_node_int(L->nd, NNC_ATTR_axis, -1);
   if (axis < 0 || axis >= a->rank) return fail(L, "gather axis outside the rank");
@@ -675,7 +675,7 @@ static void el_gather(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
 
 /* out[pre.., v, post..] = sum over the index positions j holding v of upd[pre.., j.., post..]:
  * a gather over the result, the terms in increasing j as the interpreter adds them. */
-static void el_scatter_add(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
+static void elem_scatter_add(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   const nnc_type *up = in_type(L, 0), *ix = in_type(L, 1), *out = L->out_type;
   int64_t axis = nnc_node_int(L->nd, NNC_ATTR_axis, -1);
   if (axis < 0 || axis >= out->rank) return fail(L, "scatter_add axis outside the rank");
@@ -683,7 +683,7 @@ static void el_scatter_add(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
   nnc_ls_push(L->k, blk, nnc_ls_let(L->k, acc, cst(L, nnc_lt(out->dtype, 1), 0)));
   nnc_lexpr *ext[NNC_MAX_RANK], *jv[NNC_MAX_RANK] = {0}, *ui[NNC_MAX_RANK] = {0};
   for (int k = 0; k < ix->rank; k++) ext[k] = extent(L, ix, k);
-  nnc_lstmt *inner = serial_loops(L, blk, ix->rank, ext, jv);
+  nnc_lstmt *inner = nnc_lw_serial_loops(L, blk, ix->rank, ext, jv);
   for (int k = 0; k < axis; k++) ui[k] = idx[k];
   for (int k = 0; k < ix->rank; k++) ui[axis + k] = jv[k];
   for (int k = (int)axis + 1; k < out->rank; k++) ui[k - 1 + ix->rank] = idx[k];
@@ -695,23 +695,23 @@ static void el_scatter_add(lower *L, nnc_lstmt *blk, nnc_lexpr **idx) {
 
 /* --- one node ---------------------------------------------------------------------------------- */
 
-static element_fn element_builder(nnc_op op) {
+element_fn nnc_lw_element_builder(nnc_op op) {
   switch (op) {
-  case NNC_OP_const: return el_const;
-  case NNC_OP_iota: return el_iota;
-  case NNC_OP_nbatch: return el_nbatch;
-  case NNC_OP_rng_uniform: return el_rng;
-  case NNC_OP_broadcast: case NNC_OP_permute: case NNC_OP_slice: case NNC_OP_pad: return el_index_map;
-  case NNC_OP_reshape: return el_reshape;
-  case NNC_OP_reduce_sum: case NNC_OP_reduce_max: return el_reduce;
-  case NNC_OP_matmul: return el_matmul;
+  case NNC_OP_const: return elem_const;
+  case NNC_OP_iota: return elem_iota;
+  case NNC_OP_nbatch: return elem_nbatch;
+  case NNC_OP_rng_uniform: return elem_rng;
+  case NNC_OP_broadcast: case NNC_OP_permute: case NNC_OP_slice: case NNC_OP_pad: return elem_index_map;
+  case NNC_OP_reshape: return elem_reshape;
+  case NNC_OP_reduce_sum: case NNC_OP_reduce_max: return elem_reduce;
+  case NNC_OP_matmul: return elem_matmul;
   case NNC_OP_conv2d: return el_conv2d;
   case NNC_OP_conv2d_input_grad: return el_conv2d_input_grad;
   case NNC_OP_conv2d_weight_grad: return el_conv2d_weight_grad;
-  case NNC_OP_gather: return el_gather;
-  case NNC_OP_scatter_add: return el_scatter_add;
-  case NNC_OP_maxpool2d: case NNC_OP_maxpool2d_argmax: return el_maxpool;
-  case NNC_OP_maxpool2d_grad: return el_maxpool_grad;
+  case NNC_OP_gather: return elem_gather;
+  case NNC_OP_scatter_add: return elem_scatter_add;
+  case NNC_OP_maxpool2d: case NNC_OP_maxpool2d_argmax: return elem_maxpool;
+  case NNC_OP_maxpool2d_grad: return elem_maxpool_grad;
   default: return NULL;
   }
 }
@@ -719,7 +719,7 @@ static element_fn element_builder(nnc_op op) {
 /* Work per result element, for the decision to parallelize. */
 static int64_t work_per_element(lower *L) { return nnc_lw_work_per_element(L->nd); }
 
-static int lanes_of(const nnc_lower_opts *o) {
+int nnc_lw_lanes(const nnc_lower_opts *o) {
   int lanes = o->lanes > 0 ? o->lanes : DEFAULT_LANES;
   return lanes > NNC_MAX_LANES ? NNC_MAX_LANES : lanes;
 }
@@ -728,12 +728,12 @@ static void lower_body(lower *L) {
   const nnc_node *nd = L->nd;
   nnc_op_kind kind = nnc_ops[nd->op].kind;
   bool elementwise = kind == NNC_KIND_UNARY || kind == NNC_KIND_BINARY || kind == NNC_KIND_TERNARY;
-  if (elementwise && L->o->target == NNC_LOWER_CPU && lanes_of(L->o) > 1) return lower_elementwise_vector(L, lanes_of(L->o));
-  if (elementwise) return over_result(L, 1, el_elementwise);
+  if (elementwise && L->o->target == NNC_LOWER_CPU && nnc_lw_lanes(L->o) > 1) return lower_elementwise_vector(L, nnc_lw_lanes(L->o));
+  if (elementwise) return over_result(L, 1, elem_elementwise);
   if (nd->op == NNC_OP_concat) return lower_concat(L);
   if (nd->op == NNC_OP_matmul && nnc_lw_matmul_cpu(L)) return;
   if (nnc_lw_conv_cpu(L)) return;
-  element_fn fn = element_builder(nd->op);
+  element_fn fn = nnc_lw_element_builder(nd->op);
   if (!fn) return fail(L, "a source has no kernel");
   over_result(L, work_per_element(L), fn);
 }
@@ -742,7 +742,7 @@ static const char *kernel_name(nnc_arena *a, const nnc_node *nd) {
   return nnc_arena_printf(a, "%s_%d", nnc_ops[nd->op].name, nd->id);
 }
 
-static const char *kernel_comment(nnc_arena *a, const nnc_node *nd) {
+const char *nnc_lw_kernel_comment(nnc_arena *a, const nnc_node *nd) {
   char type[128], where[256] = "";
   nnc_type_str(&nd->type, type, sizeof type);
   if (nd->loc.src) nnc_loc_str(nd->loc, where, sizeof where);
@@ -754,7 +754,7 @@ static nnc_kernel *lower_with(nnc_arena *a, const nnc_module *m, const nnc_node 
                               const nnc_type *t, const nnc_lower_opts *o, nnc_diags *d) {
   lower L = {.o = o, .nd = as_op, .out_type = t, .bmax = m->batch_max > 0 ? m->batch_max : 1, .d = d};
   L.k = nnc_lk_new(a, as_op == nd ? kernel_name(a, nd) : nnc_arena_printf(a, "copy_%d", nd->id));
-  L.k->comment = kernel_comment(a, nd);
+  L.k->comment = nnc_lw_kernel_comment(a, nd);
   L.k->batch_max = L.bmax;
   L.k->gpu = o->target == NNC_LOWER_GPU;
   L.out = nnc_lk_buf(L.k, "out", t->dtype, NNC_SCOPE_GLOBAL, nnc_type_elements(t, L.bmax));
@@ -804,32 +804,10 @@ nnc_kernel *nnc_lower_node(nnc_arena *a, const nnc_module *m, const nnc_node *nd
 
 /* --- shared with passes/lower_group.c (lower_impl.h) ------------------------------------------- */
 
-element_fn nnc_lw_element_builder(nnc_op op) { return element_builder(op); }
-nnc_lexpr *nnc_lw_elementwise_value(lower *L, const nnc_node *nd, nnc_lexpr **v) { return elementwise_value(L, nd, v); }
-nnc_lexpr *nnc_lw_load_flat(lower *L, int j, nnc_lexpr *f, int lanes, nnc_lexpr *mask) {
-  return load_flat(L, j, f, lanes, mask);
-}
 nnc_lexpr *nnc_lw_const_value(lower *L, const nnc_node *nd) { return cst(L, nnc_lt(nd->type.dtype, 1), const_value(nd)); }
-nnc_lexpr *nnc_lw_reduce_init(lower *L, nnc_dtype dt, bool is_max) { return reduce_init(L, dt, is_max); }
-nnc_lexpr *nnc_lw_combine(lower *L, nnc_lexpr *acc, nnc_lexpr *x, bool is_max) { return combine(L, acc, x, is_max); }
-bool nnc_lw_reduced_axis(const nnc_node *nd, int k) { return reduced_axis(nd, k); }
-void nnc_lw_cpu_nest(lower *L, nnc_lstmt *blk, const nnc_type *t, int64_t work, element_fn fn) {
-  cpu_nest(L, blk, t, work, fn);
-}
-void nnc_lw_gpu_flat(lower *L, nnc_lstmt *blk, const nnc_type *t, element_fn fn) { gpu_flat(L, blk, t, fn); }
-nnc_lstmt *nnc_lw_serial_loops(lower *L, nnc_lstmt *blk, int count, nnc_lexpr *const *ext, nnc_lexpr **vars_out) {
-  return serial_loops(L, blk, count, ext, vars_out);
-}
-bool nnc_lw_wants_parallel(lower *L, const nnc_type *t, int64_t work) { return wants_parallel(L, t, work); }
 int64_t nnc_lw_work_per_element(const nnc_node *nd) {
   switch (nnc_ops[nd->op].kind) {
   case NNC_KIND_REDUCE: case NNC_KIND_CONTRACTION: case NNC_KIND_OPAQUE: return 64;
   default: return 1;
   }
 }
-int nnc_lw_lanes(const nnc_lower_opts *o) { return lanes_of(o); }
-const char *nnc_lw_kernel_comment(nnc_arena *a, const nnc_node *nd) { return kernel_comment(a, nd); }
-bool nnc_lw_operand_index(lower *L, const nnc_node *nd, nnc_lexpr *const *idx, nnc_lexpr **ai, nnc_lexpr **inside) {
-  return operand_index(L, nd, idx, ai, inside);
-}
-nnc_lexpr *nnc_lw_pad_fill(lower *L, const nnc_node *nd, nnc_lexpr *inside, nnc_lexpr *v) { return pad_fill(L, nd, inside, v); }

@@ -1,4 +1,4 @@
-/* The phase emulator (codegen/phase.h): a GPU kernel rewritten as a CPU kernel.
+/* The phase emulator (passes/phase.h): a GPU kernel rewritten as a CPU kernel.
  *
  * The rewrite copies the kernel tree into a fresh kernel (variables keep their ids, GLOBAL and
  * SCRATCH buffers their order) and changes only what a CPU cannot run:
@@ -35,7 +35,7 @@ typedef struct shuf_map {
   nnc_lbuf *buf;
 } shuf_map;
 
-typedef struct em {
+typedef struct emulator {
   const nnc_kernel *s;         /* the GPU kernel */
   nnc_kernel *k;               /* the emulating kernel */
   nnc_diags *d;
@@ -51,15 +51,15 @@ typedef struct em {
   nnc_lbuf **var_arr;          /* by old var id: the per-thread array holding it, or NULL */
   shuf_map *shuf;
   int nshuf, shuf_cap;
-} em;
+} emulator;
 
 #define err(m, ...) nnc_lk_error((m)->d, &(m)->ok, "phase emulator, ", (m)->s->name, __VA_ARGS__)
 
 /* --- small expression builders -------------------------------------------------------------- */
 
-static nnc_lexpr *I(em *m, int64_t v) { return nnc_le_int(m->k, v); }
-static nnc_lexpr *add(em *m, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le_bin(m->k, NNC_LB_ADD, a, b); }
-static nnc_lexpr *mul(em *m, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le_bin(m->k, NNC_LB_MUL, a, b); }
+static nnc_lexpr *I(emulator *m, int64_t v) { return nnc_le_int(m->k, v); }
+static nnc_lexpr *add(emulator *m, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le_bin(m->k, NNC_LB_ADD, a, b); }
+static nnc_lexpr *mul(emulator *m, nnc_lexpr *a, nnc_lexpr *b) { return nnc_le_bin(m->k, NNC_LB_MUL, a, b); }
 
 static int64_t trip_count(const nnc_lstmt *f) {
   int64_t c = (f->hi->ival - f->lo->ival + f->step - 1) / f->step;
@@ -67,9 +67,9 @@ static int64_t trip_count(const nnc_lstmt *f) {
 }
 
 /* The iteration number of a GPU loop (its thread or block index) from its variable. */
-static nnc_lexpr *rw(em *m, const nnc_lexpr *e);
+static nnc_lexpr *rw(emulator *m, const nnc_lexpr *e);
 
-static nnc_lexpr *loop_index(em *m, const nnc_lstmt *f) {
+static nnc_lexpr *loop_index(emulator *m, const nnc_lstmt *f) {
   nnc_lexpr *v = nnc_le_var(m->k, m->var[f->var->id]);
   bool zero_lo = f->lo->kind == NNC_LE_INT && f->lo->ival == 0;
   if (zero_lo && f->step == 1) return v;
@@ -78,7 +78,7 @@ static nnc_lexpr *loop_index(em *m, const nnc_lstmt *f) {
 }
 
 /* The flattened thread id, x fastest: x + cx * (y + cy * z). */
-static nnc_lexpr *tid(em *m) {
+static nnc_lexpr *tid(emulator *m) {
   region *r = m->r;
   nnc_lexpr *t = NULL;
   for (int axis = 2; axis >= 0; axis--) {
@@ -105,7 +105,7 @@ static const nnc_lstmt *single_stmt(const nnc_lstmt *s) {
 }
 
 /* The perfect nest of thread loops starting at f. */
-static bool region_of(em *m, const nnc_lstmt *f, region *r) {
+static bool region_of(emulator *m, const nnc_lstmt *f, region *r) {
   memset(r, 0, sizeof *r);
   for (int i = 0; i < 3; i++) r->count[i] = 1;
   for (const nnc_lstmt *cur = f; cur && cur->kind == NNC_LS_FOR && cur->loop == NNC_LOOP_GPU_THREAD;
@@ -126,7 +126,7 @@ static bool region_of(em *m, const nnc_lstmt *f, region *r) {
   return true;
 }
 
-static void scan_expr(em *m, const nnc_lexpr *e, bool inside) {
+static void scan_expr(emulator *m, const nnc_lexpr *e, bool inside) {
   if (!e) return;
   if (e->kind == NNC_LE_VAR && e->var && e->var->id >= 0 && e->var->id < m->s->nvars) m->old_var[e->var->id] = e->var;
   if (e->kind == NNC_LE_LOAD && e->buf && e->buf->scope == NNC_SCOPE_LOCAL)
@@ -134,7 +134,7 @@ static void scan_expr(em *m, const nnc_lexpr *e, bool inside) {
   scan_expr(m, e->a, inside), scan_expr(m, e->b, inside), scan_expr(m, e->c, inside);
 }
 
-static void scan_stmt(em *m, const nnc_lstmt *s, bool inside) {
+static void scan_stmt(emulator *m, const nnc_lstmt *s, bool inside) {
   if (!s) return;
   if (s->var && s->var->id >= 0 && s->var->id < m->s->nvars) m->old_var[s->var->id] = s->var;
   if ((s->kind == NNC_LS_STORE || s->kind == NNC_LS_ATOMIC_ADD) && s->buf && s->buf->scope == NNC_SCOPE_LOCAL)
@@ -153,34 +153,34 @@ static void scan_stmt(em *m, const nnc_lstmt *s, bool inside) {
 /* --- expressions ---------------------------------------------------------------------------- */
 
 /* The array a thread-indexed value lives in: element tid * lanes. */
-static nnc_lexpr *arr_index(em *m, int lanes) { return mul(m, tid(m), I(m, lanes)); }
+static nnc_lexpr *arr_index(emulator *m, int lanes) { return mul(m, tid(m), I(m, lanes)); }
 
-static nnc_lexpr *arr_load(em *m, nnc_lbuf *b, nnc_ltype t) {
+static nnc_lexpr *arr_load(emulator *m, nnc_lbuf *b, nnc_ltype t) {
   nnc_lexpr *v = nnc_le_load(m->k, b, arr_index(m, t.lanes), t.lanes, NULL);
   if (t.dtype != NNC_BOOL) return v;
   return nnc_le_bin(m->k, NNC_LB_NE, v, nnc_le_const(m->k, nnc_lt(NNC_U8, t.lanes), 0));
 }
 
-static nnc_lstmt *arr_store(em *m, nnc_lbuf *b, nnc_ltype t, nnc_lexpr *v) {
+static nnc_lstmt *arr_store(emulator *m, nnc_lbuf *b, nnc_ltype t, nnc_lexpr *v) {
   if (t.dtype == NNC_BOOL)
     v = nnc_le_select(m->k, v, nnc_le_const(m->k, nnc_lt(NNC_U8, t.lanes), 1), nnc_le_const(m->k, nnc_lt(NNC_U8, t.lanes), 0));
   return nnc_ls_store(m->k, b, arr_index(m, t.lanes), v, NULL);
 }
 
-static nnc_lbuf *shuffle_buf(em *m, const nnc_lexpr *e) {
+static nnc_lbuf *shuffle_buf(emulator *m, const nnc_lexpr *e) {
   for (int i = 0; i < m->nshuf; i++)
     if (m->shuf[i].e == e) return m->shuf[i].buf;
   return NULL;
 }
 
 /* bit b of x (x >= 0): (x floordiv 2^b) mod 2 */
-static nnc_lexpr *bit(em *m, nnc_lexpr *x, int b) {
+static nnc_lexpr *bit(emulator *m, nnc_lexpr *x, int b) {
   return nnc_le_bin(m->k, NNC_LB_MOD, nnc_le_bin(m->k, NNC_LB_FLOORDIV, x, I(m, INT64_C(1) << b)), I(m, 2));
 }
 
 /* The partner of thread t in shuffle_xor by mask: t ^ mask, built from +, floordiv and mod
  * (the loop IR has no xor). A constant mask flips only its set bits. */
-static nnc_lexpr *xor_partner(em *m, nnc_lexpr *t, const nnc_lexpr *mask0) {
+static nnc_lexpr *xor_partner(emulator *m, nnc_lexpr *t, const nnc_lexpr *mask0) {
   if (mask0->kind == NNC_LE_INT) {
     int64_t mk = mask0->ival;
     if (mk < 0 || mk >= NNC_PHASE_WARP) {
@@ -205,7 +205,7 @@ static nnc_lexpr *xor_partner(em *m, nnc_lexpr *t, const nnc_lexpr *mask0) {
 
 /* A shuffle's result: its operand array at the partner, or at the thread itself when the
  * partner lies beyond the block's threads. */
-static nnc_lexpr *rw_shuffle(em *m, const nnc_lexpr *e) {
+static nnc_lexpr *rw_shuffle(emulator *m, const nnc_lexpr *e) {
   nnc_lbuf *b = shuffle_buf(m, e);
   if (!b || !m->r) {
     err(m, "a shuffle outside the top level of a thread region");
@@ -218,7 +218,7 @@ static nnc_lexpr *rw_shuffle(em *m, const nnc_lexpr *e) {
   return nnc_le_load(m->k, b, nnc_le_select(m->k, in, src, tid(m)), 1, NULL);
 }
 
-static nnc_lexpr *rw_gpu_index(em *m, const nnc_lexpr *e) {
+static nnc_lexpr *rw_gpu_index(emulator *m, const nnc_lexpr *e) {
   if (e->kind == NNC_LE_BLOCK) return m->block_loop[e->axis] ? loop_index(m, m->block_loop[e->axis]) : I(m, 0);
   if (!m->r) {
     err(m, "thread(%d) outside a thread region", e->axis);
@@ -227,7 +227,7 @@ static nnc_lexpr *rw_gpu_index(em *m, const nnc_lexpr *e) {
   return m->r->loop[e->axis] ? loop_index(m, m->r->loop[e->axis]) : I(m, 0);
 }
 
-static nnc_lexpr *rw(em *m, const nnc_lexpr *e) {
+static nnc_lexpr *rw(emulator *m, const nnc_lexpr *e) {
   if (!e) return NULL;
   switch (e->kind) {
   case NNC_LE_VAR:
@@ -253,9 +253,9 @@ static nnc_lexpr *rw(em *m, const nnc_lexpr *e) {
 
 /* --- statements ------------------------------------------------------------------------------ */
 
-static nnc_lstmt *rs(em *m, const nnc_lstmt *s);
+static nnc_lstmt *rs(emulator *m, const nnc_lstmt *s);
 
-static nnc_lexpr *rw_index(em *m, const nnc_lbuf *ob, const nnc_lexpr *index) {
+static nnc_lexpr *rw_index(emulator *m, const nnc_lbuf *ob, const nnc_lexpr *index) {
   nnc_lexpr *i = rw(m, index);
   if (ob->scope == NNC_SCOPE_LOCAL && m->local_inside[ob->id]) i = add(m, mul(m, tid(m), I(m, ob->size)), i);
   return i;
@@ -294,7 +294,7 @@ static void push_item(items *it, const nnc_lstmt *s, const nnc_lexpr *shuf) {
 
 /* Each shuffle of e (inner ones first) stores its operand at the end of the current phase;
  * the phase ends there. */
-static void cut_shuffles(em *m, items *it, const nnc_lexpr *e) {
+static void cut_shuffles(emulator *m, items *it, const nnc_lexpr *e) {
   if (!e) return;
   cut_shuffles(m, it, e->a), cut_shuffles(m, it, e->b), cut_shuffles(m, it, e->c);
   if (e->kind != NNC_LE_SHUFFLE) return;
@@ -308,7 +308,7 @@ static void cut_shuffles(em *m, items *it, const nnc_lexpr *e) {
   it->phase++;
 }
 
-static void collect_items(em *m, items *it, const nnc_lstmt *body) {
+static void collect_items(emulator *m, items *it, const nnc_lstmt *body) {
   for (int i = 0; body->kind == NNC_LS_BLOCK && i < body->nitems; i++) {
     const nnc_lstmt *s = body->items[i];
     if (s->kind == NNC_LS_BARRIER) {
@@ -342,7 +342,7 @@ static void refs_stmt(const nnc_lstmt *s, bool *used) {
 static nnc_dtype arr_dtype(nnc_dtype dt) { return dt == NNC_BOOL ? NNC_U8 : dt; }
 
 /* Variables a region's top-level let defines in one phase and another phase uses. */
-static void place_arrays(em *m, const items *it) {
+static void place_arrays(emulator *m, const items *it) {
   int nv = m->s->nvars > 0 ? m->s->nvars : 1;
   bool *used = nnc_xcalloc((size_t)nv, 1);
   for (int i = 0; i < it->n; i++) {
@@ -365,7 +365,7 @@ static void place_arrays(em *m, const items *it) {
   free(used);
 }
 
-static nnc_lstmt *rw_item(em *m, const pitem *p) {
+static nnc_lstmt *rw_item(emulator *m, const pitem *p) {
   if (!p->s) {
     nnc_lbuf *b = shuffle_buf(m, p->shuf);
     return nnc_ls_store(m->k, b, tid(m), rw(m, p->shuf->a), NULL);
@@ -374,7 +374,7 @@ static nnc_lstmt *rw_item(em *m, const pitem *p) {
 }
 
 /* A thread region: every phase as its own loop nest over all threads of the block. */
-static nnc_lstmt *rs_region(em *m, const nnc_lstmt *f) {
+static nnc_lstmt *rs_region(emulator *m, const nnc_lstmt *f) {
   nnc_lstmt *out = nnc_ls_block(m->k);
   region r;
   if (!region_of(m, f, &r)) return out;
@@ -405,7 +405,7 @@ static nnc_lstmt *rs_region(em *m, const nnc_lstmt *f) {
   return out;
 }
 
-static nnc_lstmt *rs_for(em *m, const nnc_lstmt *s) {
+static nnc_lstmt *rs_for(emulator *m, const nnc_lstmt *s) {
   if (s->loop == NNC_LOOP_GPU_THREAD) {
     if (m->r) {
       err(m, "thread loop %s inside a thread region (thread loops must form a perfect nest)", s->var->name);
@@ -431,7 +431,7 @@ static nnc_lstmt *rs_for(em *m, const nnc_lstmt *s) {
   return nnc_ls_for(m->k, m->var[s->var->id], rw(m, s->lo), rw(m, s->hi), s->step, kind, body);
 }
 
-static nnc_lstmt *rs(em *m, const nnc_lstmt *s) {
+static nnc_lstmt *rs(emulator *m, const nnc_lstmt *s) {
   if (!s) return NULL;
   switch (s->kind) {
   case NNC_LS_BLOCK: {
@@ -462,7 +462,7 @@ static nnc_lstmt *rs(em *m, const nnc_lstmt *s) {
 
 /* --- the kernel ------------------------------------------------------------------------------ */
 
-static void copy_buffers(em *m) {
+static void copy_buffers(emulator *m) {
   const nnc_kernel *s = m->s;
   for (int pass = 0; pass < 2; pass++) /* parameters (global, then scratch) keep their order */
     for (int i = 0; i < s->nbufs; i++) {
@@ -480,7 +480,7 @@ static void copy_buffers(em *m) {
     }
 }
 
-static void copy_vars(em *m) {
+static void copy_vars(emulator *m) {
   for (int v = 0; v < m->s->nvars; v++) {
     const nnc_lvar *o = m->old_var[v];
     m->var[v] = nnc_lk_var(m->k, o ? o->name : "unused", o ? o->type : nnc_lt(NNC_I64, 1));
@@ -489,7 +489,7 @@ static void copy_vars(em *m) {
 
 nnc_kernel *nnc_phase_lower(nnc_arena *a, const nnc_kernel *s, const nnc_phase_opts *o, nnc_diags *d) {
   if (!s->gpu) return (nnc_kernel *)s;
-  em m = {.s = s, .d = d, .ok = true, .parallel_blocks = o && o->parallel_blocks, .threads = 1};
+  emulator m = {.s = s, .d = d, .ok = true, .parallel_blocks = o && o->parallel_blocks, .threads = 1};
   if (s->nerrors) {
     err(&m, "malformed: %s", s->first_error ? s->first_error : "a constructor was misused");
     return NULL;

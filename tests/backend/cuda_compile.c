@@ -470,7 +470,7 @@ static void check_cache(tools *T) {
   else unsetenv("NNC_CACHE_DIR");
 }
 
-/* The executor's form of a model's kernels (codegen/cuda_exec.c replays CUDA Graphs, so lr, step
+/* The executor's form of a model's kernels (driver/exec_cuda.c replays CUDA Graphs, so lr, step
  * and seed come from device memory): the kernels that read any of them, printed so, through NVRTC
  * and ptxas. Not counted in the schedule table, which is the --emit form's. */
 static void check_executor_form(tools *T, const char *model, nnc_kernel *const *ks, int nk) {

@@ -1,4 +1,4 @@
-/* cuda_exec_fake: the CUDA executor (codegen/cuda_exec.c) and the training loop's resident path
+/* cuda_exec_fake: the CUDA executor (driver/exec_cuda.c) and the training loop's resident path
  * (runtime/train.c) without a GPU, through the fake driver tests/cuda_fake/fake_cuda.c, which
  * this program links as libcuda.so.1, so the executor's dlopen finds it. The kernels are the
  * real ones (NVRTC compiles xor_mlp for sm_90 and the fake reads the PTX's entry points), but

@@ -1,5 +1,5 @@
 /* A CUDA driver for tests, on host memory: built as libcuda.so.1 in its own directory, which a
- * test puts first in LD_LIBRARY_PATH, so that nnc's executor (codegen/cuda_exec.c) runs through
+ * test puts first in LD_LIBRARY_PATH, so that nnc's executor (driver/exec_cuda.c) runs through
  * it where there is no GPU (tests/backend/cuda_exec_fake.c, docs/cuda.md).
  *
  * What it models, and checks:
@@ -265,7 +265,7 @@ static void push(stream *s, op o) {
   s->ops[s->nops++] = o;
 }
 
-/* The executor's accumulator (codegen/cuda_exec.c): nothing else of a kernel can run here. */
+/* The executor's accumulator (driver/exec_cuda.c): nothing else of a kernel can run here. */
 static void accumulate(const node *n) {
   float *loss, l;
   nnc_cuda_losses *acc;
