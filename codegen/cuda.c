@@ -533,11 +533,15 @@ static bool eval_bound(const nnc_lexpr *e, int64_t n, int64_t *out) {
   }
 }
 
-static bool grid_of(const nnc_lstmt *s, int64_t n, int64_t grid[3], char *err, size_t cap) {
-  if (!s) return true;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++)
-    if (!grid_of(s->items[i], n, grid, err, cap)) return false;
-  if (s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_GPU_BLOCK) {
+enum { MAX_GPU_LOOPS = 64 };
+
+/* Blocks along each axis at batch n: the largest block loop. */
+static bool grid_of(const nnc_lstmt *body, int64_t n, int64_t grid[3], char *err, size_t cap) {
+  const nnc_lstmt *loops[MAX_GPU_LOOPS];
+  int nloops = nnc_lstmt_loops(body, NNC_LOOP_GPU_BLOCK, loops, MAX_GPU_LOOPS);
+  if (nloops > MAX_GPU_LOOPS) return snprintf(err, cap, "%d block loops (at most %d)", nloops, MAX_GPU_LOOPS), false;
+  for (int i = 0; i < nloops; i++) {
+    const nnc_lstmt *s = loops[i];
     int64_t lo, hi;
     if ((unsigned)s->axis > 2 || s->step < 1 || !eval_bound(s->lo, n, &lo) || !eval_bound(s->hi, n, &hi)) {
       snprintf(err, cap, "block loop %s: its bounds must be integers in constants and n", s->var->name);
@@ -546,21 +550,19 @@ static bool grid_of(const nnc_lstmt *s, int64_t n, int64_t grid[3], char *err, s
     int64_t t = hi > lo ? (hi - lo + s->step - 1) / s->step : 0;
     if (t > grid[s->axis]) grid[s->axis] = t;
   }
-  return grid_of(s->body, n, grid, err, cap) && grid_of(s->then_s, n, grid, err, cap) &&
-         grid_of(s->else_s, n, grid, err, cap);
+  return true;
 }
 
 static bool is_block_loop(const nnc_lstmt *s) { return s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_GPU_BLOCK; }
 
 /* Threads per block along each axis: the largest thread loop. */
-static void block_of(const nnc_lstmt *s, int64_t block[3]) {
-  if (!s) return;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) block_of(s->items[i], block);
-  if (s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_GPU_THREAD && (unsigned)s->axis < 3) {
-    int64_t t = trip_count(s);
-    if (t > block[s->axis]) block[s->axis] = t;
+static void block_of(const nnc_lstmt *body, int64_t block[3]) {
+  const nnc_lstmt *loops[MAX_GPU_LOOPS];
+  int nloops = nnc_lstmt_loops(body, NNC_LOOP_GPU_THREAD, loops, MAX_GPU_LOOPS);
+  for (int i = 0; i < nloops && i < MAX_GPU_LOOPS; i++) {
+    int64_t t = trip_count(loops[i]);
+    if ((unsigned)loops[i]->axis < 3 && t > block[loops[i]->axis]) block[loops[i]->axis] = t;
   }
-  block_of(s->body, block), block_of(s->then_s, block), block_of(s->else_s, block);
 }
 
 bool nnc_cg_cuda_launch_dims(const nnc_kernel *k, int64_t n, int64_t grid[3], int64_t block[3], char *err,

@@ -75,12 +75,15 @@ static bool bound_c(FILE *out, const nnc_lexpr *e) {
 }
 
 /* The grid at batch n: for every block loop, its trip count raises its axis' extent. */
-static bool print_grid_of(FILE *out, const nnc_lstmt *s) {
-  if (!s) return true;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++)
-    if (!print_grid_of(out, s->items[i])) return false;
-  if (s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_GPU_BLOCK) {
-    if ((unsigned)s->axis > 2 || s->step < 1) return false;
+enum { MAX_BLOCK_LOOPS = 64 };
+
+/* The grid at batch n as C: the largest trip count of the block loops on each axis. */
+static bool print_grid_of(FILE *out, const nnc_lstmt *body) {
+  const nnc_lstmt *loops[MAX_BLOCK_LOOPS];
+  int nloops = nnc_lstmt_loops(body, NNC_LOOP_GPU_BLOCK, loops, MAX_BLOCK_LOOPS);
+  for (int i = 0; i < nloops; i++) {
+    const nnc_lstmt *s = i < MAX_BLOCK_LOOPS ? loops[i] : NULL;
+    if (!s || (unsigned)s->axis > 2 || s->step < 1) return false;
     fprintf(out, "  t = nnc_floordiv_ll(");
     bool ok = bound_c(out, s->hi);
     fprintf(out, " - ");
@@ -89,7 +92,7 @@ static bool print_grid_of(FILE *out, const nnc_lstmt *s) {
             s->axis);
     if (!ok) return false;
   }
-  return print_grid_of(out, s->body) && print_grid_of(out, s->then_s) && print_grid_of(out, s->else_s);
+  return true;
 }
 
 typedef struct launcher {

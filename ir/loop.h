@@ -260,6 +260,10 @@ struct nnc_lwalk {
 };
 void nnc_lwalk_stmt(nnc_lwalk *, const nnc_lstmt *);
 void nnc_lwalk_expr(nnc_lwalk *, const nnc_lexpr *);
+/* The loops of kind in s, in walk order: up to cap of them into out; how many there are. The
+ * GPU loops give a kernel's launch geometry (the grid from its block loops, the block from its
+ * thread loops). */
+int nnc_lstmt_loops(const nnc_lstmt *s, nnc_loop_kind kind, const nnc_lstmt **out, int cap);
 /* Whether a statement in s satisfies stmt_pred or an expression in it expr_pred (either NULL). */
 bool nnc_lstmt_any(const nnc_lstmt *s, bool (*stmt_pred)(const nnc_lstmt *), bool (*expr_pred)(const nnc_lexpr *));
 

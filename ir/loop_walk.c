@@ -46,6 +46,28 @@ bool nnc_lstmt_any(const nnc_lstmt *s, bool (*stmt_pred)(const nnc_lstmt *), boo
   return a.w.stop;
 }
 
+typedef struct loops_walk {
+  nnc_lwalk w;
+  nnc_loop_kind kind;
+  const nnc_lstmt **out;
+  int n, cap;
+} loops_walk;
+
+static bool note_loop(nnc_lwalk *w, const nnc_lstmt *s) {
+  loops_walk *lw = (loops_walk *)w;
+  if (s->kind == NNC_LS_FOR && s->loop == lw->kind) {
+    if (lw->n < lw->cap) lw->out[lw->n] = s;
+    lw->n++;
+  }
+  return true;
+}
+
+int nnc_lstmt_loops(const nnc_lstmt *s, nnc_loop_kind kind, const nnc_lstmt **out, int cap) {
+  loops_walk lw = {{.stmt = note_loop}, kind, out, 0, cap};
+  nnc_lwalk_stmt(&lw.w, s);
+  return lw.n;
+}
+
 /* --- uses ------------------------------------------------------------------------------------- */
 
 typedef struct uses_walk {
