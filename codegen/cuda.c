@@ -626,26 +626,21 @@ static void launch_comment(cuda_printer *c, FILE *f) {
   char err[256];
   if (nnc_cg_cuda_launch_dims(c->cf.k, 1, g, b, err, sizeof err)) {
     /* the block loops' trip counts, as the loop IR's text form writes them */
+    const nnc_lstmt *loops[MAX_GPU_LOOPS];
+    int nloops = nnc_lstmt_loops(c->cf.k->body, NNC_LOOP_GPU_BLOCK, loops, MAX_GPU_LOOPS);
     const char *sep = " (";
     for (int axis = 0; axis < 3; axis++) {
       fprintf(f, "%s", sep), sep = ", ";
-      bool found = false;
-      for (const nnc_lstmt *s = c->cf.k->body; s && !found;) {
-        const nnc_lstmt *next = NULL;
-        for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems && !next; i++)
-          if (s->items[i]->kind == NNC_LS_FOR && s->items[i]->loop == NNC_LOOP_GPU_BLOCK) next = s->items[i];
-        if (s->kind == NNC_LS_FOR && s->loop == NNC_LOOP_GPU_BLOCK) {
-          if (s->axis == axis) {
-            fprintf(f, "%s", nnc_le_str(s->hi, buf, sizeof buf));
-            if (s->lo->kind != NNC_LE_INT || s->lo->ival != 0) fprintf(f, " - %s", nnc_le_str(s->lo, buf, sizeof buf));
-            if (s->step != 1) fprintf(f, " step %lld", (long long)s->step);
-            found = true;
-          }
-          next = s->body;
-        }
-        s = next;
+      const nnc_lstmt *s = NULL; /* the first block loop along the axis */
+      for (int i = 0; i < nloops && i < MAX_GPU_LOOPS && !s; i++)
+        if (loops[i]->axis == axis) s = loops[i];
+      if (!s) {
+        fprintf(f, "1");
+        continue;
       }
-      if (!found) fprintf(f, "1");
+      fprintf(f, "%s", nnc_le_str(s->hi, buf, sizeof buf));
+      if (s->lo->kind != NNC_LE_INT || s->lo->ival != 0) fprintf(f, " - %s", nnc_le_str(s->lo, buf, sizeof buf));
+      if (s->step != 1) fprintf(f, " step %lld", (long long)s->step);
     }
     fprintf(f, ")");
   } else {

@@ -260,18 +260,14 @@ static void stmt(FILE *f, const nnc_lstmt *s, int depth) {
   }
 }
 
-static void scan_scalars(const nnc_lexpr *e, bool *used) {
-  if (!e) return;
-  if (e->kind == NNC_LE_SCALAR && e->scalar >= 0 && e->scalar < NNC_LSC_COUNT) used[e->scalar] = true;
-  scan_scalars(e->a, used), scan_scalars(e->b, used), scan_scalars(e->c, used);
-}
+/* The scalar parameters a body reads (the kernel need not be finished to be printed). */
+typedef struct scalars_walk {
+  nnc_lwalk w;
+  bool used[NNC_LSC_COUNT];
+} scalars_walk;
 
-static void scan_stmt(const nnc_lstmt *s, bool *used) {
-  if (!s) return;
-  for (int i = 0; s->kind == NNC_LS_BLOCK && i < s->nitems; i++) scan_stmt(s->items[i], used);
-  scan_scalars(s->lo, used), scan_scalars(s->hi, used), scan_scalars(s->cond, used);
-  scan_scalars(s->index, used), scan_scalars(s->value, used), scan_scalars(s->mask, used);
-  scan_stmt(s->body, used), scan_stmt(s->then_s, used), scan_stmt(s->else_s, used);
+static void note_scalar(nnc_lwalk *w, const nnc_lexpr *e) {
+  if (e->kind == NNC_LE_SCALAR && e->scalar >= 0 && e->scalar < NNC_LSC_COUNT) ((scalars_walk *)w)->used[e->scalar] = true;
 }
 
 void nnc_lk_print(FILE *f, const nnc_kernel *k) {
@@ -284,11 +280,11 @@ void nnc_lk_print(FILE *f, const nnc_kernel *k) {
     fprintf(f, "%sglobal %s %s[%lld]%s", nglobal++ ? ", " : "", nnc_dtype_name(b->dtype), b->name, (long long)b->size,
             b->batch_scaled ? " (batch)" : "");
   }
-  bool used[NNC_LSC_COUNT] = {0};
-  scan_stmt(k->body, used);
+  scalars_walk sw = {{.expr = note_scalar}, {0}};
+  nnc_lwalk_stmt(&sw.w, k->body);
   const char *sep = "; ";
   for (int i = 0; i < NNC_LSC_COUNT; i++)
-    if (used[i]) fprintf(f, "%s%s", sep, scalar_names[i]), sep = ", ";
+    if (sw.used[i]) fprintf(f, "%s%s", sep, scalar_names[i]), sep = ", ";
   fprintf(f, ")");
   if (k->gpu)
     fprintf(f, " block(%lld, %lld, %lld)", (long long)k->block_dim[0], (long long)k->block_dim[1],
