@@ -151,8 +151,9 @@ static bool is_reserved(const nnc_cf *cf, const char *s) {
     if (!strcmp(s, *w)) return true;
   for (const char *const *w = cf->dialect->reserved; w && *w; w++)
     if (!strcmp(s, *w)) return true;
-  /* the prelude's names, and what C and C++ reserve to the implementation */
-  return !strncmp(s, "nnc_", 4) || !strncmp(s, "NNC_", 4) || strstr(s, "__") || (s[0] == '_' && s[1] >= 'A' && s[1] <= 'Z');
+  /* the prelude's names, and what C reserves to the implementation (C++ also any "__") */
+  return !strncmp(s, "nnc_", 4) || !strncmp(s, "NNC_", 4) || !strncmp(s, "__", 2) ||
+         (cf->dialect->cxx && strstr(s, "__")) || (s[0] == '_' && s[1] >= 'A' && s[1] <= 'Z');
 }
 
 char *nnc_cf_name(nnc_cf *cf, const char *name, int id, char **taken, int ntaken) {
@@ -161,11 +162,11 @@ char *nnc_cf_name(nnc_cf *cf, const char *name, int id, char **taken, int ntaken
   for (const char *p = name ? name : ""; *p && n < sizeof base - 1; p++)
     base[n++] = (char)((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ? *p : '_');
   base[n] = 0;
-  while (n > 0 && base[n - 1] == '_') base[--n] = 0; /* "x_" + "_3" would make "__" */
   bool bad_start = n == 0 || (base[0] >= '0' && base[0] <= '9') || is_reserved(cf, base);
   bool clash = bad_start;
   for (int i = 0; i < ntaken && !clash; i++) clash = taken[i] && !strcmp(taken[i], base);
   if (!clash) return nnc_arena_strdup(cf->k->arena, base);
+  while (n > 0 && base[n - 1] == '_') base[--n] = 0; /* "x_" + "_3" would make "__" */
   if (n == 0) return nnc_arena_printf(cf->k->arena, "v_%d", id);
   return nnc_arena_printf(cf->k->arena, "%s%s_%d", bad_start ? "v_" : "", base, id);
 }

@@ -32,6 +32,7 @@ typedef struct nnc_cf_dialect {
   const char *nan, *inf, *neg_inf;            /* f32 constants C has no literal for */
   const char *bool_true, *bool_false;         /* bool constants */
   const char *const *reserved;                /* words names must avoid, NULL-terminated */
+  bool cxx;                                   /* C++ rules: no "__" anywhere in a name */
 } nnc_cf_dialect;
 
 struct nnc_cf {

@@ -694,7 +694,8 @@ static const char *const cuda_reserved[] = {
 static const nnc_cf_dialect cuda_dialect = {
     .who = "CUDA backend: ", .expr = cexpr_of_family, .stmt = cstmt_of_family, .index_type = "long long",
     .nan = "__int_as_float(0x7fc00000)", .inf = "__int_as_float(0x7f800000)",
-    .neg_inf = "__int_as_float(0xff800000)", .bool_true = "true", .bool_false = "false", .reserved = cuda_reserved};
+    .neg_inf = "__int_as_float(0xff800000)", .bool_true = "true", .bool_false = "false", .reserved = cuda_reserved,
+    .cxx = true};
 
 bool nnc_cg_cuda_kernel_with(FILE *f, const nnc_kernel *k0, nnc_cg_cuda_scalars scalars, nnc_diags *d) {
   nnc_kernel *k = (nnc_kernel *)k0; /* finish only recomputes derived fields */
