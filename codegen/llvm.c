@@ -86,6 +86,7 @@ nnc_cg_llvm_module *nnc_cg_llvm_module_new(const char *name, const nnc_cg_llvm_t
   }
   m->tm = LLVMCreateTargetMachine(target, m->triple, m->cpu, m->features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
                                   LLVMCodeModelDefault);
+  m->pipeline = "default<O3>";
   m->vector_bits = has_feature(m->features, "avx512f") ? 512 : has_feature(m->features, "avx") ? 256 : 128;
   m->ctx = LLVMContextCreate();
   m->mod = LLVMModuleCreateWithNameInContext(name, m->ctx);
@@ -776,10 +777,60 @@ static void stmt(llvm_emitter *g, const nnc_lstmt *s) {
 
 static bool is_param_buf(const nnc_lbuf *b) { return b->scope == NNC_SCOPE_GLOBAL || b->scope == NNC_SCOPE_SCRATCH; }
 
-LLVMValueRef nnc_cg_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, const char *fname, bool external,
-                                nnc_diags *d) {
-  nnc_kernel *k = (nnc_kernel *)k0; /* finish only recomputes derived fields */
-  nnc_lk_finish(k);
+/* The kernel's function with its signature and attributes, no body: rt, global and scratch
+ * buffers, the scalars read (a fused optimizer update takes every param with its moments and
+ * gradient: hundreds of buffers). buf_param (by buffer) and scalar_param, when given, receive
+ * each parameter's index. */
+static LLVMValueRef kernel_signature(nnc_cg_llvm_module *m, const nnc_kernel *k, const char *fname, int *buf_param,
+                                     int *scalar_param) {
+  LLVMContextRef cx = m->ctx;
+  LLVMTypeRef t_ptr = LLVMPointerTypeInContext(cx, 0);
+  LLVMTypeRef scalar_t[NNC_LSC_COUNT] = {LLVMInt64TypeInContext(cx), LLVMFloatTypeInContext(cx),
+                                         LLVMInt32TypeInContext(cx), LLVMInt32TypeInContext(cx)};
+  LLVMTypeRef *params = nnc_xcalloc((size_t)k->nbufs + NNC_LSC_COUNT + 1, sizeof *params);
+  int np = 0;
+  params[np++] = t_ptr;
+  for (int i = 0; i < k->nbufs; i++)
+    if (is_param_buf(k->bufs[i])) {
+      if (buf_param) buf_param[i] = np;
+      params[np++] = t_ptr;
+    }
+  for (int i = 0; i < NNC_LSC_COUNT; i++)
+    if (k->uses_scalar[i]) {
+      if (scalar_param) scalar_param[i] = np;
+      params[np++] = scalar_t[i];
+    }
+  LLVMValueRef fn = LLVMAddFunction(m->mod, fname, LLVMFunctionType(LLVMVoidTypeInContext(cx), params, (unsigned)np, 0));
+  free(params);
+  nnc_cg_llvm_fn_attrs(m, fn);
+  /* A kernel stays a call: a call costs nothing beside a kernel's loops, while inlining a
+   * program's hundreds of kernels into its entry function makes one function that O3's
+   * superlinear passes take minutes and gigabytes over (tiny_gpt: killed at 24 GB). */
+  nnc_cg_llvm_enum_attr(m, fn, LLVMAttributeFunctionIndex, "noinline", 0);
+  for (int i = 0, p = 1; i < k->nbufs; i++) {
+    if (!is_param_buf(k->bufs[i])) continue;
+    /* No noalias: the memory plan's in-place reuse passes one range as a kernel's input and
+     * output, which noalias would make undefined (the C printer drops restrict for the same
+     * reason; docs/memory.md). Explicit vectors do not need the alias facts. */
+    nnc_cg_llvm_enum_attr(m, fn, (unsigned)p + 1, "align", NNC_LLVM_BUF_ALIGN);
+    if (!k->bufs[i]->written) nnc_cg_llvm_enum_attr(m, fn, (unsigned)p + 1, "readonly", 0);
+    p++;
+  }
+  return fn;
+}
+
+LLVMValueRef nnc_cg_llvm_kernel_decl(nnc_cg_llvm_module *m, const nnc_kernel *k, const char *fname) {
+  return kernel_signature(m, k, fname, NULL, NULL);
+}
+
+LLVMValueRef nnc_cg_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k, const char *fname, bool external,
+                                   nnc_diags *d) {
+  nnc_lk_finish((nnc_kernel *)k); /* only recomputes derived fields */
+  return nnc_cg_llvm_kernel_fn_finished(m, k, fname, external, d);
+}
+
+LLVMValueRef nnc_cg_llvm_kernel_fn_finished(nnc_cg_llvm_module *m, const nnc_kernel *k, const char *fname,
+                                            bool external, nnc_diags *d) {
   llvm_emitter g = {.m = m, .cx = m->ctx, .mod = m->mod, .k = k, .fname = fname, .d = d, .ok = true};
   if (!nnc_lk_check_cpu(k, d, &g.ok, "LLVM backend: ", "LLVM")) return NULL;
   g.t_f32 = LLVMFloatTypeInContext(g.cx), g.t_i32 = LLVMInt32TypeInContext(g.cx), g.t_i8 = LLVMInt8TypeInContext(g.cx);
@@ -791,31 +842,9 @@ LLVMValueRef nnc_cg_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, 
   g.vars = g.uses.vars;
   g.f.slot = nnc_xcalloc(nv, sizeof *g.f.slot);
   g.f.buf = nnc_xcalloc(nb, sizeof *g.f.buf);
-  /* the signature: rt, global and scratch buffers, the scalars read (a fused optimizer
-   * update takes every param with its moments and gradient: hundreds of buffers) */
-  LLVMTypeRef *params = nnc_xcalloc(nb + NNC_LSC_COUNT + 1, sizeof *params);
-  int np = 0, *buf_param = nnc_xcalloc(nb, sizeof *buf_param);
-  params[np++] = g.t_ptr;
-  for (int i = 0; i < k->nbufs; i++)
-    if (is_param_buf(k->bufs[i])) buf_param[i] = np, params[np++] = g.t_ptr;
-  int scalar_param[NNC_LSC_COUNT];
-  for (int i = 0; i < NNC_LSC_COUNT; i++)
-    if (k->uses_scalar[i]) scalar_param[i] = np, params[np++] = scalar_param_type(&g, i);
-  LLVMValueRef fn = LLVMAddFunction(g.mod, fname, LLVMFunctionType(g.t_void, params, (unsigned)np, 0));
+  int *buf_param = nnc_xcalloc(nb, sizeof *buf_param), scalar_param[NNC_LSC_COUNT];
+  LLVMValueRef fn = kernel_signature(m, k, fname, buf_param, scalar_param);
   if (!external) LLVMSetLinkage(fn, LLVMInternalLinkage);
-  nnc_cg_llvm_fn_attrs(m, fn);
-  /* A kernel stays a call: a call costs nothing beside a kernel's loops, while inlining a
-   * program's hundreds of kernels into its entry function makes one function that O3's
-   * superlinear passes take minutes and gigabytes over (tiny_gpt: killed at 24 GB). */
-  nnc_cg_llvm_enum_attr(m, fn, LLVMAttributeFunctionIndex, "noinline", 0);
-  for (int i = 0; i < k->nbufs; i++) {
-    if (!is_param_buf(k->bufs[i])) continue;
-    /* No noalias: the memory plan's in-place reuse passes one range as a kernel's input and
-     * output, which noalias would make undefined (the C printer drops restrict for the same
-     * reason; docs/memory.md). Explicit vectors do not need the alias facts. */
-    nnc_cg_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "align", NNC_LLVM_BUF_ALIGN);
-    if (!k->bufs[i]->written) nnc_cg_llvm_enum_attr(m, fn, (unsigned)buf_param[i] + 1, "readonly", 0);
-  }
   g.b = LLVMCreateBuilderInContext(g.cx), g.ab = LLVMCreateBuilderInContext(g.cx);
   begin_function(&g, fn);
   g.f.rt = LLVMGetParam(fn, 0);
@@ -828,7 +857,7 @@ LLVMValueRef nnc_cg_llvm_kernel_fn(nnc_cg_llvm_module *m, const nnc_kernel *k0, 
   end_function(&g);
   LLVMDisposeBuilder(g.b), LLVMDisposeBuilder(g.ab);
   nnc_lk_uses_free(&g.uses);
-  free(g.f.slot), free(g.f.buf), free(params), free(buf_param);
+  free(g.f.slot), free(g.f.buf), free(buf_param);
   if (!g.ok && fn) {
     /* drop what was generated for this kernel: the module stays valid */
     char prefix[300];
@@ -872,7 +901,7 @@ bool nnc_cg_llvm_optimize(nnc_cg_llvm_module *m, nnc_diags *d) {
   LLVMPassBuilderOptionsRef o = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(o, 1);
   LLVMPassBuilderOptionsSetSLPVectorization(o, 1);
-  LLVMErrorRef e = LLVMRunPasses(m->mod, "default<O3>", m->tm, o);
+  LLVMErrorRef e = LLVMRunPasses(m->mod, m->pipeline, m->tm, o);
   LLVMDisposePassBuilderOptions(o);
   if (e) {
     char *msg = LLVMGetErrorMessage(e);

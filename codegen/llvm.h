@@ -74,6 +74,8 @@ typedef struct nnc_cg_llvm_jit_opts {
   /* The cache directory; NULL: $NNC_CACHE_DIR, else $XDG_CACHE_HOME/nnc, else ~/.cache/nnc. */
   const char *cache_dir;
   bool no_cache;            /* compile without reading or writing the cache */
+  int threads;              /* nnc_cg_llvm_jit_model: kernels compiled at once; 0: the cores online */
+  bool call_entries;        /* nnc_cg_llvm_jit_model: also <model>_<program>_call */
 } nnc_cg_llvm_jit_opts;
 
 typedef struct nnc_cg_llvm_jit nnc_cg_llvm_jit;
@@ -85,10 +87,22 @@ typedef struct nnc_cg_llvm_jit nnc_cg_llvm_jit;
  * never see half an entry; each carries its size and a hash of its bytes, checked on read.
  * libm and libc symbols resolve in the process. NULL with a message. */
 nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *, const nnc_cg_llvm_jit_opts *, nnc_diags *);
-/* Where a compilation's time went, in seconds: hashing the module and reading the cache, LLVM's
- * optimizer and code generator (both 0 on a cache hit), and linking the object into the process. */
+/* Compiles a whole model for this process kernel by kernel (docs/llvm.md, "Kernel by kernel"):
+ * each distinct kernel of progs is a module of its own, looked up in the cache under its own
+ * key and compiled on a miss, on opts.threads threads; a small module of entry functions, the
+ * ones nnc_cg_llvm_program makes, calls them. So an edited model recompiles only the kernels
+ * that changed. Symbols as nnc_cg_llvm_program's entries; NULL with a message. */
+nnc_cg_llvm_jit *nnc_cg_llvm_jit_model(const char *model, nnc_lprogram *const *progs, int nprogs,
+                                       const nnc_cg_llvm_jit_opts *, nnc_diags *);
+/* Where a compilation's time went, in seconds: building LLVM IR, hashing it and reading the
+ * cache, LLVM's optimizer and code generator (both 0 on a cache hit), and linking the objects
+ * into the process. For nnc_cg_llvm_jit_model the first four are summed over its threads and
+ * wall_s is the wall-clock time of all of them; kernels counts the distinct kernels, hits those
+ * the cache held, compiled those compiled. */
 typedef struct nnc_cg_llvm_jit_times {
-  double cache_s, optimize_s, codegen_s, link_s;
+  double ir_s, cache_s, optimize_s, codegen_s, link_s;
+  double wall_s;
+  int kernels, hits, compiled, threads;
 } nnc_cg_llvm_jit_times;
 nnc_cg_llvm_jit_times nnc_cg_llvm_jit_timing(const nnc_cg_llvm_jit *);
 /* The address of a function of the module, or NULL. */

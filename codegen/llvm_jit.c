@@ -47,20 +47,16 @@ static uint64_t hash64(const void *data, size_t len, uint64_t seed) {
   return h;
 }
 
-typedef struct key128 {
-  uint64_t a, b;
-} key128;
-
-static key128 module_key(nnc_cg_llvm_module *m) {
+nnc_cg_llvm_key nnc_cg_llvm_module_key(nnc_cg_llvm_module *m) {
   char *ir = LLVMPrintModuleToString(m->mod);
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
-  key128 k = {0, 0};
+  nnc_cg_llvm_key k = {0, 0};
   if (f) {
-    fprintf(f, "nnc %s\nllvm %d.%d.%d\ntriple %s\ncpu %s\nfeatures %s\nvector %d\nopt O3\n%s", NNC_VERSION,
+    fprintf(f, "nnc %s\nllvm %d.%d.%d\ntriple %s\ncpu %s\nfeatures %s\nvector %d\nopt %s\n%s", NNC_VERSION,
             LLVM_VERSION_MAJOR, LLVM_VERSION_MINOR, LLVM_VERSION_PATCH, m->triple, m->cpu, m->features, m->vector_bits,
-            ir);
+            m->pipeline, ir);
     fclose(f);
     k.a = hash64(text, len, 0);
     k.b = hash64(text, len, 0x9E3779B97F4A7C15ull);
@@ -87,7 +83,7 @@ static bool make_dirs(const char *dir) {
   return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static bool cache_dir(const nnc_cg_llvm_jit_opts *o, char *dir, size_t cap) {
+bool nnc_cg_llvm_cache_dir(const nnc_cg_llvm_jit_opts *o, char *dir, size_t cap) {
   const char *env;
   if (o && o->cache_dir) snprintf(dir, cap, "%s", o->cache_dir);
   else if ((env = getenv("NNC_CACHE_DIR")) && *env) snprintf(dir, cap, "%s", env);
@@ -102,9 +98,13 @@ static bool cache_dir(const nnc_cg_llvm_jit_opts *o, char *dir, size_t cap) {
 enum { HEADER_WORDS = 6 };
 static const uint64_t ENTRY_MAGIC = 0x314a424f434e4e00ull; /* "\0NNCOBJ1" */
 
+void nnc_cg_llvm_cache_path(const char *dir, nnc_cg_llvm_key key, char *path, size_t cap) {
+  snprintf(path, cap, "%s/%016llx%016llx.o", dir, (unsigned long long)key.a, (unsigned long long)key.b);
+}
+
 /* The object of a valid entry at path (malloc'd), NULL when absent; *corrupt when present but
  * failing a check. */
-static char *read_entry(const char *path, key128 key, size_t *size, bool *corrupt) {
+static char *read_entry(const char *path, nnc_cg_llvm_key key, size_t *size, bool *corrupt) {
   *corrupt = false;
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -127,10 +127,21 @@ static char *read_entry(const char *path, key128 key, size_t *size, bool *corrup
   return obj;
 }
 
+LLVMMemoryBufferRef nnc_cg_llvm_cache_read(const char *path, nnc_cg_llvm_key key, bool *corrupt) {
+  size_t size = 0;
+  char *bytes = read_entry(path, key, &size, corrupt);
+  if (!bytes) return NULL;
+  LLVMMemoryBufferRef obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(bytes, size, "nnc-cached");
+  free(bytes);
+  return obj;
+}
+
 /* Writes a private temporary file and renames it over path: all or nothing. No fsync: an entry
  * cut short by a crash fails its size and hash checks and is compiled again. */
-static bool write_entry(const char *dir, const char *path, key128 key, const char *obj, size_t size) {
-  static unsigned counter;
+bool nnc_cg_llvm_cache_write(const char *dir, const char *path, nnc_cg_llvm_key key, LLVMMemoryBufferRef buf) {
+  static _Atomic unsigned counter; /* the model JIT writes entries from several threads */
+  const char *obj = LLVMGetBufferStart(buf);
+  size_t size = LLVMGetBufferSize(buf);
   char tmp[4300];
   snprintf(tmp, sizeof tmp, "%s/.tmp.%ld.%u.%lx", dir, (long)getpid(), counter++, (unsigned long)time(NULL));
   int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
@@ -167,16 +178,15 @@ static double seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The module's object file (optimized), as a memory buffer. */
-static LLVMMemoryBufferRef compile_object(nnc_cg_llvm_module *m, nnc_cg_llvm_jit_times *t, nnc_diags *d) {
+LLVMMemoryBufferRef nnc_cg_llvm_compile_object(nnc_cg_llvm_module *m, nnc_cg_llvm_jit_times *t, nnc_diags *d) {
   double t0 = seconds();
   if (!nnc_cg_llvm_optimize(m, d)) return NULL;
   double t1 = seconds();
-  t->optimize_s = t1 - t0;
+  t->optimize_s += t1 - t0;
   LLVMMemoryBufferRef buf = NULL;
   char *msg = NULL;
   bool failed = LLVMTargetMachineEmitToMemoryBuffer(m->tm, m->mod, LLVMObjectFile, &msg, &buf);
-  t->codegen_s = seconds() - t1;
+  t->codegen_s += seconds() - t1;
   if (failed) {
     nnc_error(d, (nnc_loc){0}, "LLVM code generation failed: %s", msg ? msg : "");
     LLVMDisposeMessage(msg);
@@ -185,64 +195,80 @@ static LLVMMemoryBufferRef compile_object(nnc_cg_llvm_module *m, nnc_cg_llvm_jit
   return buf;
 }
 
-static bool start_jit(nnc_cg_llvm_jit *j, LLVMMemoryBufferRef obj, nnc_diags *d) {
-  if (!take_error(LLVMOrcCreateLLJIT(&j->jit, NULL), "cannot create the LLVM JIT", d)) {
-    LLVMDisposeMemoryBuffer(obj);
-    return false;
-  }
+static bool start_jit(nnc_cg_llvm_jit *j, LLVMMemoryBufferRef *objs, int n, nnc_diags *d) {
+  int added = 0;
+  if (!take_error(LLVMOrcCreateLLJIT(&j->jit, NULL), "cannot create the LLVM JIT", d)) goto fail;
   LLVMOrcJITDylibRef main_jd = LLVMOrcLLJITGetMainJITDylib(j->jit);
   LLVMOrcDefinitionGeneratorRef gen = NULL;
   /* expf, powf, memset ...: resolved in this process */
   if (!take_error(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL,
                                                                         NULL),
-                  "cannot search the process's symbols", d)) {
-    LLVMDisposeMemoryBuffer(obj);
-    return false;
-  }
+                  "cannot search the process's symbols", d))
+    goto fail;
   LLVMOrcJITDylibAddGenerator(main_jd, gen);
-  return take_error(LLVMOrcLLJITAddObjectFile(j->jit, main_jd, obj), "the JIT refused the object", d);
+  for (; added < n; added++)
+    if (!take_error(LLVMOrcLLJITAddObjectFile(j->jit, main_jd, objs[added]), "the JIT refused an object", d)) {
+      added++; /* consumed even when refused */
+      goto fail;
+    }
+  return true;
+fail:
+  for (int i = added; i < n; i++) LLVMDisposeMemoryBuffer(objs[i]);
+  return false;
+}
+
+nnc_cg_llvm_jit *nnc_cg_llvm_jit_link(LLVMMemoryBufferRef *objs, int n, nnc_diags *d) {
+  nnc_cg_llvm_jit *j = nnc_xcalloc(1, sizeof *j);
+  double t0 = seconds();
+  if (!start_jit(j, objs, n, d)) {
+    nnc_cg_llvm_jit_free(j);
+    return NULL;
+  }
+  j->times.link_s = seconds() - t0;
+  return j;
+}
+
+void nnc_cg_llvm_jit_set_result(nnc_cg_llvm_jit *j, nnc_cg_llvm_cache_result r, const nnc_cg_llvm_jit_times *t) {
+  double link_s = j->times.link_s;
+  j->cache = r;
+  j->times = *t;
+  j->times.link_s = link_s;
 }
 
 nnc_cg_llvm_jit *nnc_cg_llvm_jit_new(nnc_cg_llvm_module *m, const nnc_cg_llvm_jit_opts *o, nnc_diags *d) {
-  nnc_cg_llvm_jit *j = nnc_xcalloc(1, sizeof *j);
-  char dir[4096];
-  bool cached = !(o && o->no_cache) && cache_dir(o, dir, sizeof dir);
+  char dir[4096], path[4200] = "";
+  bool cached = !(o && o->no_cache) && nnc_cg_llvm_cache_dir(o, dir, sizeof dir);
   LLVMMemoryBufferRef obj = NULL;
+  nnc_cg_llvm_jit_times t = {.kernels = 1, .threads = 1};
+  nnc_cg_llvm_cache_result result = NNC_LLVM_CACHE_OFF;
   if (!nnc_cg_llvm_verify(m, d)) goto fail;
-  j->cache = NNC_LLVM_CACHE_OFF;
-  key128 key = {0, 0};
+  nnc_cg_llvm_key key = {0, 0};
   double t0 = seconds();
   if (cached) {
-    key = module_key(m);
-    snprintf(j->path, sizeof j->path, "%s/%016llx%016llx.o", dir, (unsigned long long)key.a, (unsigned long long)key.b);
-    size_t size = 0;
+    key = nnc_cg_llvm_module_key(m);
+    nnc_cg_llvm_cache_path(dir, key, path, sizeof path);
     bool corrupt = false;
-    char *bytes = read_entry(j->path, key, &size, &corrupt);
-    if (bytes) {
-      obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(bytes, size, "nnc-cached");
-      free(bytes);
-      j->cache = NNC_LLVM_CACHE_HIT;
-    } else {
-      j->cache = corrupt ? NNC_LLVM_CACHE_CORRUPT : NNC_LLVM_CACHE_MISS;
-    }
+    obj = nnc_cg_llvm_cache_read(path, key, &corrupt);
+    result = obj ? NNC_LLVM_CACHE_HIT : corrupt ? NNC_LLVM_CACHE_CORRUPT : NNC_LLVM_CACHE_MISS;
   }
-  j->times.cache_s = seconds() - t0;
+  t.cache_s = seconds() - t0;
   if (!obj) {
-    obj = compile_object(m, &j->times, d);
+    obj = nnc_cg_llvm_compile_object(m, &t, d);
     if (!obj) goto fail;
     /* a cache that cannot be written is no error: the code still runs */
-    if (cached && !write_entry(dir, j->path, key, LLVMGetBufferStart(obj), LLVMGetBufferSize(obj)))
-      j->cache = NNC_LLVM_CACHE_OFF;
+    if (cached && !nnc_cg_llvm_cache_write(dir, path, key, obj)) result = NNC_LLVM_CACHE_OFF;
   }
+  t.hits = result == NNC_LLVM_CACHE_HIT, t.compiled = !t.hits;
+  t.wall_s = seconds() - t0;
   nnc_cg_llvm_module_free(m);
-  m = NULL;
-  double t1 = seconds();
-  if (!start_jit(j, obj, d)) goto fail;
-  j->times.link_s = seconds() - t1;
+  nnc_cg_llvm_jit *j = nnc_cg_llvm_jit_link(&obj, 1, d);
+  if (j) {
+    nnc_cg_llvm_jit_set_result(j, result, &t);
+    snprintf(j->path, sizeof j->path, "%s", result == NNC_LLVM_CACHE_OFF ? "" : path);
+  }
   return j;
 fail:
   nnc_cg_llvm_module_free(m);
-  nnc_cg_llvm_jit_free(j);
   return NULL;
 }
 
@@ -260,7 +286,7 @@ nnc_cg_llvm_cache_result nnc_cg_llvm_jit_cache_result(const nnc_cg_llvm_jit *j) 
 
 nnc_cg_llvm_jit_times nnc_cg_llvm_jit_timing(const nnc_cg_llvm_jit *j) { return j->times; }
 
-const char *nnc_cg_llvm_jit_cache_path(const nnc_cg_llvm_jit *j) { return j->cache == NNC_LLVM_CACHE_OFF ? "" : j->path; }
+const char *nnc_cg_llvm_jit_cache_path(const nnc_cg_llvm_jit *j) { return j->path; }
 
 void nnc_cg_llvm_jit_free(nnc_cg_llvm_jit *j) {
   if (!j) return;

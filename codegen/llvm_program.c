@@ -12,7 +12,7 @@
 
 /* The distinct kernels of the programs and their LLVM functions. */
 typedef struct unique_kernels {
-  nnc_kernel_set set;
+  const nnc_kernel_set *set;
   LLVMValueRef *fn;             /* per kernel of set */
 } unique_kernels;
 
@@ -40,18 +40,18 @@ static LLVMValueRef field(entry_cx *c, LLVMValueRef args, unsigned i, LLVMTypeRe
 static bool emit_call(entry_cx *c, const nnc_lprogram *p, const unique_kernels *u, int pi, int i, LLVMValueRef rt,
                       LLVMValueRef P, LLVMValueRef IO, LLVMValueRef S, const LLVMValueRef *scalars, nnc_diags *d) {
   const nnc_lcall *call = &p->calls[i];
-  int ki = u->set.index[pi][call->kernel];
-  const nnc_kernel *k = u->set.list[ki];
-  LLVMValueRef argv[600];
-  int na = 0;
-  argv[na++] = rt;
+  int ki = u->set->index[pi][call->kernel];
+  const nnc_kernel *k = u->set->list[ki];
   int nparam_bufs = 0;
   for (int j = 0; j < k->nbufs; j++) nparam_bufs += k->bufs[j]->scope == NNC_SCOPE_GLOBAL || k->bufs[j]->scope == NNC_SCOPE_SCRATCH;
-  if (nparam_bufs != call->nbufs || call->nbufs > 500) {
+  if (nparam_bufs != call->nbufs) {
     nnc_error(d, (nnc_loc){0}, "LLVM backend: kernel %s: %d buffer parameters, bound to %d buffers (kernel-local scratch is not planned)",
               k->name, nparam_bufs, call->nbufs);
     return false;
   }
+  LLVMValueRef *argv = nnc_xcalloc((size_t)call->nbufs + NNC_LSC_COUNT + 1, sizeof *argv);
+  int na = 0;
+  argv[na++] = rt;
   for (int j = 0; j < call->nbufs; j++) {
     const nnc_mem_buffer *b = &p->plan->bufs[call->bufs[j]];
     LLVMValueRef base = b->region == NNC_MEM_PERSIST ? P : b->region == NNC_MEM_IO ? IO : S;
@@ -61,6 +61,7 @@ static bool emit_call(entry_cx *c, const nnc_lprogram *p, const unique_kernels *
   for (int s = 0; s < NNC_LSC_COUNT; s++)
     if (k->uses_scalar[s]) argv[na++] = scalars[s];
   LLVMBuildCall2(c->b, LLVMGlobalGetValueType(u->fn[ki]), u->fn[ki], argv, (unsigned)na, "");
+  free(argv);
   return true;
 }
 
@@ -131,31 +132,39 @@ static bool call_entry_function(entry_cx *c, const char *model, const nnc_lprogr
 
 void nnc_cg_llvm_module_call_entries(nnc_cg_llvm_module *m, bool on) { m->call_entries = on; }
 
-bool nnc_cg_llvm_program(nnc_cg_llvm_module *m, const char *model, nnc_lprogram *const *progs, int nprogs,
-                         nnc_diags *d) {
-  for (int p = 0; p < nprogs; p++)
-    for (int i = 0; i < progs[p]->nkernels; i++) nnc_lk_finish(progs[p]->kernels[i]);
-  unique_kernels u = {0};
-  nnc_kernel_set_build(&u.set, progs, nprogs);
-  u.fn = nnc_xcalloc((size_t)u.set.n + 1, sizeof *u.fn);
-  bool ok = true;
-  for (int i = 0; i < u.set.n && ok; i++) {
-    char id[128], fname[200];
-    nnc_cg_c_ident(u.set.list[i]->name, id, sizeof id);
-    snprintf(fname, sizeof fname, "k%d_%s", i, id);
-    u.fn[i] = nnc_cg_llvm_kernel_fn(m, u.set.list[i], fname, false, d);
-    ok = u.fn[i] != NULL;
-  }
+bool nnc_cg_llvm_entries(nnc_cg_llvm_module *m, const char *model, nnc_lprogram *const *progs, int nprogs,
+                         const nnc_kernel_set *set, LLVMValueRef *fn, nnc_diags *d) {
+  unique_kernels u = {.set = set, .fn = fn};
   entry_cx c = {.m = m, .b = LLVMCreateBuilderInContext(m->ctx)};
   c.i32 = LLVMInt32TypeInContext(m->ctx), c.i64 = LLVMInt64TypeInContext(m->ctx), c.f32 = LLVMFloatTypeInContext(m->ctx);
   c.ptr = LLVMPointerTypeInContext(m->ctx, 0), c.i8 = LLVMInt8TypeInContext(m->ctx);
   /* nnc_args: persist, io, scratch, n, lr, step, seed (the data layout gives C's offsets) */
   LLVMTypeRef fields[7] = {c.ptr, c.ptr, c.ptr, c.i64, c.f32, c.i64, c.i64};
   c.args_t = LLVMStructTypeInContext(m->ctx, fields, 7, 0);
+  bool ok = true;
   for (int p = 0; p < nprogs && ok; p++) ok = entry_function(&c, model, progs[p], &u, p, d);
   for (int p = 0; p < nprogs && ok && m->call_entries; p++) ok = call_entry_function(&c, model, progs[p], &u, p, d);
   LLVMDisposeBuilder(c.b);
-  nnc_kernel_set_free(&u.set);
-  free(u.fn);
+  return ok;
+}
+
+bool nnc_cg_llvm_program(nnc_cg_llvm_module *m, const char *model, nnc_lprogram *const *progs, int nprogs,
+                         nnc_diags *d) {
+  for (int p = 0; p < nprogs; p++)
+    for (int i = 0; i < progs[p]->nkernels; i++) nnc_lk_finish(progs[p]->kernels[i]);
+  nnc_kernel_set set = {0};
+  nnc_kernel_set_build(&set, progs, nprogs);
+  LLVMValueRef *fn = nnc_xcalloc((size_t)set.n + 1, sizeof *fn);
+  bool ok = true;
+  for (int i = 0; i < set.n && ok; i++) {
+    char id[128], fname[200];
+    nnc_cg_c_ident(set.list[i]->name, id, sizeof id);
+    snprintf(fname, sizeof fname, "k%d_%s", i, id);
+    fn[i] = nnc_cg_llvm_kernel_fn(m, set.list[i], fname, false, d);
+    ok = fn[i] != NULL;
+  }
+  ok = ok && nnc_cg_llvm_entries(m, model, progs, nprogs, &set, fn, d);
+  nnc_kernel_set_free(&set);
+  free(fn);
   return ok;
 }

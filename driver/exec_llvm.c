@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "codegen/c_program.h"
 
@@ -17,12 +16,6 @@ typedef struct jit_lib {
   int (*calls[MAX_PROGRAMS])(const nnc_rt *, const nnc_args *, int64_t);
   nnc_exec_llvm_times times;
 } jit_lib;
-
-static double seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void *symbol_of(jit_lib *l, const char *program, const char *suffix) {
   char sym[512];
@@ -44,19 +37,16 @@ static void jit_free(void *lib) {
 
 static const nnc_rt_backend llvm_backend = {.name = "llvm", .symbol = jit_symbol, .free = jit_free};
 
-/* The module of every program of c, emitted. */
-static nnc_cg_llvm_module *emit_module(const nnc_compiled *c, bool call_entries, nnc_diags *d) {
+/* Every program of c, compiled kernel by kernel (codegen/llvm.h). */
+static nnc_cg_llvm_jit *compile(const nnc_compiled *c, const nnc_exec_llvm_opts *o, nnc_diags *d) {
   nnc_lprogram *progs[MAX_PROGRAMS];
   int n = 0;
   for (int i = 0; i < c->nprograms && n < MAX_PROGRAMS; i++) progs[n++] = c->programs[i].lowered;
-  const char *name = c->module->name;
-  nnc_cg_llvm_module *mod = nnc_cg_llvm_module_new(name, NULL, d);
-  if (mod) nnc_cg_llvm_module_call_entries(mod, call_entries);
-  if (mod && !nnc_cg_llvm_program(mod, name, progs, n, d)) {
-    nnc_cg_llvm_module_free(mod);
-    mod = NULL;
-  }
-  return mod;
+  nnc_cg_llvm_jit_opts jo = o->jit;
+  jo.call_entries = o->call_entries;
+  /* the compile takes the cores the steps will: --threads bounds both */
+  if (jo.threads <= 0 && o->threads > 0) jo.threads = o->threads;
+  return nnc_cg_llvm_jit_model(c->module->name, progs, n, &jo, d);
 }
 
 static bool find_calls(jit_lib *l, char *err, size_t cap) {
@@ -71,12 +61,9 @@ nnc_rt_executor *nnc_exec_llvm_new(const nnc_compiled *c, const nnc_exec_llvm_op
   jit_lib *l = nnc_xcalloc(1, sizeof *l);
   l->c = c;
   nnc_cg_c_ident(c->module->name, l->model, sizeof l->model);
-  double t0 = seconds();
   nnc_diags d; /* the executor's channel is err */
   nnc_diags_init_buffer(&d, err, cap);
-  nnc_cg_llvm_module *mod = emit_module(c, o->call_entries, &d);
-  l->times.emit_s = seconds() - t0;
-  if (mod) l->jit = nnc_cg_llvm_jit_new(mod, &o->jit, &d);
+  l->jit = compile(c, o, &d);
   if (l->jit) l->times.jit = nnc_cg_llvm_jit_timing(l->jit);
   if (!l->jit || (o->call_entries && !find_calls(l, err, cap))) {
     jit_free(l);

@@ -1,6 +1,6 @@
-/* The LLVM JIT behind the executor core (runtime/executor.h): the compiled programs emitted as one
- * LLVM module (codegen/llvm.h), JIT-compiled through the object cache, and run over the caller's
- * regions on the executor's thread pool (runtime/pool.h). */
+/* The LLVM JIT behind the executor core (runtime/executor.h): the compiled programs JIT-compiled
+ * kernel by kernel through the object cache (codegen/llvm.h, nnc_cg_llvm_jit_model), and run
+ * over the caller's regions on the executor's thread pool (runtime/pool.h). */
 #ifndef NNC_DRIVER_EXEC_LLVM_H
 #define NNC_DRIVER_EXEC_LLVM_H
 
@@ -13,13 +13,12 @@
 typedef struct nnc_exec_llvm_opts {
   int threads;                /* the pool's workers, the caller included (<= 1: serial) */
   const nnc_rt *rt;           /* instead of a pool: this nnc_rt, which must outlive the executor */
-  nnc_cg_llvm_jit_opts jit;
+  nnc_cg_llvm_jit_opts jit;   /* jit.threads 0: as many as threads (the cores when that is 0 too) */
   bool call_entries;          /* also compile each program's kernel calls one by one (nnc_exec_llvm_call) */
 } nnc_exec_llvm_opts;
 
-/* Where building the code went, in seconds: the LLVM IR, then the JIT's phases. */
+/* Where building the code went: the JIT's phases (codegen/llvm.h). */
 typedef struct nnc_exec_llvm_times {
-  double emit_s;
   nnc_cg_llvm_jit_times jit;
 } nnc_exec_llvm_times;
 

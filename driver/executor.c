@@ -78,14 +78,21 @@ static const char *cache_word(nnc_cg_llvm_cache_result r) {
   return "?";
 }
 
+/* The JIT compiles kernels on several threads: its phases are CPU seconds summed over them,
+ * and the wall-clock time of all of them is what the total counts. */
 static double print_llvm_phases(FILE *out, const nnc_rt_executor *e) {
-  nnc_exec_llvm_times t = nnc_exec_llvm_timing(e);
-  line(out, "LLVM IR", t.emit_s, NULL);
-  line(out, "object cache", t.jit.cache_s, cache_word(nnc_exec_llvm_cache_result(e)));
-  line(out, "LLVM optimization", t.jit.optimize_s, NULL);
-  line(out, "code generation", t.jit.codegen_s, NULL);
-  line(out, "link", t.jit.link_s, NULL);
-  return t.emit_s + t.jit.cache_s + t.jit.optimize_s + t.jit.codegen_s + t.jit.link_s;
+  nnc_cg_llvm_jit_times t = nnc_exec_llvm_timing(e).jit;
+  char what[160];
+  line(out, "LLVM IR", t.ir_s, NULL);
+  snprintf(what, sizeof what, "%s: %d kernels, %d from the cache, %d compiled",
+           cache_word(nnc_exec_llvm_cache_result(e)), t.kernels, t.hits, t.compiled);
+  line(out, "object cache", t.cache_s, what);
+  line(out, "LLVM optimization", t.optimize_s, NULL);
+  line(out, "code generation", t.codegen_s, NULL);
+  snprintf(what, sizeof what, "the four above on %d thread%s", t.threads, t.threads == 1 ? "" : "s");
+  line(out, "kernels, wall clock", t.wall_s, what);
+  line(out, "link", t.link_s, NULL);
+  return t.wall_s + t.link_s;
 }
 #endif
 
