@@ -13,6 +13,7 @@
 #include "simplify.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -438,8 +439,78 @@ static nnc_node *rule_reduce_broadcast(rebuild *R, nnc_node *n) {
   return m;
 }
 
-static const rule_fn algebra_rules[] = {rule_identity_operand, rule_zeros, rule_select, rule_identity_op, rule_chain,
-                                        rule_reduce_broadcast};
+/* --- sums of zero pads: one concat --------------------------------------------------------- */
+
+/* A zero pad along one axis: its input fills [start, end) of that axis of the result. Autodiff
+ * makes these: the gradient of a slice is a pad, so a tensor sliced T times (an LSTM's input
+ * projection, one step at a time; its four gates) gets T pads of its size summed. */
+typedef struct pad_slab {
+  nnc_node *x;
+  int axis;
+  int64_t start, end;
+} pad_slab;
+
+static bool as_pad_slab(nnc_node *n, pad_slab *s) {
+  if (n->op != NNC_OP_pad) return false;
+  const nnc_attr *lo = nnc_node_attr(n, NNC_ATTR_lo), *hi = nnc_node_attr(n, NNC_ATTR_hi);
+  const nnc_attr *v = nnc_node_attr(n, NNC_ATTR_value);
+  if (!lo || !hi || lo->n != n->type.rank || hi->n != n->type.rank || (v && v->has_num && v->num != 0)) return false;
+  s->axis = -1;
+  for (int k = 0; k < lo->n; k++) {
+    if (lo->ints[k] < 0 || hi->ints[k] < 0) return false;
+    if (lo->ints[k] == 0 && hi->ints[k] == 0) continue;
+    if (s->axis >= 0) return false;
+    s->axis = k;
+  }
+  if (s->axis < 0 || s->axis == n->type.batch_axis) return false;
+  s->x = n->inputs[0];
+  s->start = lo->ints[s->axis], s->end = n->type.dims[s->axis] - hi->ints[s->axis];
+  return true;
+}
+
+/* concat(a, b) along axis, a concat operand spliced in (so a chain of T sums is one concat). */
+static nnc_node *concat_of(rebuild *R, nnc_node *a, nnc_node *b, int axis, nnc_loc loc) {
+  int na = a->op == NNC_OP_concat && nnc_node_int(a, NNC_ATTR_axis, -1) == axis ? a->ninputs : 1;
+  int nb = b->op == NNC_OP_concat && nnc_node_int(b, NNC_ATTR_axis, -1) == axis ? b->ninputs : 1;
+  nnc_node **in = nnc_xcalloc((size_t)(na + nb), sizeof *in);
+  for (int i = 0; i < na; i++) in[i] = na > 1 ? a->inputs[i] : a;
+  for (int i = 0; i < nb; i++) in[na + i] = nb > 1 ? b->inputs[i] : b;
+  nnc_node *c = nnc_node_new(R->g, NNC_OP_concat, na + nb, in, loc);
+  free(in);
+  c->type = a->type;
+  c->type.dims[axis] = a->type.dims[axis] + b->type.dims[axis];
+  int64_t ax = axis;
+  nnc_node_set_ints(c, NNC_ATTR_axis, 1, &ax);
+  return c;
+}
+
+/* pad(a) + pad(b) -> pad(concat(a, b)) when both pad along one axis into adjacent slabs: the
+ * same numbers (x + 0 = x; a -0 comes out as -0, where the sum gave +0), written once instead
+ * of summing whole tensors of zeros, and one kernel where there were 2T. */
+static nnc_node *rule_pad_sum(rebuild *R, nnc_node *n) {
+  pad_slab a, b;
+  if (n->op != NNC_OP_add || !as_pad_slab(n->inputs[0], &a) || !as_pad_slab(n->inputs[1], &b) || a.axis != b.axis)
+    return NULL;
+  if (b.end == a.start) {
+    pad_slab t = a;
+    a = b, b = t;
+  }
+  if (a.end != b.start) return NULL;
+  nnc_node *c = concat_of(R, a.x, b.x, a.axis, n->loc);
+  int64_t lo[NNC_MAX_RANK] = {0}, hi[NNC_MAX_RANK] = {0};
+  lo[a.axis] = a.start, hi[a.axis] = n->type.dims[a.axis] - b.end;
+  if (lo[a.axis] == 0 && hi[a.axis] == 0) return c;
+  nnc_node *p = nnc_node_new(R->g, NNC_OP_pad, 1, &c, n->loc);
+  p->type = n->type;
+  nnc_node_set_ints(p, NNC_ATTR_lo, n->type.rank, lo);
+  nnc_node_set_ints(p, NNC_ATTR_hi, n->type.rank, hi);
+  nnc_node_set_num(p, NNC_ATTR_value, 0);
+  return p;
+}
+
+static const rule_fn algebra_rules[] = {rule_identity_operand, rule_zeros,    rule_select,
+                                        rule_identity_op,      rule_chain,    rule_reduce_broadcast,
+                                        rule_pad_sum};
 
 static nnc_node *rule_algebra(rebuild *R, nnc_node *n) {
   if (n->ninputs == 0) return NULL; /* every rule looks at inputs */
