@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <llvm-c/Analysis.h>
+#include <llvm-c/DebugInfo.h>
 #include <llvm-c/ErrorHandling.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Target.h>
@@ -538,6 +539,29 @@ static void atomic_add(llvm_emitter *g, const nnc_lstmt *s) {
   LLVMSetAlignment(st, elem_align(s->buf->dtype));
 }
 
+/* LLVM's unroller pays where the loop IR left a short loop of static trip count (a
+ * convolution's 3x3 taps, a 2x2 pool): unrolled whole, its index arithmetic folds away. Partial
+ * and runtime unrolling of the longer loops (a contraction's k loop, whose body is already a
+ * register tile; packing loops) only multiplies the code: fashion_mlp's first matmul grew to
+ * 8,500 lines of IR, most of the model's compile time, and ran no faster. So every other loop
+ * says not to unroll it (docs/llvm.md, "Compile time"). */
+enum { SHORT_LOOP_TRIPS = 4 };
+
+static bool short_static_loop(const nnc_lstmt *s) {
+  return s->lo->kind == NNC_LE_INT && s->hi->kind == NNC_LE_INT &&
+         (s->hi->ival - s->lo->ival + s->step - 1) / s->step <= SHORT_LOOP_TRIPS;
+}
+
+/* !llvm.loop !{self, !{"llvm.loop.unroll.disable"}} on a loop's back edge */
+static void forbid_unrolling(llvm_emitter *g, LLVMValueRef back_edge) {
+  LLVMMetadataRef self = LLVMTemporaryMDNode(g->cx, NULL, 0);
+  LLVMMetadataRef what = LLVMMDStringInContext2(g->cx, "llvm.loop.unroll.disable", 24);
+  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(g->cx, &what, 1)};
+  LLVMMetadataRef loop = LLVMMDNodeInContext2(g->cx, ops, 2);
+  LLVMMetadataReplaceAllUsesWith(self, loop);
+  LLVMSetMetadata(back_edge, LLVMGetMDKindIDInContext(g->cx, "llvm.loop", 9), LLVMMetadataAsValue(g->cx, loop));
+}
+
 static void serial_for(llvm_emitter *g, const nnc_lstmt *s) {
   LLVMValueRef v = slot(g, s->var);
   LLVMBuildStore(g->b, ex(g, s->lo), v);
@@ -550,7 +574,8 @@ static void serial_for(llvm_emitter *g, const nnc_lstmt *s) {
   stmt(g, s->body);
   LLVMValueRef i2 = LLVMBuildLoad2(g->b, g->t_i64, v, "");
   LLVMBuildStore(g->b, LLVMBuildNSWAdd(g->b, i2, LLVMConstInt(g->t_i64, (unsigned long long)s->step, 0), ""), v);
-  LLVMBuildBr(g->b, head);
+  LLVMValueRef back = LLVMBuildBr(g->b, head);
+  if (!short_static_loop(s)) forbid_unrolling(g, back);
   LLVMPositionBuilderAtEnd(g->b, done);
 }
 

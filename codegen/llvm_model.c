@@ -4,8 +4,7 @@
  * each distinct kernel is instead a module of its own, because then
  *  - the modules compile on several threads at once (one LLVM context each, nothing shared);
  *  - each has its own cache entry, so a model edited in one layer recompiles that layer's
- *    kernels and finds the rest in the cache, as does another model with the same kernels;
- *  - each gets the optimization pipeline its code needs (pipeline_for).
+ *    kernels and finds the rest in the cache, as does another model with the same kernels.
  * A kernel's function is named after its key, nnck_<32 hex digits>: the same code has the same
  * name whichever model it came from, so identical kernels share one object. A small module of
  * entry functions declares the kernels and calls them; it is cached like a kernel. */
@@ -44,12 +43,6 @@ static double seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The pipeline a kernel's code needs. */
-static const char *pipeline_for(const nnc_kernel *k) {
-  (void)k;
-  return "default<O3>";
-}
-
 /* m's object: from the cache under m's key, else compiled (and stored). Names the function fn
  * after the key first, so the name is part of the object. */
 static LLVMMemoryBufferRef object_of(nnc_cg_llvm_module *m, LLVMValueRef fn, const char *dir, char *fname,
@@ -84,10 +77,7 @@ static void compile_kernel(const compile_queue *q, kernel_job *j) {
   double t0 = seconds();
   nnc_cg_llvm_module *m = nnc_cg_llvm_module_new("nnc_kernel", &q->target, &d);
   LLVMValueRef fn = NULL;
-  if (m) {
-    m->pipeline = pipeline_for(j->k);
-    fn = nnc_cg_llvm_kernel_fn_finished(m, j->k, "nnck", true, &d);
-  }
+  if (m) fn = nnc_cg_llvm_kernel_fn_finished(m, j->k, "nnck", true, &d);
   j->t.ir_s += seconds() - t0;
   if (fn) j->obj = object_of(m, fn, q->dir, j->fname, sizeof j->fname, &j->result, &j->t, &d);
   j->failed = !j->obj;
