@@ -242,9 +242,11 @@ bool nnc_mem_plan_valid(const nnc_mem_plan *P, char *err, size_t cap) {
 
 /* --- a lowered program's steps -------------------------------------------------------------- */
 
-/* Every parameter of k bound to the same plan buffer as parameter in must pass the proof too. */
-static bool call_inplace_ok(const nnc_kernel *k, const nnc_lcall *c, int out, int in) {
-  if (c->bufs[out] == c->bufs[in]) return false;
+/* Every parameter of k bound to the same plan buffer as parameter in must pass the proof too.
+ * Only scratch takes over scratch (try_inplace), so the proof, a walk of the kernel, is skipped
+ * for the rest: a fused optimizer update binds hundreds of params and moments. */
+static bool call_inplace_ok(const nnc_mem_plan *P, const nnc_kernel *k, const nnc_lcall *c, int out, int in) {
+  if (c->bufs[out] == c->bufs[in] || !is_scratch(P, c->bufs[out]) || !is_scratch(P, c->bufs[in])) return false;
   for (int j = 0; j < c->nbufs && j < k->nbufs; j++)
     if (c->bufs[j] == c->bufs[in] && !nnc_mem_inplace_proven(k, out, j)) return false;
   return true;
@@ -271,7 +273,7 @@ bool nnc_mem_plan_lowered(struct nnc_lprogram *p, nnc_diags *d) {
     }
     for (int o = 0; o < c->nbufs && o < k->nbufs; o++)
       for (int j = 0; j < c->nbufs && j < k->nbufs; j++)
-        if (k->bufs[o]->written && call_inplace_ok(k, c, o, j)) {
+        if (k->bufs[o]->written && call_inplace_ok(p->plan, k, c, o, j)) {
           pairs[np][0] = c->bufs[o], pairs[np][1] = c->bufs[j];
           np++, s->ninplace++;
         }
