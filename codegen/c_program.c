@@ -102,10 +102,10 @@ static void print_call(FILE *out, const nnc_lprogram *p, const nnc_lcall *c, con
   for (int j = 0; j < c->nbufs; j++) {
     const nnc_mem_buffer *b = &p->plan->bufs[c->bufs[j]];
     const char *ct = c_type(k->bufs[j]->dtype);
-    if (dbg == NNC_CG_MEM_SEPARATE) fprintf(out, ", (%s *)B[%d]", ct, c->bufs[j]);
-    else if (aliases_earlier(p, c, k, j))
-      fprintf(out, ", (%s *)nnc_alias(%s + %lld)", ct, region_base(b->region), (long long)b->offset);
-    else fprintf(out, ", (%s *)(%s + %lld)", ct, region_base(b->region), (long long)b->offset);
+    long long at = (long long)(b->offset + nnc_lcall_offset(c, j));
+    if (dbg == NNC_CG_MEM_SEPARATE) fprintf(out, ", (%s *)(B[%d] + %lld)", ct, c->bufs[j], (long long)nnc_lcall_offset(c, j));
+    else if (aliases_earlier(p, c, k, j)) fprintf(out, ", (%s *)nnc_alias(%s + %lld)", ct, region_base(b->region), at);
+    else fprintf(out, ", (%s *)(%s + %lld)", ct, region_base(b->region), at);
   }
   /* kernel-local scratch would follow here; the lowering makes none yet */
   static const char *const names[NNC_LSC_COUNT] = {"n", "lr", "step", "seed"};

@@ -209,7 +209,7 @@ static void print_call(launcher *L, const nnc_lprogram *p, const nnc_lcall *c, i
   fprintf(o, "  { /* %s: %s */\n", c->what, k->name);
   for (int j = 0; j < c->nbufs; j++) {
     const nnc_mem_buffer *b = &p->plan->bufs[c->bufs[j]];
-    fprintf(o, "    CUdeviceptr b%d = %s + %lldu;\n", j, region_ptr(b->region), (long long)b->offset);
+    fprintf(o, "    CUdeviceptr b%d = %s + %lldu;\n", j, region_ptr(b->region), (long long)(b->offset + nnc_lcall_offset(c, j)));
   }
   fprintf(o, "    void *params[] = {");
   for (int j = 0; j < c->nbufs; j++) fprintf(o, "&b%d, ", j);

@@ -88,6 +88,7 @@ nnc_cg_llvm_module *nnc_cg_llvm_module_new(const char *name, const nnc_cg_llvm_t
   m->tm = LLVMCreateTargetMachine(target, m->triple, m->cpu, m->features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
                                   LLVMCodeModelDefault);
   m->pipeline = "default<O3>";
+  m->codegen_level = (int)LLVMCodeGenLevelAggressive;
   m->vector_bits = has_feature(m->features, "avx512f") ? 512 : has_feature(m->features, "avx") ? 256 : 128;
   m->ctx = LLVMContextCreate();
   m->mod = LLVMModuleCreateWithNameInContext(name, m->ctx);
@@ -96,6 +97,13 @@ nnc_cg_llvm_module *nnc_cg_llvm_module_new(const char *name, const nnc_cg_llvm_t
   LLVMSetModuleDataLayout(m->mod, td);
   LLVMDisposeTargetData(td);
   return m;
+}
+
+void nnc_cg_llvm_module_set_codegen_level(nnc_cg_llvm_module *m, LLVMCodeGenOptLevel level) {
+  LLVMTargetRef target = LLVMGetTargetMachineTarget(m->tm);
+  LLVMDisposeTargetMachine(m->tm);
+  m->tm = LLVMCreateTargetMachine(target, m->triple, m->cpu, m->features, level, LLVMRelocPIC, LLVMCodeModelDefault);
+  m->codegen_level = (int)level;
 }
 
 void nnc_cg_llvm_module_free(nnc_cg_llvm_module *m) {

@@ -19,10 +19,13 @@ struct nnc_cg_llvm_module {
   char *triple, *cpu, *features;
   int vector_bits;
   const char *pipeline;  /* LLVMRunPasses's pipeline: "default<O3>" unless the model JIT chose */
+  int codegen_level;     /* the target machine's LLVMCodeGenOptLevel (Aggressive unless set) */
   bool optimized;
   bool call_entries;  /* nnc_cg_llvm_program also emits <model>_<program>_call (codegen/llvm.h) */
 };
 
+/* The target machine again, at another code generation level. */
+void nnc_cg_llvm_module_set_codegen_level(nnc_cg_llvm_module *, LLVMCodeGenOptLevel);
 /* Function attributes every function carries (target, prefer-vector-width, nounwind). */
 void nnc_cg_llvm_fn_attrs(nnc_cg_llvm_module *, LLVMValueRef fn);
 void nnc_cg_llvm_enum_attr(nnc_cg_llvm_module *, LLVMValueRef fn, unsigned idx, const char *name, uint64_t val);

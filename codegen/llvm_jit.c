@@ -54,9 +54,9 @@ nnc_cg_llvm_key nnc_cg_llvm_module_key(nnc_cg_llvm_module *m) {
   FILE *f = open_memstream(&text, &len);
   nnc_cg_llvm_key k = {0, 0};
   if (f) {
-    fprintf(f, "nnc %s\nllvm %d.%d.%d\ntriple %s\ncpu %s\nfeatures %s\nvector %d\nopt %s\n%s", NNC_VERSION,
+    fprintf(f, "nnc %s\nllvm %d.%d.%d\ntriple %s\ncpu %s\nfeatures %s\nvector %d\nopt %s codegen %d\n%s", NNC_VERSION,
             LLVM_VERSION_MAJOR, LLVM_VERSION_MINOR, LLVM_VERSION_PATCH, m->triple, m->cpu, m->features, m->vector_bits,
-            m->pipeline, ir);
+            m->pipeline, m->codegen_level, ir);
     fclose(f);
     k.a = hash64(text, len, 0);
     k.b = hash64(text, len, 0x9E3779B97F4A7C15ull);

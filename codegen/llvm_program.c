@@ -55,7 +55,7 @@ static bool emit_call(entry_cx *c, const nnc_lprogram *p, const unique_kernels *
   for (int j = 0; j < call->nbufs; j++) {
     const nnc_mem_buffer *b = &p->plan->bufs[call->bufs[j]];
     LLVMValueRef base = b->region == NNC_MEM_PERSIST ? P : b->region == NNC_MEM_IO ? IO : S;
-    LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)b->offset, 0);
+    LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(b->offset + nnc_lcall_offset(call, j)), 0);
     argv[na++] = LLVMBuildGEP2(c->b, c->i8, base, &off, 1, "");
   }
   for (int s = 0; s < NNC_LSC_COUNT; s++)

@@ -202,7 +202,7 @@ static bool launch_call(cuda_exec *x, const cu_program *cp, const nnc_lcall *c, 
   int np = 0;
   for (int j = 0; j < c->nbufs; j++) {
     const nnc_mem_buffer *b = &p->plan->bufs[c->bufs[j]];
-    bufs[j] = x->region[b->region] + (CUdeviceptr)b->offset;
+    bufs[j] = x->region[b->region] + (CUdeviceptr)(b->offset + nnc_lcall_offset(c, j));
     params[np++] = &bufs[j];
   }
   /* n is baked into the graph (one per n); lr, step and seed are read from the control block */

@@ -71,7 +71,10 @@ void nnc_lower_print(FILE *out, const nnc_lprogram *p) {
   for (int i = 0; i < p->ncalls; i++) {
     const nnc_lcall *c = &p->calls[i];
     fprintf(out, "call %s(", p->kernels[c->kernel]->name);
-    for (int j = 0; j < c->nbufs; j++) fprintf(out, "%s%s", j ? ", " : "", p->plan->bufs[c->bufs[j]].name);
+    for (int j = 0; j < c->nbufs; j++) {
+      fprintf(out, "%s%s", j ? ", " : "", p->plan->bufs[c->bufs[j]].name);
+      if (nnc_lcall_offset(c, j)) fprintf(out, " + %lld bytes", (long long)nnc_lcall_offset(c, j));
+    }
     fprintf(out, ")  # %s\n", c->what);
   }
 }

@@ -79,14 +79,19 @@ typedef struct nnc_mem_plan {
 
 
 /* One kernel call of a program: the kernel and, for each of its GLOBAL buffers in parameter
- * order, the plan buffer it is bound to. */
+ * order, the plan buffer it is bound to, and how far into it the pointer passed starts. */
 typedef struct nnc_lcall {
   int kernel;                 /* index into the program's kernels */
   int *bufs;
   int nbufs;
+  int64_t *offsets;           /* per parameter, bytes past its buffer's start (a multiple of 64;
+                               * only read-only ones, passes/call_offsets.c); NULL: all 0 */
   const nnc_node *node;       /* the node it computes; NULL for a copy to an output or state */
   const char *what;           /* "%12 = matmul", "state fc1.weight", "output logits" */
 } nnc_lcall;
+
+/* The bytes past the start of its plan buffer at which call c passes parameter j. */
+static inline int64_t nnc_lcall_offset(const nnc_lcall *c, int j) { return c->offsets ? c->offsets[j] : 0; }
 
 typedef struct nnc_lprogram {
   const char *name;           /* "train_step", "eval_step", "predict" */

@@ -39,6 +39,12 @@ nnc_kernel *nnc_lower_copy(nnc_arena *a, const nnc_module *m, const nnc_node *v,
  * needed node, deduplicates kernels (nnc_lk_hash, nnc_lk_equal), and appends the copies of
  * outputs and state outputs that are not computed in place. Scratch stays as P placed it
  * (nnc_mem_plan_lowered packs it). NULL after reporting. */
+/* Moves the constant index offset that all reads of a read-only buffer share out of kernel k
+ * (rewritten; its hash recomputed) and answers, per buffer, the bytes its call must move the
+ * pointer (passes/call_offsets.c), or NULL when nothing moved: the per-step kernels of an
+ * unrolled sequence become one kernel called T times. */
+int64_t *nnc_lower_call_offsets(nnc_arena *a, nnc_kernel *k);
+
 nnc_lprogram *nnc_lower_program(nnc_arena *a, const nnc_module *m, nnc_mem_plan *P, const nnc_lower_opts *,
                                 nnc_diags *);
 

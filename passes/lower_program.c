@@ -36,6 +36,7 @@ static void add_call(builder *B, nnc_kernel *k, const nnc_node *nd, const char *
     B->ccap = cap;
   }
   nnc_lcall *c = &p->calls[p->ncalls++];
+  c->offsets = nnc_lower_call_offsets(B->a, k);
   c->kernel = add_kernel(B, k);
   c->node = nd;
   c->what = what;

@@ -248,7 +248,7 @@ bool nnc_mem_plan_valid(const nnc_mem_plan *P, char *err, size_t cap) {
 static bool call_inplace_ok(const nnc_mem_plan *P, const nnc_kernel *k, const nnc_lcall *c, int out, int in) {
   if (c->bufs[out] == c->bufs[in] || !is_scratch(P, c->bufs[out]) || !is_scratch(P, c->bufs[in])) return false;
   for (int j = 0; j < c->nbufs && j < k->nbufs; j++)
-    if (c->bufs[j] == c->bufs[in] && !nnc_mem_inplace_proven(k, out, j)) return false;
+    if (c->bufs[j] == c->bufs[in] && (nnc_lcall_offset(c, j) != 0 || !nnc_mem_inplace_proven(k, out, j))) return false;
   return true;
 }
 
