@@ -378,20 +378,25 @@ static void sort_by_position(const fuser *F, const nnc_node **list, int n) {
     }
 }
 
-static bool leaves_group(const fuser *F, int gi, int i, const int *consumer_groups_first) {
-  (void)consumer_groups_first;
-  const nnc_node *nd = F->g->nodes[i];
-  if (is_program_output(F, nd)) return true;
-  for (int k = i + 1; k < F->n; k++) {
+/* Per node: read by a node of another group (one pass over the edges, not one per member). */
+static bool *read_outside(const fuser *F) {
+  bool *out = nnc_xcalloc((size_t)F->n + 1, sizeof *out);
+  for (int k = 0; k < F->n; k++) {
     const nnc_node *c = F->g->nodes[k];
-    if (F->grp[k] < 0 || F->grp[k] == gi) continue;
-    for (int j = 0; j < c->ninputs; j++)
-      if (c->inputs[j] == nd) return true;
+    if (F->grp[k] < 0) continue;
+    for (int j = 0; j < c->ninputs; j++) {
+      int p = pos_of(F, c->inputs[j]);
+      if (p >= 0 && F->grp[p] != F->grp[k]) out[p] = true;
+    }
   }
-  return false;
+  return out;
 }
 
-static void fill_group(nnc_arena *a, const fuser *F, int gi, nnc_fuse_group *out) {
+static bool leaves_group(const fuser *F, int i, const bool *outside) {
+  return is_program_output(F, F->g->nodes[i]) || outside[i];
+}
+
+static void fill_group(nnc_arena *a, const fuser *F, int gi, const bool *outside, nnc_fuse_group *out) {
   const bgroup *G = &F->groups[gi];
   out->kind = G->kind;
   out->anchor = F->g->nodes[G->anchor];
@@ -402,7 +407,7 @@ static void fill_group(nnc_arena *a, const fuser *F, int gi, nnc_fuse_group *out
     int i = G->members.v[k];
     out->members[k] = F->g->nodes[i];
     gather_reads(a, F, gi, F->g->nodes[i], &inl, &in);
-    if (leaves_group(F, gi, i, NULL)) collect_add(a, &outs, F->g->nodes[i]);
+    if (leaves_group(F, i, outside)) collect_add(a, &outs, F->g->nodes[i]);
   }
   sort_by_position(F, inl.list, inl.n);
   out->inlined = inl.list, out->ninlined = inl.n;
@@ -453,7 +458,9 @@ nnc_fusion_plan *nnc_fuse_program(nnc_arena *a, const nnc_graph *g) {
   p->group_of = nnc_arena_alloc(a, sizeof *p->group_of * (size_t)(F.n + 1));
   int *order = order_groups(&F), *rank = nnc_xcalloc((size_t)F.ngroups + 1, sizeof *rank);
   for (int k = 0; k < F.ngroups; k++) rank[order[k]] = k;
-  for (int k = 0; k < F.ngroups; k++) fill_group(a, &F, order[k], &p->groups[k]);
+  bool *outside = read_outside(&F);
+  for (int k = 0; k < F.ngroups; k++) fill_group(a, &F, order[k], outside, &p->groups[k]);
+  free(outside);
   for (int i = 0; i < F.n; i++) p->group_of[i] = F.grp[i] >= 0 ? rank[F.grp[i]] : -1;
   for (int gi = 0; gi < F.ngroups; gi++) {
     free(F.groups[gi].members.v);
