@@ -41,10 +41,10 @@ static void check_loads(proof *p, const nnc_lexpr *e, const nnc_lstmt *st) {
   check_loads(p, e->a, st), check_loads(p, e->b, st), check_loads(p, e->c, st);
 }
 
-/* Loads of in or out outside the store (anywhere else in the kernel). */
+/* Loads of in or out outside the store (anywhere else in the kernel): the first ends the proof. */
 static void count_stray(proof *p, const nnc_lexpr *e) {
-  if (!e) return;
-  if (e->kind == NNC_LE_LOAD && (e->buf == p->in || e->buf == p->out)) p->stray_loads++;
+  if (!e || p->bad) return;
+  if (e->kind == NNC_LE_LOAD && (e->buf == p->in || e->buf == p->out)) p->stray_loads++, p->bad = true;
   count_stray(p, e->a), count_stray(p, e->b), count_stray(p, e->c);
 }
 
@@ -242,13 +242,33 @@ bool nnc_mem_plan_valid(const nnc_mem_plan *P, char *err, size_t cap) {
 
 /* --- a lowered program's steps -------------------------------------------------------------- */
 
+/* nnc_mem_inplace_proven for parameters (out, in) of the program's kernel ki, each pair proved
+ * once: a kernel is called many times (an unrolled sequence's per-step kernel, T times). */
+typedef struct proofs {
+  signed char **memo; /* per kernel: nbufs * nbufs, -1 until proved */
+} proofs;
+
+static bool proven(proofs *pf, const nnc_lprogram *p, int ki, int out, int in) {
+  const nnc_kernel *k = p->kernels[ki];
+  if (!pf->memo[ki]) {
+    size_t n = (size_t)k->nbufs * (size_t)k->nbufs;
+    pf->memo[ki] = nnc_xcalloc(n + 1, 1);
+    memset(pf->memo[ki], -1, n);
+  }
+  signed char *m = &pf->memo[ki][out * k->nbufs + in];
+  if (*m < 0) *m = nnc_mem_inplace_proven(k, out, in);
+  return *m;
+}
+
 /* Every parameter of k bound to the same plan buffer as parameter in must pass the proof too.
  * Only scratch takes over scratch (try_inplace), so the proof, a walk of the kernel, is skipped
  * for the rest: a fused optimizer update binds hundreds of params and moments. */
-static bool call_inplace_ok(const nnc_mem_plan *P, const nnc_kernel *k, const nnc_lcall *c, int out, int in) {
+static bool call_inplace_ok(proofs *pf, const nnc_lprogram *p, const nnc_lcall *c, int out, int in) {
+  const nnc_mem_plan *P = p->plan;
   if (c->bufs[out] == c->bufs[in] || !is_scratch(P, c->bufs[out]) || !is_scratch(P, c->bufs[in])) return false;
+  const nnc_kernel *k = p->kernels[c->kernel];
   for (int j = 0; j < c->nbufs && j < k->nbufs; j++)
-    if (c->bufs[j] == c->bufs[in] && (nnc_lcall_offset(c, j) != 0 || !nnc_mem_inplace_proven(k, out, j))) return false;
+    if (c->bufs[j] == c->bufs[in] && (nnc_lcall_offset(c, j) != 0 || !proven(pf, p, c->kernel, out, j))) return false;
   return true;
 }
 
@@ -260,6 +280,7 @@ bool nnc_mem_plan_lowered(struct nnc_lprogram *p, nnc_diags *d) {
   int *reads = nnc_xcalloc((size_t)total + 1, sizeof *reads), *writes = nnc_xcalloc((size_t)total + 1, sizeof *writes);
   int(*pairs)[2] = nnc_xcalloc((size_t)total * (size_t)total + 1, sizeof *pairs);
   int nr = 0, nw = 0, np = 0;
+  proofs pf = {.memo = nnc_xcalloc((size_t)p->nkernels + 1, sizeof *pf.memo)};
   for (int i = 0; i < n; i++) {
     const nnc_lcall *c = &p->calls[i];
     const nnc_kernel *k = p->kernels[c->kernel];
@@ -273,12 +294,13 @@ bool nnc_mem_plan_lowered(struct nnc_lprogram *p, nnc_diags *d) {
     }
     for (int o = 0; o < c->nbufs && o < k->nbufs; o++)
       for (int j = 0; j < c->nbufs && j < k->nbufs; j++)
-        if (k->bufs[o]->written && call_inplace_ok(p->plan, k, c, o, j)) {
+        if (k->bufs[o]->written && call_inplace_ok(&pf, p, c, o, j)) {
           pairs[np][0] = c->bufs[o], pairs[np][1] = c->bufs[j];
           np++, s->ninplace++;
         }
   }
   bool ok = nnc_mem_plan_steps(p->plan, steps, n, d);
-  free(steps), free(reads), free(writes), free(pairs);
+  for (int ki = 0; ki < p->nkernels; ki++) free(pf.memo[ki]);
+  free(pf.memo), free(steps), free(reads), free(writes), free(pairs);
   return ok;
 }
