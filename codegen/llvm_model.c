@@ -143,16 +143,18 @@ static LLVMMemoryBufferRef entries_object(nnc_cg_llvm_module *m, const char *mod
   return object_of(m, NULL, dir, unused, sizeof unused, result, t, d);
 }
 
-/* Every distinct object once (identical kernels have one name), the entries last. */
+/* Every distinct object once, the entries last: kernels the lowering tells apart (by buffer
+ * sizes the code does not depend on) can make the same IR, so the same key and name, and a
+ * name defined twice makes the JIT refuse the second object. */
 static int unique_objects(kernel_job *jobs, int n, LLVMMemoryBufferRef entries, LLVMMemoryBufferRef *objs) {
   int count = 0;
   for (int i = 0; i < n; i++) {
     bool seen = false;
-    for (int j = 0; j < i && !seen; j++) seen = jobs[j].obj && !strcmp(jobs[j].fname, jobs[i].fname);
+    for (int j = 0; j < i && !seen; j++) seen = !strcmp(jobs[j].fname, jobs[i].fname);
     if (seen) LLVMDisposeMemoryBuffer(jobs[i].obj);
     else objs[count++] = jobs[i].obj;
-    jobs[i].obj = NULL;
   }
+  for (int i = 0; i < n; i++) jobs[i].obj = NULL;
   objs[count++] = entries;
   return count;
 }

@@ -7,11 +7,14 @@
  * same constant term c, c leaves the kernel: its indices lose it and the call passes the pointer
  * c elements further. The T kernels become one, called T times.
  *
- * The constant term of an index is that of its sum of products as written (+, -, * by a
- * constant); anything else is a term without a constant. Only offsets that keep the pointer
+ * The constant term of an index is that of its sum of products as written (+, a constant
+ * subtracted, * by a positive constant); anything else is a term without a constant, so what
+ * is left is a sum of the terms the index had, none negated. Only offsets that keep the pointer
  * 64-byte aligned (NNC_ABI_ALIGN, which the backends tell their compilers) move; written
  * buffers never do, so what a call writes, what runs in place and what a test reads back are
- * unchanged. The buffer keeps its declared size, an upper bound of what the kernel reads. */
+ * unchanged. The buffer keeps its declared size, so that the calls with different offsets share
+ * the kernel: the verifier's bound for the moved reads is looser by the offset than the
+ * buffer's real end (each moved read is an unmoved read of the kernel as lowered, minus c). */
 #include "lower.h"
 
 #include <stdlib.h>
@@ -26,31 +29,29 @@ static nnc_lexpr *split_const(nnc_kernel *k, nnc_lexpr *e, int64_t *c) {
     return NULL;
   }
   if (e->kind != NNC_LE_BIN || e->type.lanes != 1 || e->type.dtype != NNC_I64) return e;
-  int64_t ca, cb;
+  int64_t ca, cb, sum;
   nnc_lexpr *ra, *rb;
   switch (e->op) {
   case NNC_LB_ADD:
-  case NNC_LB_SUB:
     ra = split_const(k, e->a, &ca), rb = split_const(k, e->b, &cb);
-    if ((ca == 0 && cb == 0) || (!ra && !rb)) return *c = 0, e; /* nothing to take out; a folded constant */
-    *c = e->op == NNC_LB_ADD ? ca + cb : ca - cb;
-    if (ra && rb) return nnc_le_bin(k, e->op, ra, rb);
-    if (ra) return ra;
-    return e->op == NNC_LB_ADD ? rb : nnc_le_bin(k, NNC_LB_SUB, nnc_le_int(k, 0), rb);
-  case NNC_LB_MUL:
-    if (e->b->kind == NNC_LE_INT) {
-      ra = split_const(k, e->a, &ca);
-      if (ca == 0 || !ra) return e;
-      *c = ca * e->b->ival;
-      return nnc_le_bin(k, NNC_LB_MUL, ra, e->b);
-    }
-    if (e->a->kind == NNC_LE_INT) {
-      rb = split_const(k, e->b, &cb);
-      if (cb == 0 || !rb) return e;
-      *c = cb * e->a->ival;
-      return nnc_le_bin(k, NNC_LB_MUL, e->a, rb);
-    }
-    return e;
+    if ((ca == 0 && cb == 0) || (!ra && !rb) || __builtin_add_overflow(ca, cb, &sum)) return e;
+    *c = sum;
+    return ra && rb ? nnc_le_bin(k, NNC_LB_ADD, ra, rb) : ra ? ra : rb;
+  case NNC_LB_SUB: /* x - constant only: a term subtracted could make what is left negative */
+    if (e->b->kind != NNC_LE_INT) return e;
+    ra = split_const(k, e->a, &ca);
+    if (!ra || __builtin_sub_overflow(ca, e->b->ival, &sum)) return e;
+    *c = sum;
+    return ra;
+  case NNC_LB_MUL: {
+    nnc_lexpr *x = e->b->kind == NNC_LE_INT ? e->a : e->a->kind == NNC_LE_INT ? e->b : NULL;
+    nnc_lexpr *m = x == e->a ? e->b : e->a;
+    if (!x || m->ival <= 0) return e;
+    ra = split_const(k, x, &ca);
+    if (ca == 0 || !ra || __builtin_mul_overflow(ca, m->ival, &sum)) return e;
+    *c = sum;
+    return nnc_le_bin(k, NNC_LB_MUL, ra, m);
+  }
   default: return e;
   }
 }
