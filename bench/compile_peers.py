@@ -6,8 +6,9 @@ forward pass, the gradient and the Adam update, jitted as one function; what is 
 cache off, which is what a user's first step pays. The recurrence is lax.scan, as a JAX user
 writes it, so its compile time does not grow with T.
 
-usage: python bench/compile_peers.py MODEL [T]     (a venv with jax; bench/compile_time.sh makes it)
-prints one line: MODEL seconds
+usage: python bench/compile_peers.py MODEL [T] [STEPS]   (a venv with jax; bench/compile_time.sh makes it)
+prints one line: MODEL seconds; with STEPS, also the training samples/s of that many steps after
+the compiled one (run it under `taskset -c 0` for one thread)
 """
 import sys
 import time
@@ -107,8 +108,19 @@ def main():
     params, loss, batch = {"fashion_mlp": mlp, "fashion_cnn": cnn}.get(name, lambda: lstm(T))()
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
     start = time.perf_counter()
-    jax.jit(adam_step(loss)).lower(params, zeros, zeros, 1.0, *batch).compile()
-    print(f"{name} {time.perf_counter() - start:.3f}")
+    step = jax.jit(adam_step(loss)).lower(params, zeros, zeros, 1.0, *batch).compile()
+    line = f"{name} {time.perf_counter() - start:.3f}"
+    steps = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    if steps:
+        p, m, v = params, zeros, zeros
+        p, m, v, _ = step(p, m, v, 1.0, *batch)  # warm-up
+        jax.block_until_ready(p)
+        start = time.perf_counter()
+        for t in range(steps):
+            p, m, v, value = step(p, m, v, float(t + 2), *batch)
+        jax.block_until_ready(value)
+        line += f" {steps * batch[0].shape[0] / (time.perf_counter() - start):.1f}"
+    print(line)
 
 
 if __name__ == "__main__":

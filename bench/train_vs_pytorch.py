@@ -108,6 +108,14 @@ def run_nnc(nnc, model, threads, cache, args):
     return float(rate.group(1)), int(rss.group(1)) / 1024.0
 
 
+def torch_blas():
+    """The BLAS library Debian's torch runs its matmuls on (libblas.so.3's alternative), as loaded."""
+    code = ("import torch; torch.ones(8, 8) @ torch.ones(8, 8); "
+            "print([l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l.lower()][-1])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return os.path.realpath(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else "unknown"
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--nnc", default="build/nnc")
@@ -121,6 +129,11 @@ def main():
     if args.torch_worker:
         return torch_worker(args)
     nnc = os.path.abspath(args.nnc)
+    blas = torch_blas()
+    print("PyTorch %s runs its matmuls on %s" % (__import__("torch").__version__, blas))
+    if "openblas" not in blas:
+        sys.exit("PyTorch loaded the reference BLAS: its figures would mean nothing. "
+                 "apt-get install libopenblas0-pthread (as root), then run this again.")
     print("load before: %s" % os.getloadavg()[0])
     rows = []
     for name in args.models.split(","):
